@@ -1,0 +1,300 @@
+// Store: where Gatehouse keeps organizations, workspaces, users, API users,
+// tokens (hashes only), settings and the audit log.
+//
+// Store is an abstract interface; SQLite implements it (OpenSqliteStore,
+// CreateSqliteStore: one file in WAL mode, the CLI writes it, any number of
+// sidecars read it). A PostgreSQL implementation would keep the same
+// semantics: the status codes below, case-insensitive names, cascading API
+// user deletion, an append-only audit log, all-or-nothing Transaction().
+//
+// The store is policy-agnostic: roles, workspace types and setting values are
+// kept as the policy's names (TEXT). It checks none of them against a policy;
+// the admin layer does.
+//
+// Names: organization names, workspace names (per organization), user emails
+// (globally) and API user names (per organization) are unique without regard
+// to ASCII case ("Marketing" and "marketing" clash; lookups find either).
+//
+// Time: the store never reads a clock. Every time (created_at, expires_at,
+// audit time, `now`) is passed in, in seconds since the Unix epoch.
+//
+// Errors, for every method:
+//   NotFound            the named or numbered thing does not exist
+//   AlreadyExists       a unique name is already taken
+//   IoError             disk trouble, or "store is locked by another writer"
+//                       after the busy timeout
+//   Corruption          the file is damaged or not a Gatehouse store
+//   FailedPrecondition  the store does not exist, was opened read-only, or
+//                       the write is refused by the schema (audit log)
+//   InvalidArgument     a bad argument (e.g. a negative limit)
+//
+// Thread safety: a Store object is used by one thread at a time (it owns one
+// database connection and its cached prepared statements). A process that
+// needs the store on several threads opens one Store per thread; several
+// Store objects and several processes may use the same file at once.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "gatehouse/status.h"
+#include "gatehouse/tokens.h"
+
+namespace gatehouse {
+
+struct StoreOptions {
+  // How long a write waits for another process's write transaction to end
+  // before failing with IoError "store is locked by another writer".
+  // Default 5000 ms.
+  int busy_timeout_ms = 5000;
+  // Open without write access (the sidecar): every write fails with
+  // FailedPrecondition, and an old schema is not migrated. Default false.
+  bool read_only = false;
+  // Wait for the disk on every commit (SQLite synchronous=FULL), so that a
+  // committed revocation survives a power failure. Off: synchronous=NORMAL,
+  // faster, still safe against process crashes. Default true.
+  bool durable_commits = true;
+};
+
+struct Organization {
+  int64_t id = 0;
+  std::string name;
+};
+
+struct Workspace {
+  int64_t id = 0;
+  int64_t org_id = 0;
+  std::string name;
+  std::string type;                     // policy name: shared, personal, organization, ...
+  std::optional<int64_t> owner_user_id;  // e.g. a personal workspace's owner
+};
+
+// A human user, identified by email.
+struct User {
+  int64_t id = 0;
+  int64_t org_id = 0;
+  std::string email;
+  std::string org_role;
+};
+
+struct Membership {
+  int64_t workspace_id = 0;
+  int64_t user_id = 0;
+  std::string user_email;
+  std::string workspace_role;
+};
+
+struct ApiUser {
+  int64_t id = 0;
+  int64_t org_id = 0;
+  std::string name;
+  std::string org_role;
+  int64_t workspace_id = 0;  // exactly one workspace
+  std::string workspace_name;
+  std::string workspace_role;
+  std::string created_by;  // email of the creator
+  int64_t created_at = 0;
+};
+
+struct NewApiUser {
+  int64_t workspace_id = 0;  // the organization is the workspace's
+  std::string name;
+  std::string org_role;
+  std::string workspace_role;
+  std::string created_by;
+  int64_t created_at = 0;
+};
+
+// A token to insert. The secret is not here: the store never sees it.
+struct NewToken {
+  std::string id;  // public id (MintToken().id)
+  int64_t api_user_id = 0;
+  std::string name;
+  TokenHash hash{};  // HashToken(secret)
+  int64_t created_at = 0;
+  int64_t expires_at = 0;
+  std::string created_by;
+};
+
+struct Setting {
+  std::string name;
+  std::string value;
+};
+
+enum class AuditDecision : uint8_t { kDeny = 0, kAllow = 1 };
+
+// One audit record: who tried what on what, and what the policy said.
+struct AuditRecord {
+  int64_t id = 0;  // assigned by AppendAudit; increasing
+  int64_t time = 0;
+  std::optional<int64_t> org_id;  // absent when the organization was not resolved
+  std::string actor;              // the acting identity, e.g. an email
+  std::string action;             // e.g. token.create
+  std::string target;             // e.g. apiuser:ci-bot or token:tok_...
+  AuditDecision decision = AuditDecision::kDeny;
+  std::string rule;     // the deciding rule id, may be empty
+  std::string message;  // the decision's message, may be empty
+  std::string detail;   // free text (JSON by convention), never a secret
+};
+
+class Store {
+ public:
+  virtual ~Store() = default;
+
+  // ---- Organizations ----
+
+  // Creates an organization. AlreadyExists when the name is taken.
+  virtual Result<Organization> CreateOrganization(std::string_view name) = 0;
+  // The organization with this name (case-insensitive). NotFound if none.
+  virtual Result<Organization> FindOrganization(std::string_view name) = 0;
+  virtual Result<Organization> GetOrganization(int64_t id) = 0;
+  // The only organization: NotFound when the store holds none,
+  // InvalidArgument ("pass --org") when it holds several.
+  virtual Result<Organization> TheOnlyOrganization() = 0;
+  virtual Result<std::vector<Organization>> ListOrganizations() = 0;
+
+  // ---- Workspaces ----
+
+  // Creates a workspace in `org_id`. AlreadyExists when the organization has
+  // a workspace of that name; NotFound when the organization or the owner
+  // does not exist (the owner must belong to the organization).
+  virtual Result<Workspace> CreateWorkspace(int64_t org_id, std::string_view name,
+                                            std::string_view type,
+                                            std::optional<int64_t> owner_user_id) = 0;
+  // The workspace named `name` (case-insensitive) in `org_id`. NotFound if none.
+  virtual Result<Workspace> FindWorkspace(int64_t org_id, std::string_view name) = 0;
+  virtual Result<Workspace> GetWorkspace(int64_t id) = 0;
+  // The organization's workspaces, by name.
+  virtual Result<std::vector<Workspace>> ListWorkspaces(int64_t org_id) = 0;
+
+  // ---- Human users ----
+
+  // Adds a user to an organization. AlreadyExists when the email is taken
+  // (in any organization); NotFound when the organization does not exist.
+  virtual Result<User> AddUser(int64_t org_id, std::string_view email,
+                               std::string_view org_role) = 0;
+  // The user with this email (case-insensitive). NotFound if none.
+  virtual Result<User> FindUserByEmail(std::string_view email) = 0;
+  virtual Result<User> GetUser(int64_t id) = 0;
+  virtual Result<std::vector<User>> ListUsers(int64_t org_id) = 0;
+
+  // ---- Memberships (human user × workspace → workspace role) ----
+
+  // Sets (adds or replaces) the user's role in the workspace. NotFound when
+  // either does not exist or they belong to different organizations.
+  virtual Status SetMembership(int64_t workspace_id, int64_t user_id,
+                               std::string_view workspace_role) = 0;
+  // The user's role in the workspace; NotFound when not a member.
+  virtual Result<std::string> GetMembershipRole(int64_t workspace_id, int64_t user_id) = 0;
+  // The workspace's members, by email.
+  virtual Result<std::vector<Membership>> ListMemberships(int64_t workspace_id) = 0;
+
+  // ---- API users ----
+
+  // Creates an API user in a workspace (and the workspace's organization).
+  // AlreadyExists when the organization has an API user of that name;
+  // NotFound when the workspace does not exist.
+  virtual Result<ApiUser> CreateApiUser(const NewApiUser& api_user) = 0;
+  // The API user named `name` (case-insensitive) in `org_id`. NotFound if none.
+  virtual Result<ApiUser> FindApiUser(int64_t org_id, std::string_view name) = 0;
+  virtual Result<ApiUser> GetApiUser(int64_t id) = 0;
+  // The organization's API users, by name; only those of `workspace_id` if given.
+  virtual Result<std::vector<ApiUser>> ListApiUsers(int64_t org_id,
+                                                    std::optional<int64_t> workspace_id) = 0;
+  // Changes an API user's workspace role / organization role. NotFound if no such API user.
+  virtual Status SetApiUserWorkspaceRole(int64_t api_user_id, std::string_view role) = 0;
+  virtual Status SetApiUserOrgRole(int64_t api_user_id, std::string_view role) = 0;
+  // Deletes an API user and all its tokens, in one transaction. Returns the
+  // number of tokens deleted. NotFound if no such API user (nothing changes).
+  virtual Result<int64_t> DeleteApiUser(int64_t api_user_id) = 0;
+
+  // ---- Tokens (hashes only) ----
+
+  // Inserts a token. AlreadyExists when the public id or the hash is taken;
+  // NotFound when the API user does not exist.
+  virtual Status InsertToken(const NewToken& token) = 0;
+  // The token with this hash, with its API user, workspace and roles,
+  // WHETHER OR NOT IT HAS EXPIRED: check TokenRecord::IsExpiredAt(now).
+  // NotFound if none.
+  virtual Result<TokenRecord> FindTokenByHash(const TokenHash& hash) = 0;
+  // The token with this public id, expired or not. NotFound if none.
+  virtual Result<TokenRecord> FindTokenById(std::string_view token_id) = 0;
+  // The organization's tokens that are not expired at `now`, oldest first;
+  // only those of `api_user_id` if given.
+  virtual Result<std::vector<TokenRecord>> ListTokens(int64_t org_id,
+                                                      std::optional<int64_t> api_user_id,
+                                                      int64_t now) = 0;
+  // Deletes (revokes) a token. NotFound if no such token.
+  virtual Status DeleteToken(std::string_view token_id) = 0;
+  // Deletes every token with expires_at <= now. Returns how many.
+  virtual Result<int64_t> DeleteExpiredTokens(int64_t now) = 0;
+  // Every token of every organization not expired at `now`, for building a
+  // TokenIndex. Calls `fn` once per token, from one read transaction (a
+  // consistent snapshot); the record passed is reused between calls. Stops
+  // and returns fn's error if fn fails.
+  virtual Status ScanActiveTokens(int64_t now,
+                                  const std::function<Status(const TokenRecord&)>& fn) = 0;
+  // ScanActiveTokens gathered into a vector (fine for thousands of tokens;
+  // for millions prefer ScanActiveTokens + TokenIndexBuilder).
+  virtual Result<std::vector<TokenRecord>> LoadActiveTokens(int64_t now) = 0;
+
+  // ---- Settings (organization × name → value, as text) ----
+
+  // Sets a setting (adds or replaces). NotFound when the organization does not exist.
+  virtual Status SetSetting(int64_t org_id, std::string_view name, std::string_view value) = 0;
+  // The stored value; NotFound when never set (the policy's default applies).
+  virtual Result<std::string> GetSetting(int64_t org_id, std::string_view name) = 0;
+  // The organization's stored settings, by name.
+  virtual Result<std::vector<Setting>> ListSettings(int64_t org_id) = 0;
+
+  // ---- Audit log (append-only) ----
+
+  // Appends a record (record.id is ignored). Returns the new record's id.
+  virtual Result<int64_t> AppendAudit(const AuditRecord& record) = 0;
+  // The newest `limit` records, newest first; only `org_id`'s if given.
+  // InvalidArgument when limit < 0.
+  virtual Result<std::vector<AuditRecord>> ListAudit(std::optional<int64_t> org_id,
+                                                     int64_t limit) = 0;
+
+  // ---- Transactions and change detection ----
+
+  // Runs `body` in a write transaction, taken at once (BEGIN IMMEDIATE: wait
+  // up to busy_timeout_ms for other writers, then IoError). Commits only if
+  // body returns ok; otherwise (or if body throws) rolls back, leaving the
+  // store as it was, and returns body's status. Nests: an inner Transaction
+  // is a savepoint that rolls back alone. Store methods called inside body
+  // take part in the transaction.
+  virtual Status Transaction(const std::function<Status()>& body) = 0;
+
+  // A number that changes whenever another connection (any process) has
+  // committed a change since the last call. Cheap (no disk read); the
+  // sidecar calls it per request to notice CLI writes.
+  virtual Result<int64_t> DataVersion() = 0;
+
+  // The schema version of the store (after any migration done by Open).
+  virtual Result<int> SchemaVersion() = 0;
+};
+
+// The newest schema version this build reads and writes.
+inline constexpr int kStoreSchemaVersion = 1;
+
+// Opens an existing SQLite store, migrating an older schema (unless read-only).
+// FailedPrecondition "store PATH does not exist; run `gatehouse init`" when
+// the file is missing; Corruption when the file is damaged, truncated, empty,
+// or not a Gatehouse store; FailedPrecondition when its schema is newer than
+// this build; IoError when it cannot be opened.
+Result<std::unique_ptr<Store>> OpenSqliteStore(const std::string& path,
+                                               const StoreOptions& options = {});
+
+// Creates a new, empty SQLite store file (mode 0600) with the current schema.
+// AlreadyExists when `path` exists (never touches it); IoError when it cannot
+// be created (the partial file is removed).
+Result<std::unique_ptr<Store>> CreateSqliteStore(const std::string& path,
+                                                 const StoreOptions& options = {});
+
+}  // namespace gatehouse

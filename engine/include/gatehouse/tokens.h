@@ -1,0 +1,141 @@
+// API tokens: minting, format checks and hashing.
+//
+// A token secret looks like
+//
+//   gat_ + 30 base62 characters of randomness + 6 base62 characters of checksum
+//
+// 40 characters in all, alphabet [0-9A-Za-z] after the prefix. The 30 random
+// characters are drawn uniformly (rejection sampling) from OpenSSL's CSPRNG,
+// 30 * log2(62) = 178.6 bits. The checksum is the CRC-32 (IEEE 802.3, as zlib)
+// of the first 34 characters (`gat_` + body), written as a fixed-width
+// 6-character base62 number, most significant digit first. A mistyped or
+// truncated token is refused by CheckTokenFormat without touching any store:
+// every single-character substitution is caught.
+//
+// Secret scanners recognise a leaked token with
+//
+//   \bgat_[0-9A-Za-z]{36}\b
+//
+// and may confirm it offline by recomputing the CRC-32.
+//
+// Besides the secret, every token has a short public id, `tok_` + 12 base62
+// characters (71 bits, random), shown by `token list` and used by
+// `token revoke`. The id is not secret; the secret never leaves MintToken's
+// caller, and the store keeps only HashToken(secret) (SHA-256, 32 bytes).
+//
+// Thread safety: every function here is safe to call from any number of
+// threads at once. HashToken keeps one OpenSSL digest context per thread.
+#pragma once
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <string>
+#include <string_view>
+
+#include "gatehouse/status.h"
+
+namespace gatehouse {
+
+inline constexpr std::string_view kTokenPrefix = "gat_";
+inline constexpr size_t kTokenRandomChars = 30;    // 178.6 bits
+inline constexpr size_t kTokenChecksumChars = 6;   // CRC-32 in base62, fixed width
+inline constexpr size_t kTokenLength =
+    kTokenPrefix.size() + kTokenRandomChars + kTokenChecksumChars;  // 40
+
+inline constexpr std::string_view kTokenIdPrefix = "tok_";
+inline constexpr size_t kTokenIdRandomChars = 12;  // 71.4 bits
+inline constexpr size_t kTokenIdLength = kTokenIdPrefix.size() + kTokenIdRandomChars;  // 16
+
+// The regular expression (ECMAScript / PCRE / RE2) that finds token secrets in text.
+inline constexpr std::string_view kTokenRegex = R"(\bgat_[0-9A-Za-z]{36}\b)";
+
+// SHA-256 of a token's full text: the only form in which a token is stored.
+using TokenHash = std::array<uint8_t, 32>;
+
+// Hash functor for unordered containers keyed by TokenHash. SHA-256 output is
+// already uniform, so the first 8 bytes are the hash.
+struct TokenHashHasher {
+  size_t operator()(const TokenHash& h) const noexcept {
+    uint64_t v;
+    std::memcpy(&v, h.data(), sizeof v);
+    return static_cast<size_t>(v);
+  }
+};
+
+// A freshly minted token. `secret` is shown to the creator exactly once and
+// must never be stored, logged or put in an error message.
+struct MintedToken {
+  std::string secret;  // gat_..., kTokenLength characters
+  std::string id;      // tok_..., kTokenIdLength characters
+  TokenHash hash;      // HashToken(secret)
+};
+
+// Everything the store knows about one token, and everything needed to verify
+// it and to decide for it: the token, its API user, and the API user's
+// workspace and roles. Roles and types are the policy's names, as stored.
+// Holds no secret.
+struct TokenRecord {
+  std::string token_id;  // public id, tok_...
+  std::string name;      // the token's name, given at creation
+  TokenHash hash{};
+  int64_t created_at = 0;  // seconds since the Unix epoch
+  int64_t expires_at = 0;  // the first second at which the token is no longer valid
+  std::string created_by;  // email of the creator
+
+  int64_t api_user_id = 0;
+  std::string api_user_name;
+  int64_t org_id = 0;
+  std::string org_role;  // the API user's organization role
+  int64_t workspace_id = 0;
+  std::string workspace_name;
+  std::string workspace_type;
+  std::string workspace_role;  // the API user's role in its workspace
+
+  // True when the token is expired at `now` (seconds since the epoch). A token
+  // is valid while now < expires_at.
+  bool IsExpiredAt(int64_t now) const { return now >= expires_at; }
+};
+
+// Mints a new token: a random secret, a random public id, and the secret's hash.
+// Fails (Internal) only when the CSPRNG cannot deliver (RAND_bytes failed);
+// never returns a weak token.
+Result<MintedToken> MintToken();
+
+// Mints only a public id (tok_ + 12 random base62 characters). Fails as MintToken.
+Result<std::string> MintTokenId();
+
+// True when `token` has exactly the shape of a token secret: the prefix, the
+// length, the alphabet and a matching checksum. Touches no store and no
+// OpenSSL; does not allocate. It says nothing about whether the token exists.
+bool CheckTokenFormat(std::string_view token) noexcept;
+
+// True when `id` has the shape of a public token id (tok_ + 12 base62).
+bool CheckTokenIdFormat(std::string_view id) noexcept;
+
+// SHA-256 of `token` (any text; callers normally check the format first).
+// Reuses a per-thread OpenSSL context (about 4x faster than a one-shot digest).
+// SHA-256 over memory cannot fail short of OpenSSL running out of memory;
+// then the process aborts with a message, as on any allocation failure.
+TokenHash HashToken(std::string_view token) noexcept;
+
+// Lower-case hex of a hash, 64 characters.
+std::string HashToHex(const TokenHash& hash);
+
+// Compares two hashes in constant time (CRYPTO_memcmp). Use it for every
+// comparison of a stored hash with a presented one.
+bool HashEquals(const TokenHash& a, const TokenHash& b) noexcept;
+
+// What may be shown of a token in logs, audit records and errors: its first
+// 8 characters and an ellipsis ("gat_AbCd..."), or "<malformed token>" for
+// anything that does not start with gat_ or is too short to be a token.
+// Never reveals more than 4 random characters.
+std::string RedactToken(std::string_view token);
+
+namespace internal {
+// CRC-32 (IEEE 802.3, reflected, as zlib's crc32()); exposed for tests.
+uint32_t Crc32(std::string_view data) noexcept;
+}  // namespace internal
+
+}  // namespace gatehouse

@@ -1,0 +1,116 @@
+// The only yaml-cpp include in the project.
+#include "policy/yaml_reader.h"
+
+#include <yaml-cpp/yaml.h>
+
+#include <algorithm>
+#include <cctype>
+
+namespace gatehouse::internal {
+
+std::pair<int, int> YDoc::LineCol(size_t byte) const {
+  auto it = std::upper_bound(line_starts.begin(), line_starts.end(), byte);
+  size_t line = static_cast<size_t>(it - line_starts.begin());  // 1-based
+  size_t start = line_starts[line - 1];
+  return {static_cast<int>(line), static_cast<int>(byte - start + 1)};
+}
+
+std::pair<int, int> YDoc::PosInScalar(const YNode& n, size_t offset) const {
+  size_t j = n.offset;
+  if (j < text.size() && (text[j] == '"' || text[j] == '\'')) {
+    ++j;
+  } else if (j < text.size() && (text[j] == '|' || text[j] == '>')) {
+    while (j < text.size() && text[j] != '\n') ++j;
+  }
+  // Walk the value and the source together; whitespace runs in the source
+  // (folded newlines, indentation) stand for at most one value character.
+  const std::string& v = n.value;
+  for (size_t i = 0; i < offset && i < v.size() && j < text.size(); ++i) {
+    while (j < text.size() && text[j] != v[i] && std::isspace(static_cast<unsigned char>(text[j]))) ++j;
+    if (j < text.size() && text[j] == v[i]) ++j;
+  }
+  if (offset < v.size()) {
+    while (j < text.size() && text[j] != v[offset] && std::isspace(static_cast<unsigned char>(text[j]))) ++j;
+  }
+  return LineCol(std::min(j, text.size()));
+}
+
+namespace {
+
+void Convert(const YAML::Node& in, const YDoc& doc, int line, int col, size_t off, YNode* out) {
+  const YAML::Mark m = in.Mark();
+  if (m.line >= 0 && m.pos >= 0) {
+    out->offset = static_cast<size_t>(m.pos);
+    auto [l, c] = doc.LineCol(out->offset);
+    out->line = l;
+    out->column = c;
+  } else {
+    out->line = line;
+    out->column = col;
+    out->offset = off;
+  }
+  switch (in.Type()) {
+    case YAML::NodeType::Scalar:
+      out->kind = YNode::Kind::kScalar;
+      out->value = in.Scalar();
+      out->quoted = in.Tag() == "!";
+      break;
+    case YAML::NodeType::Sequence:
+      out->kind = YNode::Kind::kSeq;
+      for (const auto& item : in) {
+        YNode child;
+        Convert(item, doc, out->line, out->column, out->offset, &child);
+        out->items.push_back(std::move(child));
+      }
+      break;
+    case YAML::NodeType::Map:
+      out->kind = YNode::Kind::kMap;
+      for (const auto& kv : in) {
+        YNode k, v;
+        Convert(kv.first, doc, out->line, out->column, out->offset, &k);
+        Convert(kv.second, doc, k.line, k.column, k.offset, &v);
+        out->entries.emplace_back(std::move(k), std::move(v));
+      }
+      break;
+    default:
+      out->kind = YNode::Kind::kNull;
+      break;
+  }
+}
+
+}  // namespace
+
+bool ReadYaml(const std::string& file, std::string text, YDoc* doc, std::vector<PolicyError>* errors) {
+  doc->file = file;
+  doc->text = std::move(text);
+  doc->line_starts = {0};
+  for (size_t i = 0; i < doc->text.size(); ++i)
+    if (doc->text[i] == '\n') doc->line_starts.push_back(i + 1);
+  try {
+    std::vector<YAML::Node> docs = YAML::LoadAll(doc->text);
+    if (docs.size() > 1) {
+      // A second document is almost always a stray "---"; refuse rather than guess.
+      errors->push_back({file, 1, 1, "a policy file holds one YAML document; found " +
+                                         std::to_string(docs.size())});
+      return false;
+    }
+    if (!docs.empty()) Convert(docs[0], *doc, 1, 1, 0, &doc->root);
+    return true;
+  } catch (const YAML::Exception& e) {
+    int line = e.mark.line + 1, col = e.mark.column + 1;
+    // Some errors at the end of input carry 0:0 with a real byte offset.
+    if (e.mark.line <= 0 && e.mark.column <= 0 && e.mark.pos > 0) {
+      auto [l, c] = doc->LineCol(std::min(static_cast<size_t>(e.mark.pos), doc->text.size()));
+      line = l;
+      col = c;
+    }
+    if (e.mark.line < 0) line = col = 1;
+    errors->push_back({file, line, col, "YAML syntax error: " + e.msg});
+    return false;
+  } catch (const std::exception& e) {
+    errors->push_back({file, 1, 1, std::string("cannot read YAML: ") + e.what()});
+    return false;
+  }
+}
+
+}  // namespace gatehouse::internal
