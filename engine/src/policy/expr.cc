@@ -73,6 +73,14 @@ std::vector<Token> Tokenize(std::string_view s, std::vector<ExprError>* errors) 
       } else {
         t.kind = Tok::kOp;
       }
+    } else if (c == '&' || c == '|') {
+      size_t j = i;
+      while (j < s.size() && s[j] == c) ++j;
+      t.kind = Tok::kBad;
+      t.text = s.substr(i, j - i);
+      errors->push_back({i, "unknown operator '" + std::string(t.text) + "' (write " +
+                                (c == '&' ? "'and'" : "'or'") + ")"});
+      i = j;
     } else {
       t.kind = Tok::kBad;
       t.text = s.substr(i, 1);

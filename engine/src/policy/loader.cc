@@ -27,6 +27,7 @@ struct Ctx {
   }
 };
 
+// Where something else was defined: "line L:C" in the same file, else FILE:L:C.
 std::string Where(const YDoc& d, const YNode& n) {
   return d.file + ":" + std::to_string(n.line) + ":" + std::to_string(n.column);
 }
@@ -191,6 +192,7 @@ class Builder {
       ctx_.errors->push_back({d.file, 1, 1, "empty policy file (expected 'gatehouse: v1' and a policy)"});
       return;
     }
+    gathered_any_ = true;
     Fields f;
     GetFields(ctx_, d, d.root, "the policy file",
               {"gatehouse", "policy", "roles", "workspace_types", "settings", "tokens", "actions", "routes"},
@@ -297,6 +299,7 @@ class Builder {
   }
 
   void Missing(const std::string& key, const std::string& example) {
+    if (!gathered_any_) return;  // every file was empty: that error says it all
     const std::string file = first_file_.empty() ? "<policy>" : first_file_;
     ctx_.errors->push_back({file, 1, 1, "missing required key '" + key + "' (e.g. " + example + ")"});
   }
@@ -549,6 +552,7 @@ class Builder {
   std::map<std::string, Def> settings_, actions_;
   std::vector<Def> routes_;
   std::vector<Pending> pending_;
+  bool gathered_any_ = false;
 };
 
 }  // namespace
