@@ -1,0 +1,105 @@
+// Authorizing a request from outside: who is asking (a token or a user's
+// email), which action, in which workspace, with which request parameters.
+//
+// Directory is an immutable snapshot of the store's organizations,
+// workspaces, settings, users and memberships (not tokens: those come from a
+// TokenIndex or Store::FindTokenByHash). Build one with Directory::Load and
+// share it as shared_ptr<const Directory>; rebuild it when the store's
+// DataVersion changes. Authorize() is a pure function over a policy and a
+// directory: thread-safe, and it never allows on anything unknown.
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include "gatehouse/policy.h"
+#include "gatehouse/status.h"
+#include "gatehouse/store.h"
+#include "gatehouse/token_index.h"
+
+namespace gatehouse {
+
+class Directory {
+ public:
+  struct WorkspaceEntry {
+    int64_t id = 0;
+    int64_t org_id = 0;
+    std::string name;
+    std::string type;
+  };
+  struct UserEntry {
+    int64_t id = 0;
+    int64_t org_id = 0;
+    std::string email;
+    std::string org_role;
+    std::unordered_map<int64_t, std::string> workspace_roles;  // by workspace id
+  };
+
+  // Reads the whole directory in one read transaction. Errors: the store's.
+  static Result<std::shared_ptr<const Directory>> Load(Store& store);
+  // An empty directory (every lookup fails).
+  Directory() = default;
+
+  // Case-insensitive lookups; nullptr when unknown.
+  const WorkspaceEntry* FindWorkspace(int64_t org_id, std::string_view name) const;
+  const UserEntry* FindUser(std::string_view email) const;
+  // The organization's settings as the policy sees them: declared defaults,
+  // overridden by the values set in the store.
+  uint64_t SettingsMask(const CompiledPolicy& policy, int64_t org_id) const;
+
+  size_t workspace_count() const { return workspaces_.size(); }
+  size_t user_count() const { return users_.size(); }
+
+ private:
+  std::unordered_map<std::string, WorkspaceEntry> workspaces_;  // key: org id + '/' + lower-case name
+  std::unordered_map<std::string, UserEntry> users_;            // key: lower-case email
+  std::unordered_map<int64_t, std::vector<std::pair<std::string, std::string>>> settings_;
+};
+
+// Who is asking: a human user or an API user (through one of its tokens).
+struct Subject {
+  PrincipalKind kind = PrincipalKind::kUser;
+  int64_t id = 0;    // user id or API user id
+  std::string name;  // email or API user name
+  int64_t org_id = 0;
+  std::string org_role;
+  // API users only: their one workspace and their role in it.
+  int64_t workspace_id = 0;
+  std::string workspace_name;
+  std::string workspace_role;
+  std::string token_id;  // when the subject comes from a token
+};
+
+Subject SubjectOfToken(const VerifiedToken& token);
+Subject SubjectOfToken(const TokenRecord& token);
+// nullopt when the email is unknown.
+std::optional<Subject> SubjectOfUser(const Directory& dir, std::string_view email);
+
+struct AuthzOutcome {
+  bool bad_request = false;  // the request itself is malformed (unknown action, bad parameter)
+  std::string error;         // why, when bad_request
+  bool allow = false;
+  Decision decision;         // valid when `decided`
+  bool decided = false;      // false: denied before the policy was asked (unknown workspace, role...)
+  std::vector<Reason> reasons;
+  std::string workspace_role;  // the subject's role in the target workspace, as decided
+  std::string workspace_type;
+  std::optional<GraphqlTemplate> graphql;  // the action's on_deny error, when denied
+};
+
+// Decides `action` in `workspace` for `subject`. `params` are request
+// parameters by name (values as text: role names, integers, durations,
+// true/false); parameters the action does not declare are ignored.
+AuthzOutcome Authorize(const CompiledPolicy& policy, const Directory& dir, const Subject& subject,
+                       std::string_view action, std::string_view workspace,
+                       const std::vector<std::pair<std::string, std::string>>& params = {});
+
+// Parses a request parameter's text for the parameter's type; nullopt when invalid.
+std::optional<int64_t> ParseParamValue(const CompiledPolicy& policy, ValueType type, std::string_view text);
+
+}  // namespace gatehouse

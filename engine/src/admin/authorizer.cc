@@ -1,0 +1,200 @@
+#include "gatehouse/authorizer.h"
+
+#include <algorithm>
+#include <charconv>
+
+namespace gatehouse {
+namespace {
+
+std::string Lower(std::string_view s) {
+  std::string out(s);
+  std::transform(out.begin(), out.end(), out.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  return out;
+}
+
+std::string WsKey(int64_t org, std::string_view name) { return std::to_string(org) + "/" + Lower(name); }
+
+AuthzOutcome DenyEarly(std::string rule, std::string message) {
+  AuthzOutcome o;
+  o.reasons.push_back({std::move(rule), Effect::kDeny, std::move(message)});
+  return o;
+}
+
+}  // namespace
+
+Result<std::shared_ptr<const Directory>> Directory::Load(Store& store) {
+  auto dir = std::make_shared<Directory>();
+  Status st = store.Transaction([&]() -> Status {
+    auto orgs = store.ListOrganizations();
+    if (!orgs.ok()) return orgs.status();
+    for (const Organization& org : *orgs) {
+      auto wss = store.ListWorkspaces(org.id);
+      if (!wss.ok()) return wss.status();
+      for (const Workspace& w : *wss) dir->workspaces_[WsKey(org.id, w.name)] = {w.id, org.id, w.name, w.type};
+      auto users = store.ListUsers(org.id);
+      if (!users.ok()) return users.status();
+      for (const User& u : *users) dir->users_[Lower(u.email)] = {u.id, org.id, u.email, u.org_role, {}};
+      for (const Workspace& w : *wss) {
+        auto members = store.ListMemberships(w.id);
+        if (!members.ok()) return members.status();
+        for (const Membership& m : *members) {
+          auto it = dir->users_.find(Lower(m.user_email));
+          if (it != dir->users_.end()) it->second.workspace_roles[w.id] = m.workspace_role;
+        }
+      }
+      auto settings = store.ListSettings(org.id);
+      if (!settings.ok()) return settings.status();
+      for (const Setting& s : *settings) dir->settings_[org.id].emplace_back(s.name, s.value);
+    }
+    return Status::Ok();
+  });
+  if (!st.ok()) return st;
+  return std::shared_ptr<const Directory>(std::move(dir));
+}
+
+const Directory::WorkspaceEntry* Directory::FindWorkspace(int64_t org_id, std::string_view name) const {
+  auto it = workspaces_.find(WsKey(org_id, name));
+  return it == workspaces_.end() ? nullptr : &it->second;
+}
+
+const Directory::UserEntry* Directory::FindUser(std::string_view email) const {
+  auto it = users_.find(Lower(email));
+  return it == users_.end() ? nullptr : &it->second;
+}
+
+uint64_t Directory::SettingsMask(const CompiledPolicy& policy, int64_t org_id) const {
+  uint64_t mask = policy.default_settings();
+  auto it = settings_.find(org_id);
+  if (it == settings_.end()) return mask;
+  for (const auto& [name, value] : it->second) {
+    auto id = policy.FindSetting(name);
+    if (!id) continue;  // a setting the current policy no longer declares
+    if (value == "true") mask |= uint64_t{1} << *id;
+    else mask &= ~(uint64_t{1} << *id);  // anything but "true" is off: fail closed
+  }
+  return mask;
+}
+
+Subject SubjectOfToken(const VerifiedToken& t) {
+  Subject s;
+  s.kind = PrincipalKind::kApiUser;
+  s.id = t.principal->api_user_id;
+  s.name = t.principal->api_user_name;
+  s.org_id = t.principal->org_id;
+  s.org_role = t.principal->org_role;
+  s.workspace_id = t.principal->workspace_id;
+  s.workspace_name = t.principal->workspace_name;
+  s.workspace_role = t.principal->workspace_role;
+  s.token_id = std::string(t.token_id);
+  return s;
+}
+
+Subject SubjectOfToken(const TokenRecord& t) {
+  Subject s;
+  s.kind = PrincipalKind::kApiUser;
+  s.id = t.api_user_id;
+  s.name = t.api_user_name;
+  s.org_id = t.org_id;
+  s.org_role = t.org_role;
+  s.workspace_id = t.workspace_id;
+  s.workspace_name = t.workspace_name;
+  s.workspace_role = t.workspace_role;
+  s.token_id = t.token_id;
+  return s;
+}
+
+std::optional<Subject> SubjectOfUser(const Directory& dir, std::string_view email) {
+  const Directory::UserEntry* u = dir.FindUser(email);
+  if (!u) return std::nullopt;
+  Subject s;
+  s.kind = PrincipalKind::kUser;
+  s.id = u->id;
+  s.name = u->email;
+  s.org_id = u->org_id;
+  s.org_role = u->org_role;
+  return s;
+}
+
+std::optional<int64_t> ParseParamValue(const CompiledPolicy& p, ValueType type, std::string_view text) {
+  switch (type) {
+    case ValueType::kOrgRole:
+      if (auto id = p.FindOrgRole(text)) return *id;
+      return std::nullopt;
+    case ValueType::kWorkspaceRole:
+      if (auto id = p.FindWorkspaceRole(text)) return *id;
+      return std::nullopt;
+    case ValueType::kBool:
+      if (text == "true") return 1;
+      if (text == "false") return 0;
+      return std::nullopt;
+    case ValueType::kInt: {
+      if (auto d = ParseDuration(text)) return *d;
+      int64_t v = 0;
+      auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+      if (ec != std::errc() || ptr != text.data() + text.size() || text.empty()) return std::nullopt;
+      return v;
+    }
+    default: return std::nullopt;
+  }
+}
+
+AuthzOutcome Authorize(const CompiledPolicy& policy, const Directory& dir, const Subject& subject,
+                       std::string_view action, std::string_view workspace,
+                       const std::vector<std::pair<std::string, std::string>>& params) {
+  auto action_id = policy.FindAction(action);
+  if (!action_id) {
+    AuthzOutcome o;
+    o.bad_request = true;
+    o.error = "unknown action '" + std::string(action) + "'";
+    return o;
+  }
+  Request r;
+  r.action = *action_id;
+  r.kind = subject.kind;
+  const ActionInfo& info = *policy.action(*action_id);
+  for (const auto& [name, value] : params) {
+    auto slot = policy.FindParam(*action_id, name);
+    if (!slot) continue;  // undeclared parameters are ignored (CONTRACT.md)
+    auto v = ParseParamValue(policy, info.params[*slot].type, value);
+    if (!v) {
+      AuthzOutcome o;
+      o.bad_request = true;
+      o.error = "invalid value '" + value + "' for request parameter " + name;
+      return o;
+    }
+    r.params[*slot] = *v;
+  }
+  const Directory::WorkspaceEntry* ws = dir.FindWorkspace(subject.org_id, workspace);
+  if (!ws) return DenyEarly("unknown-workspace", "no workspace named '" + std::string(workspace) + "' in the organization");
+  auto type = policy.FindWorkspaceType(ws->type);
+  if (!type) return DenyEarly("unknown-workspace-type", "workspace type '" + ws->type + "' is not declared by the policy");
+  r.workspace_type = *type;
+  auto org_role = policy.FindOrgRole(subject.org_role.empty() ? "none" : subject.org_role);
+  if (!org_role) return DenyEarly("unknown-role", "organization role '" + subject.org_role + "' is not declared by the policy");
+  r.org_role = *org_role;
+  // The workspace role: an API user's only in its own workspace; a human's
+  // from its membership. Authority never comes from whoever presents a token.
+  std::string ws_role = "none";
+  if (subject.kind == PrincipalKind::kApiUser) {
+    if (ws->id == subject.workspace_id) ws_role = subject.workspace_role;
+  } else if (const Directory::UserEntry* u = dir.FindUser(subject.name)) {
+    auto it = u->workspace_roles.find(ws->id);
+    if (it != u->workspace_roles.end()) ws_role = it->second;
+  }
+  auto ws_role_id = policy.FindWorkspaceRole(ws_role);
+  if (!ws_role_id) return DenyEarly("unknown-role", "workspace role '" + ws_role + "' is not declared by the policy");
+  r.workspace_role = *ws_role_id;
+  r.settings = dir.SettingsMask(policy, subject.org_id);
+
+  AuthzOutcome o;
+  o.decided = true;
+  o.decision = policy.Decide(r);
+  o.allow = o.decision.allowed();
+  o.reasons = policy.Explain(o.decision);
+  o.workspace_role = ws_role;
+  o.workspace_type = ws->type;
+  if (!o.allow && info.graphql) o.graphql = info.graphql;
+  return o;
+}
+
+}  // namespace gatehouse
