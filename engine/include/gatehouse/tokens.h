@@ -136,6 +136,9 @@ std::string RedactToken(std::string_view token);
 namespace internal {
 // CRC-32 (IEEE 802.3, reflected, as zlib's crc32()); exposed for tests.
 uint32_t Crc32(std::string_view data) noexcept;
+// HashToken done the slow way, a one-shot EVP_Digest with EVP_sha256() (a new
+// context and an implicit algorithm fetch per call); for tests and benchmarks.
+TokenHash HashTokenOneShot(std::string_view token) noexcept;
 }  // namespace internal
 
 }  // namespace gatehouse

@@ -103,6 +103,16 @@ uint32_t Crc32(std::string_view data) noexcept {
   for (unsigned char ch : data) c = kCrcTable[(c ^ ch) & 0xFF] ^ (c >> 8);
   return c ^ 0xFFFFFFFFu;
 }
+
+TokenHash HashTokenOneShot(std::string_view token) noexcept {
+  TokenHash out;
+  unsigned int len = 0;
+  if (EVP_Digest(token.data(), token.size(), out.data(), &len, EVP_sha256(), nullptr) != 1 ||
+      len != out.size()) {
+    DieOnDigestFailure();
+  }
+  return out;
+}
 }  // namespace internal
 
 Result<MintedToken> MintToken() {

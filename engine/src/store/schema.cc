@@ -1,0 +1,120 @@
+#include "store/schema.h"
+
+namespace gatehouse::internal {
+namespace {
+
+// Version 1.
+//
+// - STRICT tables: a value of the wrong type is refused, not silently kept.
+// - Names are COLLATE NOCASE, so UNIQUE and lookups ignore ASCII case.
+// - tokens is keyed by the hash (WITHOUT ROWID): a lookup by hash is one
+//   B-tree descent, the hot query of the store. The plaintext is never here.
+// - Deleting an API user cascades to its tokens (foreign_keys is turned on
+//   by every connection); tokens(api_user_id) is indexed for that.
+// - The audit log refuses UPDATE and DELETE by triggers. This guards against
+//   mistakes and against any code path that tries; it cannot stop someone who
+//   owns the file (they could drop the triggers).
+constexpr char kSchemaV1[] = R"sql(
+CREATE TABLE organizations (
+  id   INTEGER PRIMARY KEY,
+  name TEXT NOT NULL COLLATE NOCASE UNIQUE
+) STRICT;
+
+CREATE TABLE users (
+  id       INTEGER PRIMARY KEY,
+  org_id   INTEGER NOT NULL REFERENCES organizations(id),
+  email    TEXT NOT NULL COLLATE NOCASE UNIQUE,
+  org_role TEXT NOT NULL
+) STRICT;
+CREATE INDEX users_org ON users(org_id);
+
+CREATE TABLE workspaces (
+  id            INTEGER PRIMARY KEY,
+  org_id        INTEGER NOT NULL REFERENCES organizations(id),
+  name          TEXT NOT NULL COLLATE NOCASE,
+  type          TEXT NOT NULL,
+  owner_user_id INTEGER REFERENCES users(id),
+  UNIQUE (org_id, name)
+) STRICT;
+CREATE INDEX workspaces_owner ON workspaces(owner_user_id);
+
+CREATE TABLE memberships (
+  workspace_id INTEGER NOT NULL REFERENCES workspaces(id) ON DELETE CASCADE,
+  user_id      INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+  role         TEXT NOT NULL,
+  PRIMARY KEY (workspace_id, user_id)
+) STRICT, WITHOUT ROWID;
+CREATE INDEX memberships_user ON memberships(user_id);
+
+CREATE TABLE api_users (
+  id             INTEGER PRIMARY KEY,
+  org_id         INTEGER NOT NULL REFERENCES organizations(id),
+  name           TEXT NOT NULL COLLATE NOCASE,
+  org_role       TEXT NOT NULL,
+  workspace_id   INTEGER NOT NULL REFERENCES workspaces(id),
+  workspace_role TEXT NOT NULL,
+  created_by     TEXT NOT NULL,
+  created_at     INTEGER NOT NULL,
+  UNIQUE (org_id, name)
+) STRICT;
+CREATE INDEX api_users_workspace ON api_users(workspace_id);
+
+CREATE TABLE tokens (
+  hash        BLOB NOT NULL PRIMARY KEY CHECK (length(hash) = 32),
+  public_id   TEXT NOT NULL UNIQUE,
+  api_user_id INTEGER NOT NULL REFERENCES api_users(id) ON DELETE CASCADE,
+  name        TEXT NOT NULL,
+  created_at  INTEGER NOT NULL,
+  expires_at  INTEGER NOT NULL,
+  created_by  TEXT NOT NULL
+) STRICT, WITHOUT ROWID;
+CREATE INDEX tokens_api_user ON tokens(api_user_id);
+CREATE INDEX tokens_expires ON tokens(expires_at);
+
+CREATE TABLE settings (
+  org_id INTEGER NOT NULL REFERENCES organizations(id),
+  name   TEXT NOT NULL,
+  value  TEXT NOT NULL,
+  PRIMARY KEY (org_id, name)
+) STRICT, WITHOUT ROWID;
+
+CREATE TABLE audit_log (
+  id       INTEGER PRIMARY KEY AUTOINCREMENT,
+  time     INTEGER NOT NULL,
+  org_id   INTEGER REFERENCES organizations(id),
+  actor    TEXT NOT NULL,
+  action   TEXT NOT NULL,
+  target   TEXT NOT NULL,
+  decision TEXT NOT NULL CHECK (decision IN ('allow', 'deny')),
+  rule     TEXT NOT NULL,
+  message  TEXT NOT NULL,
+  detail   TEXT NOT NULL
+) STRICT;
+CREATE INDEX audit_log_org ON audit_log(org_id, id);
+
+CREATE TRIGGER audit_log_no_update BEFORE UPDATE ON audit_log
+BEGIN
+  SELECT RAISE(ABORT, 'the audit log is append-only');
+END;
+CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log
+BEGIN
+  SELECT RAISE(ABORT, 'the audit log is append-only');
+END;
+)sql";
+
+constexpr Migration kMigrations[] = {
+    {1, kSchemaV1},
+};
+
+constexpr const char* kTables[] = {
+    "organizations", "users", "workspaces", "memberships", "api_users",
+    "tokens",        "settings", "audit_log",
+};
+
+}  // namespace
+
+std::span<const Migration> StoreMigrations() { return kMigrations; }
+
+std::span<const char* const> StoreTables() { return kTables; }
+
+}  // namespace gatehouse::internal

@@ -1,0 +1,1251 @@
+// The SQLite implementation of Store. The only file that includes sqlite3.h.
+//
+// One connection per SqliteStore, opened in SQLite's multi-thread mode
+// (SQLITE_OPEN_NOMUTEX): the Store contract is one thread at a time, so the
+// per-call mutex of serialized mode would buy nothing. Statements are prepared
+// once, on first use, with SQLITE_PREPARE_PERSISTENT, and reset after each use.
+
+#include <fcntl.h>
+#include <sqlite3.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <array>
+#include <cerrno>
+#include <cstring>
+#include <string>
+#include <utility>
+
+#include "gatehouse/store.h"
+#include "store/schema.h"
+#include "store/sqlite_store_testing.h"
+
+namespace gatehouse {
+namespace {
+
+#define GH_ASSIGN_OR_RETURN(lhs, expr)              \
+  auto&& lhs##_result_ = (expr);                    \
+  if (!lhs##_result_.ok()) return lhs##_result_.status(); \
+  auto& lhs = *lhs##_result_
+
+// Every statement the store runs, prepared lazily and cached.
+enum class Sql : int {
+  kBegin,
+  kCommit,
+  kRollback,
+  kSavepoint,
+  kRelease,
+  kRollbackTo,
+  kDataVersion,
+  kUserVersion,
+
+  kInsertOrg,
+  kFindOrg,
+  kGetOrg,
+  kListOrgs,
+
+  kInsertWorkspace,
+  kFindWorkspace,
+  kGetWorkspace,
+  kListWorkspaces,
+
+  kInsertUser,
+  kFindUser,
+  kGetUser,
+  kListUsers,
+
+  kUpsertMembership,
+  kGetMembership,
+  kListMemberships,
+
+  kInsertApiUser,
+  kFindApiUser,
+  kGetApiUser,
+  kListApiUsers,
+  kListApiUsersByWorkspace,
+  kSetApiUserWorkspaceRole,
+  kSetApiUserOrgRole,
+  kDeleteApiUserTokens,
+  kDeleteApiUser,
+
+  kInsertToken,
+  kFindTokenByHash,
+  kFindTokenById,
+  kListTokens,
+  kListTokensByApiUser,
+  kDeleteToken,
+  kDeleteExpiredTokens,
+  kScanActiveTokens,
+
+  kUpsertSetting,
+  kGetSetting,
+  kListSettings,
+
+  kInsertAudit,
+  kListAudit,
+  kListAuditByOrg,
+
+  kCount,
+};
+
+#define GH_WORKSPACE_COLUMNS "SELECT id, org_id, name, type, owner_user_id FROM workspaces "
+#define GH_USER_COLUMNS "SELECT id, org_id, email, org_role FROM users "
+#define GH_API_USER_COLUMNS                                                           \
+  "SELECT a.id, a.org_id, a.name, a.org_role, a.workspace_id, w.name, a.workspace_role, " \
+  "a.created_by, a.created_at FROM api_users a JOIN workspaces w ON w.id = a.workspace_id "
+#define GH_TOKEN_COLUMNS                                                                  \
+  "SELECT t.public_id, t.name, t.hash, t.created_at, t.expires_at, t.created_by, "        \
+  "a.id, a.name, a.org_id, a.org_role, w.id, w.name, w.type, a.workspace_role "           \
+  "FROM tokens t JOIN api_users a ON a.id = t.api_user_id "                               \
+  "JOIN workspaces w ON w.id = a.workspace_id "
+#define GH_AUDIT_COLUMNS                                                                   \
+  "SELECT id, time, org_id, actor, action, target, decision, rule, message, detail FROM " \
+  "audit_log "
+
+constexpr std::array<const char*, static_cast<size_t>(Sql::kCount)> kSqlText = {
+    "BEGIN IMMEDIATE",
+    "COMMIT",
+    "ROLLBACK",
+    "SAVEPOINT gatehouse",
+    "RELEASE gatehouse",
+    "ROLLBACK TO gatehouse",
+    "PRAGMA data_version",
+    "PRAGMA user_version",
+
+    "INSERT INTO organizations(name) VALUES (?1)",
+    "SELECT id, name FROM organizations WHERE name = ?1",
+    "SELECT id, name FROM organizations WHERE id = ?1",
+    "SELECT id, name FROM organizations ORDER BY name, id",
+
+    "INSERT INTO workspaces(org_id, name, type, owner_user_id) VALUES (?1, ?2, ?3, ?4)",
+    GH_WORKSPACE_COLUMNS "WHERE org_id = ?1 AND name = ?2",
+    GH_WORKSPACE_COLUMNS "WHERE id = ?1",
+    GH_WORKSPACE_COLUMNS "WHERE org_id = ?1 ORDER BY name, id",
+
+    "INSERT INTO users(org_id, email, org_role) VALUES (?1, ?2, ?3)",
+    GH_USER_COLUMNS "WHERE email = ?1",
+    GH_USER_COLUMNS "WHERE id = ?1",
+    GH_USER_COLUMNS "WHERE org_id = ?1 ORDER BY email, id",
+
+    "INSERT INTO memberships(workspace_id, user_id, role) VALUES (?1, ?2, ?3) "
+    "ON CONFLICT (workspace_id, user_id) DO UPDATE SET role = excluded.role",
+    "SELECT role FROM memberships WHERE workspace_id = ?1 AND user_id = ?2",
+    "SELECT m.workspace_id, m.user_id, u.email, m.role FROM memberships m "
+    "JOIN users u ON u.id = m.user_id WHERE m.workspace_id = ?1 ORDER BY u.email, u.id",
+
+    "INSERT INTO api_users(org_id, name, org_role, workspace_id, workspace_role, created_by, "
+    "created_at) SELECT w.org_id, ?2, ?3, w.id, ?4, ?5, ?6 FROM workspaces w WHERE w.id = ?1",
+    GH_API_USER_COLUMNS "WHERE a.org_id = ?1 AND a.name = ?2",
+    GH_API_USER_COLUMNS "WHERE a.id = ?1",
+    GH_API_USER_COLUMNS "WHERE a.org_id = ?1 ORDER BY a.name, a.id",
+    GH_API_USER_COLUMNS "WHERE a.org_id = ?1 AND a.workspace_id = ?2 ORDER BY a.name, a.id",
+    "UPDATE api_users SET workspace_role = ?2 WHERE id = ?1",
+    "UPDATE api_users SET org_role = ?2 WHERE id = ?1",
+    "DELETE FROM tokens WHERE api_user_id = ?1",
+    "DELETE FROM api_users WHERE id = ?1",
+
+    "INSERT INTO tokens(hash, public_id, api_user_id, name, created_at, expires_at, created_by) "
+    "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    GH_TOKEN_COLUMNS "WHERE t.hash = ?1",
+    GH_TOKEN_COLUMNS "WHERE t.public_id = ?1",
+    GH_TOKEN_COLUMNS "WHERE a.org_id = ?1 AND t.expires_at > ?2 "
+                     "ORDER BY t.created_at, t.public_id",
+    GH_TOKEN_COLUMNS "WHERE t.api_user_id = ?1 AND a.org_id = ?2 AND t.expires_at > ?3 "
+                     "ORDER BY t.created_at, t.public_id",
+    "DELETE FROM tokens WHERE public_id = ?1",
+    "DELETE FROM tokens WHERE expires_at <= ?1",
+    // Unary + keeps the planner off tokens_expires: nearly every token is
+    // active, and a full scan in table order beats an index walk that looks
+    // each row up by its (random) hash.
+    GH_TOKEN_COLUMNS "WHERE +t.expires_at > ?1",
+
+    "INSERT INTO settings(org_id, name, value) VALUES (?1, ?2, ?3) "
+    "ON CONFLICT (org_id, name) DO UPDATE SET value = excluded.value",
+    "SELECT value FROM settings WHERE org_id = ?1 AND name = ?2",
+    "SELECT name, value FROM settings WHERE org_id = ?1 ORDER BY name",
+
+    "INSERT INTO audit_log(time, org_id, actor, action, target, decision, rule, message, detail) "
+    "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+    GH_AUDIT_COLUMNS "ORDER BY id DESC LIMIT ?1",
+    GH_AUDIT_COLUMNS "WHERE org_id = ?1 ORDER BY id DESC LIMIT ?2",
+};
+
+bool IsUniqueViolation(int rc) {
+  return rc == SQLITE_CONSTRAINT_UNIQUE || rc == SQLITE_CONSTRAINT_PRIMARYKEY;
+}
+
+std::string Quote(std::string_view s) {
+  std::string out = "\"";
+  out.append(s);
+  out.push_back('"');
+  return out;
+}
+
+// A cached statement, borrowed for one call. Binds parameters in order and
+// resets the statement (and drops the bindings, which may point into the
+// caller's strings) when it goes out of scope.
+class Stmt {
+ public:
+  explicit Stmt(sqlite3_stmt* s) : s_(s) {}
+  Stmt(Stmt&& o) noexcept : s_(std::exchange(o.s_, nullptr)), next_(o.next_), bind_rc_(o.bind_rc_) {}
+  Stmt(const Stmt&) = delete;
+  Stmt& operator=(const Stmt&) = delete;
+  Stmt& operator=(Stmt&&) = delete;
+  ~Stmt() {
+    if (s_ != nullptr) {
+      sqlite3_reset(s_);
+      sqlite3_clear_bindings(s_);
+    }
+  }
+
+  Stmt& Bind(int64_t v) { return Check(sqlite3_bind_int64(s_, ++next_, v)); }
+  Stmt& Bind(std::string_view v) {
+    // A null data pointer would bind SQL NULL; an empty string must stay ''.
+    const char* p = v.data() != nullptr ? v.data() : "";
+    return Check(sqlite3_bind_text(s_, ++next_, p, static_cast<int>(v.size()), SQLITE_STATIC));
+  }
+  Stmt& Bind(const char* v) { return Bind(std::string_view(v)); }
+  Stmt& Bind(const std::string& v) { return Bind(std::string_view(v)); }
+  Stmt& Bind(const TokenHash& h) {
+    return Check(sqlite3_bind_blob(s_, ++next_, h.data(), static_cast<int>(h.size()), SQLITE_STATIC));
+  }
+  Stmt& Bind(std::optional<int64_t> v) {
+    return v ? Bind(*v) : Check(sqlite3_bind_null(s_, ++next_));
+  }
+
+  // SQLITE_ROW, SQLITE_DONE, or an (extended) error code.
+  int Step() { return bind_rc_ != SQLITE_OK ? bind_rc_ : sqlite3_step(s_); }
+
+  int64_t Int(int col) const { return sqlite3_column_int64(s_, col); }
+  bool IsNull(int col) const { return sqlite3_column_type(s_, col) == SQLITE_NULL; }
+  std::optional<int64_t> OptInt(int col) const {
+    if (IsNull(col)) return std::nullopt;
+    return Int(col);
+  }
+  std::string Text(int col) const {
+    const unsigned char* p = sqlite3_column_text(s_, col);
+    if (p == nullptr) return {};
+    return std::string(reinterpret_cast<const char*>(p),
+                       static_cast<size_t>(sqlite3_column_bytes(s_, col)));
+  }
+  void TextInto(int col, std::string& out) const {
+    const unsigned char* p = sqlite3_column_text(s_, col);
+    if (p == nullptr) {
+      out.clear();
+      return;
+    }
+    out.assign(reinterpret_cast<const char*>(p), static_cast<size_t>(sqlite3_column_bytes(s_, col)));
+  }
+  // False when the column is not a 32-byte blob.
+  bool HashInto(int col, TokenHash& out) const {
+    const void* p = sqlite3_column_blob(s_, col);
+    if (p == nullptr || sqlite3_column_bytes(s_, col) != static_cast<int>(out.size())) return false;
+    std::memcpy(out.data(), p, out.size());
+    return true;
+  }
+
+ private:
+  Stmt& Check(int rc) {
+    if (rc != SQLITE_OK && bind_rc_ == SQLITE_OK) bind_rc_ = rc;
+    return *this;
+  }
+  sqlite3_stmt* s_;
+  int next_ = 0;
+  int bind_rc_ = SQLITE_OK;
+};
+
+// Runs `f` when the scope ends.
+template <typename F>
+class ScopeExit {
+ public:
+  explicit ScopeExit(F f) : f_(std::move(f)) {}
+  ~ScopeExit() { f_(); }
+  ScopeExit(const ScopeExit&) = delete;
+  ScopeExit& operator=(const ScopeExit&) = delete;
+
+ private:
+  F f_;
+};
+
+class SqliteStore final : public Store {
+ public:
+  enum class Mode { kOpen, kCreate };
+
+  static Result<std::unique_ptr<Store>> Make(const std::string& path, const StoreOptions& options,
+                                             Mode mode);
+  ~SqliteStore() override;
+
+  Result<Organization> CreateOrganization(std::string_view name) override;
+  Result<Organization> FindOrganization(std::string_view name) override;
+  Result<Organization> GetOrganization(int64_t id) override;
+  Result<Organization> TheOnlyOrganization() override;
+  Result<std::vector<Organization>> ListOrganizations() override;
+
+  Result<Workspace> CreateWorkspace(int64_t org_id, std::string_view name, std::string_view type,
+                                    std::optional<int64_t> owner_user_id) override;
+  Result<Workspace> FindWorkspace(int64_t org_id, std::string_view name) override;
+  Result<Workspace> GetWorkspace(int64_t id) override;
+  Result<std::vector<Workspace>> ListWorkspaces(int64_t org_id) override;
+
+  Result<User> AddUser(int64_t org_id, std::string_view email, std::string_view org_role) override;
+  Result<User> FindUserByEmail(std::string_view email) override;
+  Result<User> GetUser(int64_t id) override;
+  Result<std::vector<User>> ListUsers(int64_t org_id) override;
+
+  Status SetMembership(int64_t workspace_id, int64_t user_id,
+                       std::string_view workspace_role) override;
+  Result<std::string> GetMembershipRole(int64_t workspace_id, int64_t user_id) override;
+  Result<std::vector<Membership>> ListMemberships(int64_t workspace_id) override;
+
+  Result<ApiUser> CreateApiUser(const NewApiUser& api_user) override;
+  Result<ApiUser> FindApiUser(int64_t org_id, std::string_view name) override;
+  Result<ApiUser> GetApiUser(int64_t id) override;
+  Result<std::vector<ApiUser>> ListApiUsers(int64_t org_id,
+                                            std::optional<int64_t> workspace_id) override;
+  Status SetApiUserWorkspaceRole(int64_t api_user_id, std::string_view role) override;
+  Status SetApiUserOrgRole(int64_t api_user_id, std::string_view role) override;
+  Result<int64_t> DeleteApiUser(int64_t api_user_id) override;
+
+  Status InsertToken(const NewToken& token) override;
+  Result<TokenRecord> FindTokenByHash(const TokenHash& hash) override;
+  Result<TokenRecord> FindTokenById(std::string_view token_id) override;
+  Result<std::vector<TokenRecord>> ListTokens(int64_t org_id, std::optional<int64_t> api_user_id,
+                                              int64_t now) override;
+  Status DeleteToken(std::string_view token_id) override;
+  Result<int64_t> DeleteExpiredTokens(int64_t now) override;
+  Status ScanActiveTokens(int64_t now,
+                          const std::function<Status(const TokenRecord&)>& fn) override;
+  Result<std::vector<TokenRecord>> LoadActiveTokens(int64_t now) override;
+
+  Status SetSetting(int64_t org_id, std::string_view name, std::string_view value) override;
+  Result<std::string> GetSetting(int64_t org_id, std::string_view name) override;
+  Result<std::vector<Setting>> ListSettings(int64_t org_id) override;
+
+  Result<int64_t> AppendAudit(const AuditRecord& record) override;
+  Result<std::vector<AuditRecord>> ListAudit(std::optional<int64_t> org_id,
+                                             int64_t limit) override;
+
+  Status Transaction(const std::function<Status()>& body) override;
+  Result<int64_t> DataVersion() override;
+  Result<int> SchemaVersion() override;
+
+  // Test hooks (sqlite_store_testing.h).
+  Status ExecRaw(std::string_view sql);
+  Result<int64_t> QueryInt(std::string_view sql);
+
+ private:
+  SqliteStore(std::string path, const StoreOptions& options)
+      : path_(std::move(path)), options_(options) {}
+
+  Status Connect(int flags);
+  Status Configure();
+  Status CheckIdentity(bool fresh, int* version);
+  Status Migrate(int from_version);
+  Status CheckTables();
+
+  Result<Stmt> Use(Sql which);
+  Status Exec(const char* sql);
+  Status ExecStep(Sql which);
+  Status ReadOnlyRefusal() const;
+
+  // Maps an SQLite result code to a Status. `doing` says what was attempted
+  // ("creating workspace \"X\""); `exists` is the message for a unique
+  // violation (AlreadyExists), if the operation can cause one.
+  Status Error(int rc, std::string_view doing, std::string_view exists = {}) const;
+
+  // Reads the row Step() just produced.
+  static Workspace ReadWorkspace(const Stmt& s);
+  static User ReadUser(const Stmt& s);
+  static ApiUser ReadApiUser(const Stmt& s);
+  Status ReadToken(const Stmt& s, TokenRecord& t) const;
+  static AuditRecord ReadAudit(const Stmt& s);
+
+  Result<std::vector<TokenRecord>> QueryTokens(Stmt& s);
+
+  std::string path_;
+  StoreOptions options_;
+  sqlite3* db_ = nullptr;
+  std::array<sqlite3_stmt*, static_cast<size_t>(Sql::kCount)> stmts_{};
+  int tx_depth_ = 0;
+};
+
+// ---------------------------------------------------------------------------
+// Opening and creating.
+
+Result<std::unique_ptr<Store>> SqliteStore::Make(const std::string& path,
+                                                 const StoreOptions& options, Mode mode) {
+  if (options.busy_timeout_ms < 0) {
+    return Status::InvalidArgument("store busy timeout must not be negative");
+  }
+  std::unique_ptr<SqliteStore> store(new SqliteStore(path, options));
+
+  if (mode == Mode::kOpen) {
+    struct stat st;
+    if (::stat(path.c_str(), &st) != 0) {
+      if (errno == ENOENT) {
+        return Status::FailedPrecondition("store " + path +
+                                          " does not exist; run `gatehouse init`");
+      }
+      return Status::IoError("cannot open store " + path + ": " + std::strerror(errno));
+    }
+    if (!S_ISREG(st.st_mode)) {
+      return Status::IoError("cannot open store " + path + ": not a regular file");
+    }
+    const int flags = options.read_only ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE;
+    GATEHOUSE_RETURN_IF_ERROR(store->Connect(flags));
+    GATEHOUSE_RETURN_IF_ERROR(store->Configure());
+    int version = 0;
+    GATEHOUSE_RETURN_IF_ERROR(store->CheckIdentity(/*fresh=*/false, &version));
+    if (version < kStoreSchemaVersion) {
+      if (options.read_only) {
+        return Status::FailedPrecondition(
+            "store " + path + " has schema version " + std::to_string(version) +
+            " and needs a migration; run any gatehouse command on it once to upgrade it");
+      }
+      GATEHOUSE_RETURN_IF_ERROR(store->Migrate(version));
+    }
+    GATEHOUSE_RETURN_IF_ERROR(store->CheckTables());
+    return std::unique_ptr<Store>(std::move(store));
+  }
+
+  // Create: O_EXCL makes "refuse an existing file" atomic, and the file is
+  // 0600 from its first instant (SQLite gives its -wal and -shm files the
+  // database file's permissions).
+  if (options.read_only) {
+    return Status::InvalidArgument("cannot create store " + path + " read-only");
+  }
+  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  if (fd < 0) {
+    if (errno == EEXIST) return Status::AlreadyExists("store " + path + " already exists");
+    return Status::IoError("cannot create store " + path + ": " + std::strerror(errno));
+  }
+  // The umask may have removed bits we need (e.g. 0277 leaves 0400).
+  const bool chmod_ok = ::fchmod(fd, 0600) == 0;
+  const int chmod_errno = errno;
+  ::close(fd);
+  auto fail = [&path, &store](Status s) -> Result<std::unique_ptr<Store>> {
+    store.reset();  // closes the connection before the files go
+    ::unlink(path.c_str());
+    ::unlink((path + "-wal").c_str());
+    ::unlink((path + "-shm").c_str());
+    return s;
+  };
+  if (!chmod_ok) {
+    return fail(Status::IoError("cannot set the mode of store " + path + ": " +
+                                std::strerror(chmod_errno)));
+  }
+  Status s = store->Connect(SQLITE_OPEN_READWRITE);
+  if (s.ok()) s = store->Configure();
+  int version = 0;
+  if (s.ok()) s = store->CheckIdentity(/*fresh=*/true, &version);
+  if (s.ok()) s = store->Migrate(0);
+  if (s.ok()) s = store->CheckTables();
+  if (!s.ok()) return fail(std::move(s));
+  return std::unique_ptr<Store>(std::move(store));
+}
+
+SqliteStore::~SqliteStore() {
+  for (sqlite3_stmt*& s : stmts_) {
+    sqlite3_finalize(s);
+    s = nullptr;
+  }
+  // The last connection to close checkpoints the WAL into the main file.
+  if (db_ != nullptr) sqlite3_close_v2(db_);
+}
+
+Status SqliteStore::Connect(int flags) {
+  flags |= SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_EXRESCODE;
+  int rc = sqlite3_open_v2(path_.c_str(), &db_, flags, nullptr);
+  if (rc != SQLITE_OK) {
+    std::string msg = db_ != nullptr ? sqlite3_errmsg(db_) : sqlite3_errstr(rc);
+    return Status::IoError("cannot open store " + path_ + ": " + msg);
+  }
+  sqlite3_extended_result_codes(db_, 1);
+  return Status::Ok();
+}
+
+Status SqliteStore::Configure() {
+  sqlite3_busy_timeout(db_, options_.busy_timeout_ms);
+  // Defensive: no writable_schema tricks, no functions with side effects in
+  // the schema; the file might not be trustworthy.
+  sqlite3_db_config(db_, SQLITE_DBCONFIG_DEFENSIVE, 1, nullptr);
+  sqlite3_db_config(db_, SQLITE_DBCONFIG_TRUSTED_SCHEMA, 0, nullptr);
+  sqlite3_db_config(db_, SQLITE_DBCONFIG_ENABLE_FKEY, 1, nullptr);
+  // These pragmas touch no page, so they succeed even on a garbage file.
+  GATEHOUSE_RETURN_IF_ERROR(Exec("PRAGMA foreign_keys = ON"));
+  GATEHOUSE_RETURN_IF_ERROR(Exec(options_.durable_commits ? "PRAGMA synchronous = FULL"
+                                                          : "PRAGMA synchronous = NORMAL"));
+  return Status::Ok();
+}
+
+// Reads the file's identity (the first read of the file: a garbage or
+// truncated file fails here) and puts it in WAL mode.
+Status SqliteStore::CheckIdentity(bool fresh, int* version) {
+  GH_ASSIGN_OR_RETURN(app_id, QueryInt("PRAGMA application_id"));
+  GH_ASSIGN_OR_RETURN(user_version, QueryInt("PRAGMA user_version"));
+  *version = static_cast<int>(user_version);
+  if (!fresh) {
+    if (app_id != internal::kStoreApplicationId) {
+      struct stat st;
+      if (::stat(path_.c_str(), &st) == 0 && st.st_size == 0) {
+        return Status::Corruption("store " + path_ +
+                                  " is an empty file, not a Gatehouse store (remove it and run "
+                                  "`gatehouse init`)");
+      }
+      return Status::Corruption("store " + path_ +
+                                " is an SQLite database but not a Gatehouse store");
+    }
+    // SQLite itself refuses a file shorter than the page count in its header;
+    // a file cut inside its last page would still open, so check that the
+    // main file holds whole pages (SQLite only ever writes whole pages).
+    GH_ASSIGN_OR_RETURN(page_size, QueryInt("PRAGMA page_size"));
+    struct stat st;
+    if (::stat(path_.c_str(), &st) == 0 && page_size > 0 && st.st_size % page_size != 0) {
+      return Status::Corruption("store " + path_ + " is truncated (" +
+                                std::to_string(st.st_size) + " bytes is not a whole number of " +
+                                std::to_string(page_size) + "-byte pages)");
+    }
+    if (user_version < 1) {
+      return Status::Corruption("store " + path_ + " has no schema version (damaged?)");
+    }
+    if (user_version > kStoreSchemaVersion) {
+      return Status::FailedPrecondition(
+          "store " + path_ + " has schema version " + std::to_string(user_version) +
+          ", newer than this gatehouse understands (" + std::to_string(kStoreSchemaVersion) +
+          "); upgrade gatehouse");
+    }
+  }
+  if (options_.read_only) return Status::Ok();
+  // journal_mode=WAL is persistent; asking again on open repairs a file whose
+  // mode someone changed. It returns the resulting mode.
+  sqlite3_stmt* raw = nullptr;
+  int rc = sqlite3_prepare_v2(db_, "PRAGMA journal_mode = WAL", -1, &raw, nullptr);
+  std::string mode;
+  if (rc == SQLITE_OK) {
+    rc = sqlite3_step(raw);
+    if (rc == SQLITE_ROW) {
+      const unsigned char* text = sqlite3_column_text(raw, 0);
+      mode = text != nullptr ? reinterpret_cast<const char*>(text) : "";
+    }
+  }
+  sqlite3_finalize(raw);
+  if (rc != SQLITE_ROW) return Error(rc, "setting the journal mode");
+  if (mode != "wal") {
+    return Status::IoError("store " + path_ + " cannot use WAL mode (journal mode is " + mode +
+                           ")");
+  }
+  return Status::Ok();
+}
+
+Status SqliteStore::Migrate(int from_version) {
+  return Transaction([&]() -> Status {
+    // Re-read inside the write lock: another process may have migrated already.
+    GH_ASSIGN_OR_RETURN(current, QueryInt("PRAGMA user_version"));
+    from_version = static_cast<int>(current);
+    for (const internal::Migration& m : internal::StoreMigrations()) {
+      if (m.to_version <= from_version) continue;
+      GATEHOUSE_RETURN_IF_ERROR(Exec(m.sql));
+      GATEHOUSE_RETURN_IF_ERROR(
+          Exec(("PRAGMA user_version = " + std::to_string(m.to_version)).c_str()));
+    }
+    return Exec(("PRAGMA application_id = " + std::to_string(internal::kStoreApplicationId)).c_str());
+  });
+}
+
+Status SqliteStore::CheckTables() {
+  for (const char* table : internal::StoreTables()) {
+    std::string q = "SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name = '";
+    q += table;
+    q += "'";
+    GH_ASSIGN_OR_RETURN(n, QueryInt(q));
+    if (n != 1) {
+      return Status::Corruption("store " + path_ + " has no table " + table +
+                                " (damaged, or not a Gatehouse store)");
+    }
+  }
+  return Status::Ok();
+}
+
+// ---------------------------------------------------------------------------
+// Statement plumbing and errors.
+
+Result<Stmt> SqliteStore::Use(Sql which) {
+  sqlite3_stmt*& s = stmts_[static_cast<size_t>(which)];
+  if (s == nullptr) {
+    int rc = sqlite3_prepare_v3(db_, kSqlText[static_cast<size_t>(which)], -1,
+                                SQLITE_PREPARE_PERSISTENT, &s, nullptr);
+    if (rc != SQLITE_OK) {
+      sqlite3_finalize(s);
+      s = nullptr;
+      return Error(rc, "preparing a query");
+    }
+  }
+  return Stmt(s);
+}
+
+Status SqliteStore::Exec(const char* sql) {
+  char* err = nullptr;
+  int rc = sqlite3_exec(db_, sql, nullptr, nullptr, &err);
+  sqlite3_free(err);  // Error() reads sqlite3_errmsg instead
+  if (rc != SQLITE_OK) return Error(rc, "running a store command");
+  return Status::Ok();
+}
+
+Status SqliteStore::ExecStep(Sql which) {
+  GH_ASSIGN_OR_RETURN(s, Use(which));
+  int rc = s.Step();
+  if (rc != SQLITE_DONE && rc != SQLITE_ROW) return Error(rc, "running a store command");
+  return Status::Ok();
+}
+
+Status SqliteStore::ReadOnlyRefusal() const {
+  return Status::FailedPrecondition("store " + path_ + " is opened read-only");
+}
+
+Status SqliteStore::Error(int rc, std::string_view doing, std::string_view exists) const {
+  const std::string what(doing);
+  const std::string detail = db_ != nullptr ? sqlite3_errmsg(db_) : sqlite3_errstr(rc);
+  switch (rc & 0xFF) {
+    case SQLITE_CONSTRAINT:
+      if (IsUniqueViolation(rc) && !exists.empty()) return Status::AlreadyExists(std::string(exists));
+      if (IsUniqueViolation(rc)) return Status::AlreadyExists(what + ": already exists");
+      if (rc == SQLITE_CONSTRAINT_FOREIGNKEY) {
+        return Status::NotFound(what + ": refers to something that does not exist");
+      }
+      if (rc == SQLITE_CONSTRAINT_TRIGGER) return Status::FailedPrecondition(what + ": " + detail);
+      return Status::InvalidArgument(what + ": " + detail);
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED:
+      return Status::IoError("store is locked by another writer (waited " +
+                             std::to_string(options_.busy_timeout_ms) + " ms while " + what + ")");
+    case SQLITE_CORRUPT:
+    case SQLITE_NOTADB:
+      return Status::Corruption("store " + path_ + " is damaged or not a Gatehouse store (" +
+                                detail + ")");
+    case SQLITE_READONLY:
+      if (options_.read_only) return ReadOnlyRefusal();
+      return Status::IoError("store " + path_ + " is not writable (" + detail + ")");
+    case SQLITE_FULL:
+    case SQLITE_IOERR:
+    case SQLITE_CANTOPEN:
+    case SQLITE_PERM:
+    case SQLITE_PROTOCOL:
+    case SQLITE_AUTH:
+      return Status::IoError("store " + path_ + ": " + what + ": " + detail);
+    case SQLITE_NOMEM:
+      return Status::Internal("out of memory " + what);
+    default:
+      return Status::Internal("store " + path_ + ": " + what + ": " + detail + " (SQLite code " +
+                              std::to_string(rc) + ")");
+  }
+}
+
+Result<int64_t> SqliteStore::QueryInt(std::string_view sql) {
+  sqlite3_stmt* raw = nullptr;
+  int rc = sqlite3_prepare_v2(db_, sql.data(), static_cast<int>(sql.size()), &raw, nullptr);
+  if (rc != SQLITE_OK) {
+    sqlite3_finalize(raw);
+    return Error(rc, "reading the store");
+  }
+  rc = sqlite3_step(raw);
+  int64_t v = rc == SQLITE_ROW ? sqlite3_column_int64(raw, 0) : 0;
+  // A read error ends in sqlite3_step's code; finalize would repeat it.
+  sqlite3_finalize(raw);
+  if (rc == SQLITE_DONE) return Status::NotFound("no result");
+  if (rc != SQLITE_ROW) return Error(rc, "reading the store");
+  return v;
+}
+
+Status SqliteStore::ExecRaw(std::string_view sql) { return Exec(std::string(sql).c_str()); }
+
+// ---------------------------------------------------------------------------
+// Transactions.
+
+Status SqliteStore::Transaction(const std::function<Status()>& body) {
+  if (options_.read_only) return ReadOnlyRefusal();
+  const bool outer = tx_depth_ == 0;
+  {
+    GH_ASSIGN_OR_RETURN(begin, Use(outer ? Sql::kBegin : Sql::kSavepoint));
+    int rc = begin.Step();
+    if (rc != SQLITE_DONE) return Error(rc, outer ? "starting a transaction" : "starting a savepoint");
+  }
+  ++tx_depth_;
+  bool done = false;
+  ScopeExit rollback([&] {
+    --tx_depth_;
+    if (done) return;
+    if (outer) {
+      // An I/O error may already have rolled the transaction back.
+      if (!sqlite3_get_autocommit(db_)) (void)ExecStep(Sql::kRollback);
+    } else {
+      (void)ExecStep(Sql::kRollbackTo);
+      (void)ExecStep(Sql::kRelease);
+    }
+  });
+  Status s = body();
+  if (!s.ok()) return s;
+  GH_ASSIGN_OR_RETURN(commit, Use(outer ? Sql::kCommit : Sql::kRelease));
+  int rc = commit.Step();
+  if (rc != SQLITE_DONE) return Error(rc, "committing");
+  done = true;
+  return Status::Ok();
+}
+
+Result<int64_t> SqliteStore::DataVersion() {
+  GH_ASSIGN_OR_RETURN(s, Use(Sql::kDataVersion));
+  int rc = s.Step();
+  if (rc != SQLITE_ROW) return Error(rc, "reading the data version");
+  return s.Int(0);
+}
+
+Result<int> SqliteStore::SchemaVersion() {
+  GH_ASSIGN_OR_RETURN(s, Use(Sql::kUserVersion));
+  int rc = s.Step();
+  if (rc != SQLITE_ROW) return Error(rc, "reading the schema version");
+  return static_cast<int>(s.Int(0));
+}
+
+// ---------------------------------------------------------------------------
+// Organizations.
+
+Result<Organization> SqliteStore::CreateOrganization(std::string_view name) {
+  {
+    GH_ASSIGN_OR_RETURN(s, Use(Sql::kInsertOrg));
+    int rc = s.Bind(name).Step();
+    if (rc != SQLITE_DONE) {
+      return Error(rc, "creating organization " + Quote(name),
+                   "organization " + Quote(name) + " already exists");
+    }
+  }
+  return Organization{sqlite3_last_insert_rowid(db_), std::string(name)};
+}
+
+Result<Organization> SqliteStore::FindOrganization(std::string_view name) {
+  GH_ASSIGN_OR_RETURN(s, Use(Sql::kFindOrg));
+  int rc = s.Bind(name).Step();
+  if (rc == SQLITE_ROW) return Organization{s.Int(0), s.Text(1)};
+  if (rc == SQLITE_DONE) return Status::NotFound("organization " + Quote(name) + " not found");
+  return Error(rc, "finding organization " + Quote(name));
+}
+
+Result<Organization> SqliteStore::GetOrganization(int64_t id) {
+  GH_ASSIGN_OR_RETURN(s, Use(Sql::kGetOrg));
+  int rc = s.Bind(id).Step();
+  if (rc == SQLITE_ROW) return Organization{s.Int(0), s.Text(1)};
+  if (rc == SQLITE_DONE) {
+    return Status::NotFound("organization #" + std::to_string(id) + " not found");
+  }
+  return Error(rc, "reading an organization");
+}
+
+Result<Organization> SqliteStore::TheOnlyOrganization() {
+  GH_ASSIGN_OR_RETURN(all, ListOrganizations());
+  if (all.empty()) {
+    return Status::NotFound("store " + path_ + " holds no organization; run `gatehouse init`");
+  }
+  if (all.size() > 1) {
+    return Status::InvalidArgument("store " + path_ + " holds " + std::to_string(all.size()) +
+                                   " organizations; say which with --org");
+  }
+  return std::move(all.front());
+}
+
+Result<std::vector<Organization>> SqliteStore::ListOrganizations() {
+  GH_ASSIGN_OR_RETURN(s, Use(Sql::kListOrgs));
+  std::vector<Organization> out;
+  int rc;
+  while ((rc = s.Step()) == SQLITE_ROW) out.push_back(Organization{s.Int(0), s.Text(1)});
+  if (rc != SQLITE_DONE) return Error(rc, "listing organizations");
+  return out;
+}
+
+// ---------------------------------------------------------------------------
+// Workspaces.
+
+Workspace SqliteStore::ReadWorkspace(const Stmt& s) {
+  return Workspace{s.Int(0), s.Int(1), s.Text(2), s.Text(3), s.OptInt(4)};
+}
+
+Result<Workspace> SqliteStore::CreateWorkspace(int64_t org_id, std::string_view name,
+                                               std::string_view type,
+                                               std::optional<int64_t> owner_user_id) {
+  Workspace out;
+  Status st = Transaction([&]() -> Status {
+    GATEHOUSE_RETURN_IF_ERROR(GetOrganization(org_id).status());
+    if (owner_user_id) {
+      auto owner = GetUser(*owner_user_id);
+      if (!owner.ok()) return owner.status();
+      if (owner->org_id != org_id) {
+        return Status::NotFound("workspace owner " + owner->email +
+                                " is not in the workspace's organization");
+      }
+    }
+    GH_ASSIGN_OR_RETURN(s, Use(Sql::kInsertWorkspace));
+    int rc = s.Bind(org_id).Bind(name).Bind(type).Bind(owner_user_id).Step();
+    if (rc != SQLITE_DONE) {
+      return Error(rc, "creating workspace " + Quote(name),
+                   "workspace " + Quote(name) + " already exists");
+    }
+    out = Workspace{sqlite3_last_insert_rowid(db_), org_id, std::string(name), std::string(type),
+                    owner_user_id};
+    return Status::Ok();
+  });
+  if (!st.ok()) return st;
+  return out;
+}
+
+Result<Workspace> SqliteStore::FindWorkspace(int64_t org_id, std::string_view name) {
+  GH_ASSIGN_OR_RETURN(s, Use(Sql::kFindWorkspace));
+  int rc = s.Bind(org_id).Bind(name).Step();
+  if (rc == SQLITE_ROW) return ReadWorkspace(s);
+  if (rc == SQLITE_DONE) return Status::NotFound("workspace " + Quote(name) + " not found");
+  return Error(rc, "finding workspace " + Quote(name));
+}
+
+Result<Workspace> SqliteStore::GetWorkspace(int64_t id) {
+  GH_ASSIGN_OR_RETURN(s, Use(Sql::kGetWorkspace));
+  int rc = s.Bind(id).Step();
+  if (rc == SQLITE_ROW) return ReadWorkspace(s);
+  if (rc == SQLITE_DONE) return Status::NotFound("workspace #" + std::to_string(id) + " not found");
+  return Error(rc, "reading a workspace");
+}
+
+Result<std::vector<Workspace>> SqliteStore::ListWorkspaces(int64_t org_id) {
+  GH_ASSIGN_OR_RETURN(s, Use(Sql::kListWorkspaces));
+  s.Bind(org_id);
+  std::vector<Workspace> out;
+  int rc;
+  while ((rc = s.Step()) == SQLITE_ROW) out.push_back(ReadWorkspace(s));
+  if (rc != SQLITE_DONE) return Error(rc, "listing workspaces");
+  return out;
+}
+
+// ---------------------------------------------------------------------------
+// Users and memberships.
+
+User SqliteStore::ReadUser(const Stmt& s) { return User{s.Int(0), s.Int(1), s.Text(2), s.Text(3)}; }
+
+Result<User> SqliteStore::AddUser(int64_t org_id, std::string_view email,
+                                  std::string_view org_role) {
+  {
+    GH_ASSIGN_OR_RETURN(s, Use(Sql::kInsertUser));
+    int rc = s.Bind(org_id).Bind(email).Bind(org_role).Step();
+    if (rc == SQLITE_CONSTRAINT_FOREIGNKEY) {
+      return Status::NotFound("organization #" + std::to_string(org_id) + " not found");
+    }
+    if (rc != SQLITE_DONE) {
+      return Error(rc, "adding user " + std::string(email),
+                   "user " + std::string(email) + " already exists");
+    }
+  }
+  return User{sqlite3_last_insert_rowid(db_), org_id, std::string(email), std::string(org_role)};
+}
+
+Result<User> SqliteStore::FindUserByEmail(std::string_view email) {
+  GH_ASSIGN_OR_RETURN(s, Use(Sql::kFindUser));
+  int rc = s.Bind(email).Step();
+  if (rc == SQLITE_ROW) return ReadUser(s);
+  if (rc == SQLITE_DONE) return Status::NotFound("user " + std::string(email) + " not found");
+  return Error(rc, "finding user " + std::string(email));
+}
+
+Result<User> SqliteStore::GetUser(int64_t id) {
+  GH_ASSIGN_OR_RETURN(s, Use(Sql::kGetUser));
+  int rc = s.Bind(id).Step();
+  if (rc == SQLITE_ROW) return ReadUser(s);
+  if (rc == SQLITE_DONE) return Status::NotFound("user #" + std::to_string(id) + " not found");
+  return Error(rc, "reading a user");
+}
+
+Result<std::vector<User>> SqliteStore::ListUsers(int64_t org_id) {
+  GH_ASSIGN_OR_RETURN(s, Use(Sql::kListUsers));
+  s.Bind(org_id);
+  std::vector<User> out;
+  int rc;
+  while ((rc = s.Step()) == SQLITE_ROW) out.push_back(ReadUser(s));
+  if (rc != SQLITE_DONE) return Error(rc, "listing users");
+  return out;
+}
+
+Status SqliteStore::SetMembership(int64_t workspace_id, int64_t user_id,
+                                  std::string_view workspace_role) {
+  return Transaction([&]() -> Status {
+    GH_ASSIGN_OR_RETURN(ws, GetWorkspace(workspace_id));
+    GH_ASSIGN_OR_RETURN(user, GetUser(user_id));
+    if (ws.org_id != user.org_id) {
+      return Status::NotFound("user " + user.email + " is not in the organization of workspace " +
+                              Quote(ws.name));
+    }
+    GH_ASSIGN_OR_RETURN(s, Use(Sql::kUpsertMembership));
+    int rc = s.Bind(workspace_id).Bind(user_id).Bind(workspace_role).Step();
+    if (rc != SQLITE_DONE) return Error(rc, "adding " + user.email + " to " + Quote(ws.name));
+    return Status::Ok();
+  });
+}
+
+Result<std::string> SqliteStore::GetMembershipRole(int64_t workspace_id, int64_t user_id) {
+  GH_ASSIGN_OR_RETURN(s, Use(Sql::kGetMembership));
+  int rc = s.Bind(workspace_id).Bind(user_id).Step();
+  if (rc == SQLITE_ROW) return s.Text(0);
+  if (rc == SQLITE_DONE) return Status::NotFound("user is not a member of the workspace");
+  return Error(rc, "reading a membership");
+}
+
+Result<std::vector<Membership>> SqliteStore::ListMemberships(int64_t workspace_id) {
+  GH_ASSIGN_OR_RETURN(s, Use(Sql::kListMemberships));
+  s.Bind(workspace_id);
+  std::vector<Membership> out;
+  int rc;
+  while ((rc = s.Step()) == SQLITE_ROW) {
+    out.push_back(Membership{s.Int(0), s.Int(1), s.Text(2), s.Text(3)});
+  }
+  if (rc != SQLITE_DONE) return Error(rc, "listing members");
+  return out;
+}
+
+// ---------------------------------------------------------------------------
+// API users.
+
+ApiUser SqliteStore::ReadApiUser(const Stmt& s) {
+  return ApiUser{s.Int(0),  s.Int(1),  s.Text(2), s.Text(3), s.Int(4),
+                 s.Text(5), s.Text(6), s.Text(7), s.Int(8)};
+}
+
+Result<ApiUser> SqliteStore::CreateApiUser(const NewApiUser& a) {
+  int64_t id = 0;
+  Status st = Transaction([&]() -> Status {
+    GATEHOUSE_RETURN_IF_ERROR(GetWorkspace(a.workspace_id).status());
+    GH_ASSIGN_OR_RETURN(s, Use(Sql::kInsertApiUser));
+    int rc = s.Bind(a.workspace_id)
+                 .Bind(a.name)
+                 .Bind(a.org_role)
+                 .Bind(a.workspace_role)
+                 .Bind(a.created_by)
+                 .Bind(a.created_at)
+                 .Step();
+    if (rc != SQLITE_DONE) {
+      return Error(rc, "creating API user " + Quote(a.name),
+                   "API user " + Quote(a.name) + " already exists");
+    }
+    id = sqlite3_last_insert_rowid(db_);
+    return Status::Ok();
+  });
+  if (!st.ok()) return st;
+  return GetApiUser(id);
+}
+
+Result<ApiUser> SqliteStore::FindApiUser(int64_t org_id, std::string_view name) {
+  GH_ASSIGN_OR_RETURN(s, Use(Sql::kFindApiUser));
+  int rc = s.Bind(org_id).Bind(name).Step();
+  if (rc == SQLITE_ROW) return ReadApiUser(s);
+  if (rc == SQLITE_DONE) return Status::NotFound("API user " + Quote(name) + " not found");
+  return Error(rc, "finding API user " + Quote(name));
+}
+
+Result<ApiUser> SqliteStore::GetApiUser(int64_t id) {
+  GH_ASSIGN_OR_RETURN(s, Use(Sql::kGetApiUser));
+  int rc = s.Bind(id).Step();
+  if (rc == SQLITE_ROW) return ReadApiUser(s);
+  if (rc == SQLITE_DONE) return Status::NotFound("API user #" + std::to_string(id) + " not found");
+  return Error(rc, "reading an API user");
+}
+
+Result<std::vector<ApiUser>> SqliteStore::ListApiUsers(int64_t org_id,
+                                                       std::optional<int64_t> workspace_id) {
+  GH_ASSIGN_OR_RETURN(s, Use(workspace_id ? Sql::kListApiUsersByWorkspace : Sql::kListApiUsers));
+  s.Bind(org_id);
+  if (workspace_id) s.Bind(*workspace_id);
+  std::vector<ApiUser> out;
+  int rc;
+  while ((rc = s.Step()) == SQLITE_ROW) out.push_back(ReadApiUser(s));
+  if (rc != SQLITE_DONE) return Error(rc, "listing API users");
+  return out;
+}
+
+Status SqliteStore::SetApiUserWorkspaceRole(int64_t api_user_id, std::string_view role) {
+  GH_ASSIGN_OR_RETURN(s, Use(Sql::kSetApiUserWorkspaceRole));
+  int rc = s.Bind(api_user_id).Bind(role).Step();
+  if (rc != SQLITE_DONE) return Error(rc, "changing an API user's workspace role");
+  if (sqlite3_changes(db_) == 0) {
+    return Status::NotFound("API user #" + std::to_string(api_user_id) + " not found");
+  }
+  return Status::Ok();
+}
+
+Status SqliteStore::SetApiUserOrgRole(int64_t api_user_id, std::string_view role) {
+  GH_ASSIGN_OR_RETURN(s, Use(Sql::kSetApiUserOrgRole));
+  int rc = s.Bind(api_user_id).Bind(role).Step();
+  if (rc != SQLITE_DONE) return Error(rc, "changing an API user's organization role");
+  if (sqlite3_changes(db_) == 0) {
+    return Status::NotFound("API user #" + std::to_string(api_user_id) + " not found");
+  }
+  return Status::Ok();
+}
+
+Result<int64_t> SqliteStore::DeleteApiUser(int64_t api_user_id) {
+  int64_t tokens = 0;
+  // The foreign key cascades too; deleting the tokens explicitly first gives
+  // the count and does not depend on the connection's foreign_keys setting.
+  Status st = Transaction([&]() -> Status {
+    {
+      GH_ASSIGN_OR_RETURN(s, Use(Sql::kDeleteApiUserTokens));
+      int rc = s.Bind(api_user_id).Step();
+      if (rc != SQLITE_DONE) return Error(rc, "deleting an API user's tokens");
+      tokens = sqlite3_changes64(db_);
+    }
+    GH_ASSIGN_OR_RETURN(s, Use(Sql::kDeleteApiUser));
+    int rc = s.Bind(api_user_id).Step();
+    if (rc != SQLITE_DONE) return Error(rc, "deleting an API user");
+    if (sqlite3_changes(db_) == 0) {
+      return Status::NotFound("API user #" + std::to_string(api_user_id) + " not found");
+    }
+    return Status::Ok();
+  });
+  if (!st.ok()) return st;
+  return tokens;
+}
+
+// ---------------------------------------------------------------------------
+// Tokens.
+
+Status SqliteStore::ReadToken(const Stmt& s, TokenRecord& t) const {
+  s.TextInto(0, t.token_id);
+  s.TextInto(1, t.name);
+  if (!s.HashInto(2, t.hash)) {
+    return Status::Corruption("store " + path_ + " holds a token hash that is not 32 bytes");
+  }
+  t.created_at = s.Int(3);
+  t.expires_at = s.Int(4);
+  s.TextInto(5, t.created_by);
+  t.api_user_id = s.Int(6);
+  s.TextInto(7, t.api_user_name);
+  t.org_id = s.Int(8);
+  s.TextInto(9, t.org_role);
+  t.workspace_id = s.Int(10);
+  s.TextInto(11, t.workspace_name);
+  s.TextInto(12, t.workspace_type);
+  s.TextInto(13, t.workspace_role);
+  return Status::Ok();
+}
+
+Status SqliteStore::InsertToken(const NewToken& t) {
+  GH_ASSIGN_OR_RETURN(s, Use(Sql::kInsertToken));
+  int rc = s.Bind(t.hash)
+               .Bind(t.id)
+               .Bind(t.api_user_id)
+               .Bind(t.name)
+               .Bind(t.created_at)
+               .Bind(t.expires_at)
+               .Bind(t.created_by)
+               .Step();
+  if (rc == SQLITE_CONSTRAINT_FOREIGNKEY) {
+    return Status::NotFound("API user #" + std::to_string(t.api_user_id) + " not found");
+  }
+  if (rc != SQLITE_DONE) {
+    // Never name the hash: an id clash is the likely (if astronomically rare) cause.
+    return Error(rc, "creating token " + t.id, "token " + t.id + " already exists");
+  }
+  return Status::Ok();
+}
+
+Result<TokenRecord> SqliteStore::FindTokenByHash(const TokenHash& hash) {
+  GH_ASSIGN_OR_RETURN(s, Use(Sql::kFindTokenByHash));
+  int rc = s.Bind(hash).Step();
+  if (rc == SQLITE_ROW) {
+    TokenRecord t;
+    GATEHOUSE_RETURN_IF_ERROR(ReadToken(s, t));
+    return t;
+  }
+  if (rc == SQLITE_DONE) return Status::NotFound("token not found");
+  return Error(rc, "finding a token");
+}
+
+Result<TokenRecord> SqliteStore::FindTokenById(std::string_view token_id) {
+  GH_ASSIGN_OR_RETURN(s, Use(Sql::kFindTokenById));
+  int rc = s.Bind(token_id).Step();
+  if (rc == SQLITE_ROW) {
+    TokenRecord t;
+    GATEHOUSE_RETURN_IF_ERROR(ReadToken(s, t));
+    return t;
+  }
+  if (rc == SQLITE_DONE) return Status::NotFound("token " + std::string(token_id) + " not found");
+  return Error(rc, "finding token " + std::string(token_id));
+}
+
+Result<std::vector<TokenRecord>> SqliteStore::QueryTokens(Stmt& s) {
+  std::vector<TokenRecord> out;
+  int rc;
+  while ((rc = s.Step()) == SQLITE_ROW) {
+    TokenRecord t;
+    GATEHOUSE_RETURN_IF_ERROR(ReadToken(s, t));
+    out.push_back(std::move(t));
+  }
+  if (rc != SQLITE_DONE) return Error(rc, "listing tokens");
+  return out;
+}
+
+Result<std::vector<TokenRecord>> SqliteStore::ListTokens(int64_t org_id,
+                                                         std::optional<int64_t> api_user_id,
+                                                         int64_t now) {
+  if (api_user_id) {
+    GH_ASSIGN_OR_RETURN(s, Use(Sql::kListTokensByApiUser));
+    s.Bind(*api_user_id).Bind(org_id).Bind(now);
+    return QueryTokens(s);
+  }
+  GH_ASSIGN_OR_RETURN(s, Use(Sql::kListTokens));
+  s.Bind(org_id).Bind(now);
+  return QueryTokens(s);
+}
+
+Status SqliteStore::DeleteToken(std::string_view token_id) {
+  GH_ASSIGN_OR_RETURN(s, Use(Sql::kDeleteToken));
+  int rc = s.Bind(token_id).Step();
+  if (rc != SQLITE_DONE) return Error(rc, "deleting token " + std::string(token_id));
+  if (sqlite3_changes(db_) == 0) {
+    return Status::NotFound("token " + std::string(token_id) + " not found");
+  }
+  return Status::Ok();
+}
+
+Result<int64_t> SqliteStore::DeleteExpiredTokens(int64_t now) {
+  GH_ASSIGN_OR_RETURN(s, Use(Sql::kDeleteExpiredTokens));
+  int rc = s.Bind(now).Step();
+  if (rc != SQLITE_DONE) return Error(rc, "deleting expired tokens");
+  return static_cast<int64_t>(sqlite3_changes64(db_));
+}
+
+Status SqliteStore::ScanActiveTokens(int64_t now,
+                                     const std::function<Status(const TokenRecord&)>& fn) {
+  GH_ASSIGN_OR_RETURN(s, Use(Sql::kScanActiveTokens));
+  s.Bind(now);
+  TokenRecord t;
+  int rc;
+  while ((rc = s.Step()) == SQLITE_ROW) {
+    GATEHOUSE_RETURN_IF_ERROR(ReadToken(s, t));
+    GATEHOUSE_RETURN_IF_ERROR(fn(t));
+  }
+  if (rc != SQLITE_DONE) return Error(rc, "reading tokens");
+  return Status::Ok();
+}
+
+Result<std::vector<TokenRecord>> SqliteStore::LoadActiveTokens(int64_t now) {
+  std::vector<TokenRecord> out;
+  GATEHOUSE_RETURN_IF_ERROR(ScanActiveTokens(now, [&out](const TokenRecord& t) {
+    out.push_back(t);
+    return Status::Ok();
+  }));
+  return out;
+}
+
+// ---------------------------------------------------------------------------
+// Settings.
+
+Status SqliteStore::SetSetting(int64_t org_id, std::string_view name, std::string_view value) {
+  GH_ASSIGN_OR_RETURN(s, Use(Sql::kUpsertSetting));
+  int rc = s.Bind(org_id).Bind(name).Bind(value).Step();
+  if (rc == SQLITE_CONSTRAINT_FOREIGNKEY) {
+    return Status::NotFound("organization #" + std::to_string(org_id) + " not found");
+  }
+  if (rc != SQLITE_DONE) return Error(rc, "setting " + std::string(name));
+  return Status::Ok();
+}
+
+Result<std::string> SqliteStore::GetSetting(int64_t org_id, std::string_view name) {
+  GH_ASSIGN_OR_RETURN(s, Use(Sql::kGetSetting));
+  int rc = s.Bind(org_id).Bind(name).Step();
+  if (rc == SQLITE_ROW) return s.Text(0);
+  if (rc == SQLITE_DONE) return Status::NotFound("setting " + std::string(name) + " is not set");
+  return Error(rc, "reading setting " + std::string(name));
+}
+
+Result<std::vector<Setting>> SqliteStore::ListSettings(int64_t org_id) {
+  GH_ASSIGN_OR_RETURN(s, Use(Sql::kListSettings));
+  s.Bind(org_id);
+  std::vector<Setting> out;
+  int rc;
+  while ((rc = s.Step()) == SQLITE_ROW) out.push_back(Setting{s.Text(0), s.Text(1)});
+  if (rc != SQLITE_DONE) return Error(rc, "listing settings");
+  return out;
+}
+
+// ---------------------------------------------------------------------------
+// Audit log.
+
+AuditRecord SqliteStore::ReadAudit(const Stmt& s) {
+  AuditRecord r;
+  r.id = s.Int(0);
+  r.time = s.Int(1);
+  r.org_id = s.OptInt(2);
+  r.actor = s.Text(3);
+  r.action = s.Text(4);
+  r.target = s.Text(5);
+  r.decision = s.Text(6) == "allow" ? AuditDecision::kAllow : AuditDecision::kDeny;
+  r.rule = s.Text(7);
+  r.message = s.Text(8);
+  r.detail = s.Text(9);
+  return r;
+}
+
+Result<int64_t> SqliteStore::AppendAudit(const AuditRecord& r) {
+  {
+    GH_ASSIGN_OR_RETURN(s, Use(Sql::kInsertAudit));
+    int rc = s.Bind(r.time)
+                 .Bind(r.org_id)
+                 .Bind(r.actor)
+                 .Bind(r.action)
+                 .Bind(r.target)
+                 .Bind(r.decision == AuditDecision::kAllow ? "allow" : "deny")
+                 .Bind(r.rule)
+                 .Bind(r.message)
+                 .Bind(r.detail)
+                 .Step();
+    if (rc == SQLITE_CONSTRAINT_FOREIGNKEY) {
+      return Status::NotFound("organization #" + std::to_string(r.org_id.value_or(0)) +
+                              " not found");
+    }
+    if (rc != SQLITE_DONE) return Error(rc, "writing the audit log");
+  }
+  return static_cast<int64_t>(sqlite3_last_insert_rowid(db_));
+}
+
+Result<std::vector<AuditRecord>> SqliteStore::ListAudit(std::optional<int64_t> org_id,
+                                                        int64_t limit) {
+  if (limit < 0) return Status::InvalidArgument("audit limit must not be negative");
+  GH_ASSIGN_OR_RETURN(s, Use(org_id ? Sql::kListAuditByOrg : Sql::kListAudit));
+  if (org_id) s.Bind(*org_id);
+  s.Bind(limit);
+  std::vector<AuditRecord> out;
+  int rc;
+  while ((rc = s.Step()) == SQLITE_ROW) out.push_back(ReadAudit(s));
+  if (rc != SQLITE_DONE) return Error(rc, "reading the audit log");
+  return out;
+}
+
+}  // namespace
+
+Result<std::unique_ptr<Store>> OpenSqliteStore(const std::string& path,
+                                               const StoreOptions& options) {
+  return SqliteStore::Make(path, options, SqliteStore::Mode::kOpen);
+}
+
+Result<std::unique_ptr<Store>> CreateSqliteStore(const std::string& path,
+                                                 const StoreOptions& options) {
+  return SqliteStore::Make(path, options, SqliteStore::Mode::kCreate);
+}
+
+namespace internal {
+
+Status ExecSqliteForTesting(Store& store, std::string_view sql) {
+  auto* s = dynamic_cast<SqliteStore*>(&store);
+  if (s == nullptr) return Status::InvalidArgument("not an SQLite store");
+  return s->ExecRaw(sql);
+}
+
+Result<int64_t> QuerySqliteIntForTesting(Store& store, std::string_view sql) {
+  auto* s = dynamic_cast<SqliteStore*>(&store);
+  if (s == nullptr) return Status::InvalidArgument("not an SQLite store");
+  return s->QueryInt(sql);
+}
+
+}  // namespace internal
+}  // namespace gatehouse
