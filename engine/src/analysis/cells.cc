@@ -202,6 +202,8 @@ std::string DescribeAxis(const Axis& a, const std::vector<uint8_t>& set) {
         if (lo == hi) parts.push_back("= " + IntText(a, lo));
         else if (lo == kMin) parts.push_back("≤ " + IntText(a, hi));
         else if (hi == kMax) parts.push_back("> " + IntText(a, lo - 1));
+        else if (a.seconds && lo - 1 > 0 && FormatDuration(lo - 1).back() != 's')
+          parts.push_back("> " + IntText(a, lo - 1) + " and ≤ " + IntText(a, hi));  // "> 90d and ≤ 365d"
         else parts.push_back("in [" + IntText(a, lo) + ", " + IntText(a, hi) + "]");
         i = j + 1;
       }

@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Configures and builds Gatehouse into ${BUILD_DIR:-build}. Extra arguments go
+# to cmake's configure step (e.g. -DGATEHOUSE_SANITIZE=ON).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+build_dir=${BUILD_DIR:-build}
+cmake -S . -B "$build_dir" -G Ninja -DCMAKE_BUILD_TYPE="${BUILD_TYPE:-RelWithDebInfo}" "$@" >/dev/null
+cmake --build "$build_dir" -j "$(nproc)"
