@@ -170,7 +170,7 @@ TEST(Durations, ParseAndFormat) {
   EXPECT_EQ(ParseDuration("2w"), 14 * 86400);
   EXPECT_EQ(ParseDuration("1h"), 3600);
   EXPECT_EQ(ParseDuration("5m"), 300);
-  for (const char* bad : {"", "0d", "-1d", "abc", "10", "5y", "d", "1.5h", " 1d", "1d ", "+1d", "9999999999999d"})
+  for (const char* bad : {"", "0d", "-1d", "abc", "10", "5y", "d", "1.5h", " 1d", "1d ", "+1d", "99999999999999999999d", "9223372036854775807w"})
     EXPECT_FALSE(ParseDuration(bad).has_value()) << bad;
   EXPECT_EQ(FormatDuration(365 * 86400), "365d");
   EXPECT_EQ(FormatDuration(90), "90s");
@@ -217,6 +217,33 @@ TEST(Matrix, DefaultPolicyMatrixHasTheDesignsShape) {
   std::string text = RenderMatrix(m);
   EXPECT_NE(text.find("shared workspace, workspace_admins_can_create_tokens on"), std::string::npos);
   EXPECT_NE(text.find("token.create"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace gatehouse
+
+namespace gatehouse {
+namespace {
+
+// Found by fuzz_duration: 999999999999w formatted to 19 digits of days,
+// which the parser then refused.
+TEST(Durations, RegressionLongDurationsRoundTrip) {
+  auto v = ParseDuration("999999999999w");
+  ASSERT_TRUE(v.has_value());
+  EXPECT_EQ(ParseDuration(FormatDuration(*v)), v);
+}
+
+// Found by fuzz_expr: a stray non-ASCII byte after a literal produced a
+// tokenizer error that the parser's de-duplication hid, so the expression
+// loaded without it.
+TEST(Loader, RegressionStrayByteAfterLiteralIsAnError) {
+  PolicyLoad l = LoadPolicyFromString(
+      "gatehouse: v1\npolicy: p\nroles: {organization: [admin], workspace: [admin]}\nworkspace_types: [shared]\n"
+      "actions:\n  a.b:\n    description: d\n    permit:\n      - rule: r\n        when: \"principal.org_role >= admin\\xce or true\"\n",
+      "p.yaml");
+  EXPECT_FALSE(l.ok());
+  ASSERT_FALSE(l.errors.empty());
+  EXPECT_NE(l.errors[0].message.find("unexpected character"), std::string::npos) << l.errors[0].ToString();
 }
 
 }  // namespace

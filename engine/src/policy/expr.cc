@@ -129,10 +129,10 @@ class Parser {
  public:
   Parser(std::string_view text, const PolicyModel& m, const ActionModel& a,
          std::vector<ExprError>* errors)
-      : m_(m), a_(a), errors_(errors), toks_(Tokenize(text, errors)) {}
+      : m_(m), a_(a), errors_(errors), start_(errors->size()), toks_(Tokenize(text, errors)) {}
 
   std::unique_ptr<Expr> Parse() {
-    size_t before = errors_->size();
+    const size_t before = start_;  // tokenizer errors count too
     if (toks_.front().kind == Tok::kEnd) {
       Error(0, "empty expression");
       return nullptr;
@@ -519,6 +519,7 @@ class Parser {
   const PolicyModel& m_;
   const ActionModel& a_;
   std::vector<ExprError>* errors_;
+  size_t start_;
   std::vector<Token> toks_;
   size_t pos_ = 0;
   bool failed_ = false;

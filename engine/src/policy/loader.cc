@@ -513,7 +513,8 @@ class Builder {
     while (true) {
       size_t slash = p.find('/', start);
       std::string seg = p.substr(start, slash == std::string::npos ? std::string::npos : slash - start);
-      auto [line, col] = d.PosInScalar(n, start);
+      const auto pos = d.PosInScalar(n, start);
+      const int line = pos.first, col = pos.second;
       auto bad = [&](const std::string& msg) {
         ctx_.errors->push_back({d.file, line, col, msg + " (in " + path + ")"});
         return false;

@@ -22,14 +22,15 @@ std::optional<int64_t> ParseDuration(std::string_view text) {
     default: return std::nullopt;
   }
   std::string_view digits = text.substr(0, text.size() - 1);
-  if (digits.empty() || digits.size() > 12) return std::nullopt;
+  if (digits.empty()) return std::nullopt;
   int64_t n = 0;
   for (char c : digits) {
     if (c < '0' || c > '9') return std::nullopt;
+    // Refuse, never wrap: n * unit must fit in int64.
+    if (n > (INT64_MAX / unit - (c - '0')) / 10) return std::nullopt;
     n = n * 10 + (c - '0');
   }
   if (n <= 0) return std::nullopt;
-  // 12 digits times a week's seconds still fits in int64.
   return n * unit;
 }
 

@@ -69,7 +69,7 @@ void Convert(const YAML::Node& in, const YDoc& doc, int line, int col, size_t of
         YNode k, v;
         Convert(kv.first, doc, out->line, out->column, out->offset, &k);
         Convert(kv.second, doc, k.line, k.column, k.offset, &v);
-        out->entries.emplace_back(std::move(k), std::move(v));
+        out->entries.push_back(YEntry{std::move(k), std::move(v)});
       }
       break;
     default:

@@ -13,6 +13,8 @@
 
 namespace gatehouse::internal {
 
+struct YEntry;
+
 struct YNode {
   enum class Kind { kNull, kScalar, kSeq, kMap };
   Kind kind = Kind::kNull;
@@ -21,11 +23,16 @@ struct YNode {
   int line = 0, column = 0;
   size_t offset = 0;  // byte offset of the node in its file
   std::vector<YNode> items;                       // sequences
-  std::vector<std::pair<YNode, YNode>> entries;   // maps: key, value
+  std::vector<YEntry> entries;                    // maps, in order
 
   bool IsScalar() const { return kind == Kind::kScalar; }
   bool IsMap() const { return kind == Kind::kMap; }
   bool IsSeq() const { return kind == Kind::kSeq; }
+};
+
+struct YEntry {
+  YNode first;   // the key
+  YNode second;  // the value
 };
 
 // A parsed file: its text (for positions inside scalars) and its root.
