@@ -70,7 +70,7 @@ struct Workspace {
   int64_t id = 0;
   int64_t org_id = 0;
   std::string name;
-  std::string type;                     // policy name: shared, personal, organization, ...
+  std::string type;                      // policy name: shared, personal, organization, ...
   std::optional<int64_t> owner_user_id;  // e.g. a personal workspace's owner
 };
 

@@ -7,8 +7,10 @@
 // further mixing is needed), confirms the full 32 bytes in constant time, and
 // checks expiry. It does not allocate and takes no lock.
 //
-// Memory: per token about 80 bytes of entry plus 16-32 bytes of table; the
-// API user, workspace and roles are stored once per API user, not per token.
+// Memory: per token a 72-byte entry, 16-32 bytes of table and its id and
+// name text (about 130 MB for 1,000,000 tokens); the API user, workspace and
+// roles are stored once per API user, not per token. Large tables are
+// advised onto transparent huge pages (Linux), which saves TLB misses.
 //
 // Thread safety: a TokenIndex is immutable once built. Share it as
 // shared_ptr<const TokenIndex> and read it from any number of threads; to see
@@ -120,8 +122,8 @@ class TokenIndex {
 
   std::vector<Entry> entries_;
   std::vector<TokenPrincipal> principals_;
-  std::string strings_;     // token ids and names, back to back
-  std::vector<Slot> slots_; // power-of-two size, at most half full
+  std::string strings_;      // token ids and names, back to back
+  std::vector<Slot> slots_;  // power-of-two size, at most half full
   uint64_t mask_ = 0;
 };
 

@@ -39,13 +39,13 @@
 namespace gatehouse {
 
 inline constexpr std::string_view kTokenPrefix = "gat_";
-inline constexpr size_t kTokenRandomChars = 30;    // 178.6 bits
-inline constexpr size_t kTokenChecksumChars = 6;   // CRC-32 in base62, fixed width
+inline constexpr size_t kTokenRandomChars = 30;   // 178.6 bits
+inline constexpr size_t kTokenChecksumChars = 6;  // CRC-32 in base62, fixed width
 inline constexpr size_t kTokenLength =
     kTokenPrefix.size() + kTokenRandomChars + kTokenChecksumChars;  // 40
 
 inline constexpr std::string_view kTokenIdPrefix = "tok_";
-inline constexpr size_t kTokenIdRandomChars = 12;  // 71.4 bits
+inline constexpr size_t kTokenIdRandomChars = 12;                                      // 71.4 bits
 inline constexpr size_t kTokenIdLength = kTokenIdPrefix.size() + kTokenIdRandomChars;  // 16
 
 // The regular expression (ECMAScript / PCRE / RE2) that finds token secrets in text.

@@ -107,8 +107,8 @@ constexpr Migration kMigrations[] = {
 };
 
 constexpr const char* kTables[] = {
-    "organizations", "users", "workspaces", "memberships", "api_users",
-    "tokens",        "settings", "audit_log",
+    "organizations", "users",  "workspaces", "memberships",
+    "api_users",     "tokens", "settings",   "audit_log",
 };
 
 }  // namespace

@@ -23,8 +23,8 @@
 namespace gatehouse {
 namespace {
 
-#define GH_ASSIGN_OR_RETURN(lhs, expr)              \
-  auto&& lhs##_result_ = (expr);                    \
+#define GH_ASSIGN_OR_RETURN(lhs, expr)                    \
+  auto&& lhs##_result_ = (expr);                          \
   if (!lhs##_result_.ok()) return lhs##_result_.status(); \
   auto& lhs = *lhs##_result_
 
@@ -90,15 +90,15 @@ enum class Sql : int {
 
 #define GH_WORKSPACE_COLUMNS "SELECT id, org_id, name, type, owner_user_id FROM workspaces "
 #define GH_USER_COLUMNS "SELECT id, org_id, email, org_role FROM users "
-#define GH_API_USER_COLUMNS                                                           \
+#define GH_API_USER_COLUMNS                                                               \
   "SELECT a.id, a.org_id, a.name, a.org_role, a.workspace_id, w.name, a.workspace_role, " \
   "a.created_by, a.created_at FROM api_users a JOIN workspaces w ON w.id = a.workspace_id "
-#define GH_TOKEN_COLUMNS                                                                  \
-  "SELECT t.public_id, t.name, t.hash, t.created_at, t.expires_at, t.created_by, "        \
-  "a.id, a.name, a.org_id, a.org_role, w.id, w.name, w.type, a.workspace_role "           \
-  "FROM tokens t JOIN api_users a ON a.id = t.api_user_id "                               \
+#define GH_TOKEN_COLUMNS                                                           \
+  "SELECT t.public_id, t.name, t.hash, t.created_at, t.expires_at, t.created_by, " \
+  "a.id, a.name, a.org_id, a.org_role, w.id, w.name, w.type, a.workspace_role "    \
+  "FROM tokens t JOIN api_users a ON a.id = t.api_user_id "                        \
   "JOIN workspaces w ON w.id = a.workspace_id "
-#define GH_AUDIT_COLUMNS                                                                   \
+#define GH_AUDIT_COLUMNS                                                                  \
   "SELECT id, time, org_id, actor, action, target, decision, rule, message, detail FROM " \
   "audit_log "
 
@@ -148,10 +148,12 @@ constexpr std::array<const char*, static_cast<size_t>(Sql::kCount)> kSqlText = {
     "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
     GH_TOKEN_COLUMNS "WHERE t.hash = ?1",
     GH_TOKEN_COLUMNS "WHERE t.public_id = ?1",
-    GH_TOKEN_COLUMNS "WHERE a.org_id = ?1 AND t.expires_at > ?2 "
-                     "ORDER BY t.created_at, t.public_id",
-    GH_TOKEN_COLUMNS "WHERE t.api_user_id = ?1 AND a.org_id = ?2 AND t.expires_at > ?3 "
-                     "ORDER BY t.created_at, t.public_id",
+    GH_TOKEN_COLUMNS
+    "WHERE a.org_id = ?1 AND t.expires_at > ?2 "
+    "ORDER BY t.created_at, t.public_id",
+    GH_TOKEN_COLUMNS
+    "WHERE t.api_user_id = ?1 AND a.org_id = ?2 AND t.expires_at > ?3 "
+    "ORDER BY t.created_at, t.public_id",
     "DELETE FROM tokens WHERE public_id = ?1",
     "DELETE FROM tokens WHERE expires_at <= ?1",
     // Unary + keeps the planner off tokens_expires: nearly every token is
@@ -187,7 +189,8 @@ std::string Quote(std::string_view s) {
 class Stmt {
  public:
   explicit Stmt(sqlite3_stmt* s) : s_(s) {}
-  Stmt(Stmt&& o) noexcept : s_(std::exchange(o.s_, nullptr)), next_(o.next_), bind_rc_(o.bind_rc_) {}
+  Stmt(Stmt&& o) noexcept
+      : s_(std::exchange(o.s_, nullptr)), next_(o.next_), bind_rc_(o.bind_rc_) {}
   Stmt(const Stmt&) = delete;
   Stmt& operator=(const Stmt&) = delete;
   Stmt& operator=(Stmt&&) = delete;
@@ -207,7 +210,8 @@ class Stmt {
   Stmt& Bind(const char* v) { return Bind(std::string_view(v)); }
   Stmt& Bind(const std::string& v) { return Bind(std::string_view(v)); }
   Stmt& Bind(const TokenHash& h) {
-    return Check(sqlite3_bind_blob(s_, ++next_, h.data(), static_cast<int>(h.size()), SQLITE_STATIC));
+    return Check(
+        sqlite3_bind_blob(s_, ++next_, h.data(), static_cast<int>(h.size()), SQLITE_STATIC));
   }
   Stmt& Bind(std::optional<int64_t> v) {
     return v ? Bind(*v) : Check(sqlite3_bind_null(s_, ++next_));
@@ -234,7 +238,8 @@ class Stmt {
       out.clear();
       return;
     }
-    out.assign(reinterpret_cast<const char*>(p), static_cast<size_t>(sqlite3_column_bytes(s_, col)));
+    out.assign(reinterpret_cast<const char*>(p),
+               static_cast<size_t>(sqlite3_column_bytes(s_, col)));
   }
   // False when the column is not a 32-byte blob.
   bool HashInto(int col, TokenHash& out) const {
@@ -322,8 +327,7 @@ class SqliteStore final : public Store {
   Result<std::vector<Setting>> ListSettings(int64_t org_id) override;
 
   Result<int64_t> AppendAudit(const AuditRecord& record) override;
-  Result<std::vector<AuditRecord>> ListAudit(std::optional<int64_t> org_id,
-                                             int64_t limit) override;
+  Result<std::vector<AuditRecord>> ListAudit(std::optional<int64_t> org_id, int64_t limit) override;
 
   Status Transaction(const std::function<Status()>& body) override;
   Result<int64_t> DataVersion() override;
@@ -473,8 +477,8 @@ Status SqliteStore::Configure() {
   sqlite3_db_config(db_, SQLITE_DBCONFIG_ENABLE_FKEY, 1, nullptr);
   // These pragmas touch no page, so they succeed even on a garbage file.
   GATEHOUSE_RETURN_IF_ERROR(Exec("PRAGMA foreign_keys = ON"));
-  GATEHOUSE_RETURN_IF_ERROR(Exec(options_.durable_commits ? "PRAGMA synchronous = FULL"
-                                                          : "PRAGMA synchronous = NORMAL"));
+  GATEHOUSE_RETURN_IF_ERROR(
+      Exec(options_.durable_commits ? "PRAGMA synchronous = FULL" : "PRAGMA synchronous = NORMAL"));
   return Status::Ok();
 }
 
@@ -497,13 +501,17 @@ Status SqliteStore::CheckIdentity(bool fresh, int* version) {
     }
     // SQLite itself refuses a file shorter than the page count in its header;
     // a file cut inside its last page would still open, so check that the
-    // main file holds whole pages (SQLite only ever writes whole pages).
+    // main file holds whole pages (SQLite only ever writes whole pages). Only
+    // while no WAL has content: then no checkpoint can be growing the file
+    // under our feet.
     GH_ASSIGN_OR_RETURN(page_size, QueryInt("PRAGMA page_size"));
-    struct stat st;
-    if (::stat(path_.c_str(), &st) == 0 && page_size > 0 && st.st_size % page_size != 0) {
-      return Status::Corruption("store " + path_ + " is truncated (" +
-                                std::to_string(st.st_size) + " bytes is not a whole number of " +
-                                std::to_string(page_size) + "-byte pages)");
+    struct stat st, wal;
+    const bool wal_busy = ::stat((path_ + "-wal").c_str(), &wal) == 0 && wal.st_size > 0;
+    if (!wal_busy && ::stat(path_.c_str(), &st) == 0 && page_size > 0 &&
+        st.st_size % page_size != 0) {
+      return Status::Corruption("store " + path_ + " is truncated (" + std::to_string(st.st_size) +
+                                " bytes is not a whole number of " + std::to_string(page_size) +
+                                "-byte pages)");
     }
     if (user_version < 1) {
       return Status::Corruption("store " + path_ + " has no schema version (damaged?)");
@@ -548,7 +556,8 @@ Status SqliteStore::Migrate(int from_version) {
       GATEHOUSE_RETURN_IF_ERROR(
           Exec(("PRAGMA user_version = " + std::to_string(m.to_version)).c_str()));
     }
-    return Exec(("PRAGMA application_id = " + std::to_string(internal::kStoreApplicationId)).c_str());
+    return Exec(
+        ("PRAGMA application_id = " + std::to_string(internal::kStoreApplicationId)).c_str());
   });
 }
 
@@ -607,7 +616,8 @@ Status SqliteStore::Error(int rc, std::string_view doing, std::string_view exist
   const std::string detail = db_ != nullptr ? sqlite3_errmsg(db_) : sqlite3_errstr(rc);
   switch (rc & 0xFF) {
     case SQLITE_CONSTRAINT:
-      if (IsUniqueViolation(rc) && !exists.empty()) return Status::AlreadyExists(std::string(exists));
+      if (IsUniqueViolation(rc) && !exists.empty())
+        return Status::AlreadyExists(std::string(exists));
       if (IsUniqueViolation(rc)) return Status::AlreadyExists(what + ": already exists");
       if (rc == SQLITE_CONSTRAINT_FOREIGNKEY) {
         return Status::NotFound(what + ": refers to something that does not exist");
@@ -667,7 +677,8 @@ Status SqliteStore::Transaction(const std::function<Status()>& body) {
   {
     GH_ASSIGN_OR_RETURN(begin, Use(outer ? Sql::kBegin : Sql::kSavepoint));
     int rc = begin.Step();
-    if (rc != SQLITE_DONE) return Error(rc, outer ? "starting a transaction" : "starting a savepoint");
+    if (rc != SQLITE_DONE)
+      return Error(rc, outer ? "starting a transaction" : "starting a savepoint");
   }
   ++tx_depth_;
   bool done = false;

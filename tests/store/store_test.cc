@@ -1,0 +1,805 @@
+#include "gatehouse/store.h"
+
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <random>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "gatehouse/tokens.h"
+#include "store/sqlite_store_testing.h"
+
+namespace gatehouse {
+namespace {
+
+namespace fs = std::filesystem;
+
+#define ASSERT_OK(expr)                                     \
+  do {                                                      \
+    const ::gatehouse::Status s_ = (expr);                  \
+    ASSERT_TRUE(s_.ok()) << #expr << ": " << s_.ToString(); \
+  } while (0)
+
+// Unwraps a Result in a test, failing the test (and returning) if it is an error.
+#define ASSERT_OK_AND_ASSIGN(lhs, expr)                                        \
+  auto lhs##_r_ = (expr);                                                      \
+  ASSERT_TRUE(lhs##_r_.ok()) << #expr << ": " << lhs##_r_.status().ToString(); \
+  auto lhs = std::move(lhs##_r_).value()
+
+constexpr int64_t kNow = 1'767'225'600;  // 2026-01-01T00:00:00Z
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+uint32_t BigEndian32(const std::string& bytes, size_t offset) {
+  return (static_cast<uint32_t>(static_cast<unsigned char>(bytes[offset])) << 24) |
+         (static_cast<uint32_t>(static_cast<unsigned char>(bytes[offset + 1])) << 16) |
+         (static_cast<uint32_t>(static_cast<unsigned char>(bytes[offset + 2])) << 8) |
+         static_cast<uint32_t>(static_cast<unsigned char>(bytes[offset + 3]));
+}
+
+class StoreTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/gatehouse-store-test-XXXXXX";
+    ASSERT_NE(::mkdtemp(tmpl), nullptr);
+    dir_ = tmpl;
+    path_ = dir_ + "/gatehouse.db";
+  }
+  void TearDown() override {
+    std::error_code ec;
+    fs::remove_all(dir_, ec);
+  }
+
+  std::unique_ptr<Store> Create(StoreOptions options = {}) {
+    auto s = CreateSqliteStore(path_, options);
+    EXPECT_TRUE(s.ok()) << s.status().ToString();
+    return s.ok() ? std::move(s).value() : nullptr;
+  }
+  std::unique_ptr<Store> Open(StoreOptions options = {}) {
+    auto s = OpenSqliteStore(path_, options);
+    EXPECT_TRUE(s.ok()) << s.status().ToString();
+    return s.ok() ? std::move(s).value() : nullptr;
+  }
+
+  // An organization, a shared workspace and an API user in it.
+  struct Fixture {
+    Organization org;
+    Workspace ws;
+    ApiUser api_user;
+  };
+  Fixture Populate(Store& store, std::string org = "Acme") {
+    Fixture f;
+    f.org = store.CreateOrganization(org).value();
+    f.ws = store.CreateWorkspace(f.org.id, "Marketing-Production", "shared", std::nullopt).value();
+    f.api_user = store
+                     .CreateApiUser(NewApiUser{f.ws.id, "ci-bot", "viewer", "contributor",
+                                               "owner@example.com", kNow})
+                     .value();
+    return f;
+  }
+
+  // Inserts a fresh token for `api_user_id`; returns the minted token.
+  MintedToken AddToken(Store& store, int64_t api_user_id, int64_t expires_at,
+                       std::string name = "deploy") {
+    MintedToken m = MintToken().value();
+    Status s = store.InsertToken(NewToken{m.id, api_user_id, std::move(name), m.hash, kNow,
+                                          expires_at, "owner@example.com"});
+    EXPECT_TRUE(s.ok()) << s.ToString();
+    return m;
+  }
+
+  std::string dir_;
+  std::string path_;
+};
+
+// ---- creating and opening ----
+
+TEST_F(StoreTest, CreateRefusesAnExistingFile) {
+  { std::ofstream(path_) << "precious"; }
+  auto s = CreateSqliteStore(path_);
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.status().code(), StatusCode::kAlreadyExists) << s.status().ToString();
+  EXPECT_NE(s.status().message().find(path_), std::string::npos);
+  EXPECT_EQ(ReadFile(path_), "precious");  // untouched
+
+  path_ = dir_ + "/other.db";  // a fresh path works, then a second create fails
+  ASSERT_TRUE(CreateSqliteStore(path_).ok());
+  EXPECT_TRUE(CreateSqliteStore(path_).status().IsAlreadyExists());
+}
+
+TEST_F(StoreTest, OpenRefusesAMissingFileAndSaysToRunInit) {
+  auto s = OpenSqliteStore(path_);
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_EQ(s.status().message(), "store " + path_ + " does not exist; run `gatehouse init`");
+  EXPECT_FALSE(fs::exists(path_));  // and did not create it
+}
+
+TEST_F(StoreTest, CreateInAMissingDirectoryIsAnIoError) {
+  path_ = dir_ + "/no/such/dir/gatehouse.db";
+  auto s = CreateSqliteStore(path_);
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.status().code(), StatusCode::kIoError) << s.status().ToString();
+}
+
+TEST_F(StoreTest, GarbageFileIsCorruptionNotACrash) {
+  std::mt19937 rng(42);
+  std::string junk(16384, '\0');
+  for (char& c : junk) c = static_cast<char>(rng());
+  { std::ofstream(path_, std::ios::binary) << junk; }
+  auto s = OpenSqliteStore(path_);
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.status().code(), StatusCode::kCorruption) << s.status().ToString();
+  EXPECT_NE(s.status().message().find("not a Gatehouse store"), std::string::npos)
+      << s.status().ToString();
+
+  { std::ofstream(path_, std::ios::trunc) << "gatehouse: v1\npolicy: oops\n"; }
+  s = OpenSqliteStore(path_);
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.status().code(), StatusCode::kCorruption) << s.status().ToString();
+  EXPECT_EQ(ReadFile(path_), "gatehouse: v1\npolicy: oops\n");  // never written to
+}
+
+TEST_F(StoreTest, EmptyFileIsCorruptionNotANewStore) {
+  { std::ofstream{path_}; }
+  auto s = OpenSqliteStore(path_);
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.status().code(), StatusCode::kCorruption);
+  EXPECT_NE(s.status().message().find("empty"), std::string::npos) << s.status().ToString();
+  EXPECT_EQ(fs::file_size(path_), 0u);
+}
+
+TEST_F(StoreTest, TruncatedFileIsCorruptionNotACrash) {
+  {
+    auto store = Create();
+    Fixture f = Populate(*store);
+    ASSERT_OK(store->Transaction([&]() -> Status {
+      for (int i = 0; i < 2000; ++i) AddToken(*store, f.api_user.id, kNow + 1000);
+      return Status::Ok();
+    }));
+  }  // closing checkpoints everything into the main file
+  ASSERT_FALSE(fs::exists(path_ + "-wal"));
+  const auto size = fs::file_size(path_);
+  ASSERT_GT(size, 64u * 1024);
+  for (auto keep :
+       {size / 2, size - 4096, size - 1, uintmax_t{4096}, uintmax_t{100}, uintmax_t{50}}) {
+    SCOPED_TRACE("truncated to " + std::to_string(keep));
+    std::string copy = dir_ + "/truncated.db";
+    fs::copy_file(path_, copy, fs::copy_options::overwrite_existing);
+    fs::resize_file(copy, keep);
+    auto s = OpenSqliteStore(copy);
+    ASSERT_FALSE(s.ok());
+    EXPECT_EQ(s.status().code(), StatusCode::kCorruption) << s.status().ToString();
+    fs::remove(copy);
+  }
+}
+
+TEST_F(StoreTest, AnotherApplicationsDatabaseIsRefused) {
+  {
+    auto store = Create();
+    ASSERT_OK(internal::ExecSqliteForTesting(*store, "PRAGMA application_id = 12345"));
+  }
+  auto s = OpenSqliteStore(path_);
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.status().code(), StatusCode::kCorruption);
+  EXPECT_NE(s.status().message().find("not a Gatehouse store"), std::string::npos);
+}
+
+TEST_F(StoreTest, ANewerSchemaIsRefused) {
+  {
+    auto store = Create();
+    ASSERT_OK(internal::ExecSqliteForTesting(*store, "PRAGMA user_version = 99"));
+  }
+  auto s = OpenSqliteStore(path_);
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.status().code(), StatusCode::kFailedPrecondition) << s.status().ToString();
+  EXPECT_NE(s.status().message().find("99"), std::string::npos);
+}
+
+TEST_F(StoreTest, FileIsCreatedWithMode0600WhateverTheUmask) {
+  const mode_t old = ::umask(0);
+  auto store = Create();
+  ::umask(old);
+  ASSERT_NE(store, nullptr);
+  ASSERT_OK(store->CreateOrganization("Acme").status());  // the WAL now exists
+  struct stat st;
+  ASSERT_EQ(::stat(path_.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+  for (const char* suffix : {"-wal", "-shm"}) {
+    std::string side = path_ + suffix;
+    if (::stat(side.c_str(), &st) == 0) {
+      EXPECT_EQ(st.st_mode & 0777, 0600u) << suffix;
+    }
+  }
+  path_ = dir_ + "/strict-umask.db";
+  const mode_t old2 = ::umask(0277);  // would leave 0400: unwritable
+  auto strict = CreateSqliteStore(path_);
+  ::umask(old2);
+  ASSERT_TRUE(strict.ok()) << strict.status().ToString();
+  ASSERT_EQ(::stat(path_.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+}
+
+TEST_F(StoreTest, IsInWalModeWithTheSchemaVersionSet) {
+  {
+    auto store = Create();
+    ASSERT_OK_AND_ASSIGN(v, store->SchemaVersion());
+    EXPECT_EQ(v, kStoreSchemaVersion);
+    ASSERT_OK_AND_ASSIGN(fk, internal::QuerySqliteIntForTesting(*store, "PRAGMA foreign_keys"));
+    EXPECT_EQ(fk, 1);
+    ASSERT_OK_AND_ASSIGN(busy, internal::QuerySqliteIntForTesting(*store, "PRAGMA busy_timeout"));
+    EXPECT_EQ(busy, 5000);
+  }
+  // Read the SQLite header itself: bytes 18 and 19 are 2 in WAL mode,
+  // user_version is at 60, application_id at 68 (big-endian).
+  std::string header = ReadFile(path_).substr(0, 100);
+  ASSERT_EQ(header.substr(0, 16), std::string("SQLite format 3\0", 16));
+  EXPECT_EQ(header[18], 2);
+  EXPECT_EQ(header[19], 2);
+  EXPECT_EQ(BigEndian32(header, 60), static_cast<uint32_t>(kStoreSchemaVersion));
+  EXPECT_EQ(BigEndian32(header, 68), 0x47617465u);  // "Gate"
+
+  auto reopened = Open();
+  ASSERT_NE(reopened, nullptr);
+  ASSERT_OK_AND_ASSIGN(v, reopened->SchemaVersion());
+  EXPECT_EQ(v, kStoreSchemaVersion);
+}
+
+TEST_F(StoreTest, DataSurvivesReopening) {
+  int64_t org_id;
+  MintedToken t;
+  {
+    auto store = Create();
+    Fixture f = Populate(*store);
+    org_id = f.org.id;
+    t = AddToken(*store, f.api_user.id, kNow + 60);
+  }
+  auto store = Open();
+  ASSERT_OK_AND_ASSIGN(org, store->TheOnlyOrganization());
+  EXPECT_EQ(org.id, org_id);
+  ASSERT_OK_AND_ASSIGN(rec, store->FindTokenByHash(t.hash));
+  EXPECT_EQ(rec.token_id, t.id);
+}
+
+// ---- entities ----
+
+TEST_F(StoreTest, NamesAreUniqueWithoutRegardToCase) {
+  auto store = Create();
+  Fixture f = Populate(*store);
+
+  auto org = store->CreateOrganization("ACME");
+  EXPECT_EQ(org.status().code(), StatusCode::kAlreadyExists) << org.status().ToString();
+  ASSERT_OK_AND_ASSIGN(found_org, store->FindOrganization("aCmE"));
+  EXPECT_EQ(found_org.id, f.org.id);
+  EXPECT_EQ(found_org.name, "Acme");
+
+  auto ws = store->CreateWorkspace(f.org.id, "marketing-PRODUCTION", "shared", std::nullopt);
+  EXPECT_EQ(ws.status().code(), StatusCode::kAlreadyExists) << ws.status().ToString();
+  EXPECT_NE(ws.status().message().find("already exists"), std::string::npos);
+  ASSERT_OK_AND_ASSIGN(found_ws, store->FindWorkspace(f.org.id, "MARKETING-production"));
+  EXPECT_EQ(found_ws.id, f.ws.id);
+
+  ASSERT_OK_AND_ASSIGN(alice, store->AddUser(f.org.id, "Alice@Example.com", "admin"));
+  auto dup = store->AddUser(f.org.id, "alice@example.COM", "viewer");
+  EXPECT_EQ(dup.status().code(), StatusCode::kAlreadyExists);
+  ASSERT_OK_AND_ASSIGN(found_alice, store->FindUserByEmail("ALICE@example.com"));
+  EXPECT_EQ(found_alice.id, alice.id);
+  EXPECT_EQ(found_alice.org_role, "admin");
+
+  auto api = store->CreateApiUser(
+      NewApiUser{f.ws.id, "CI-Bot", "viewer", "viewer", "owner@example.com", kNow});
+  EXPECT_EQ(api.status().code(), StatusCode::kAlreadyExists) << api.status().ToString();
+  ASSERT_OK_AND_ASSIGN(found_api, store->FindApiUser(f.org.id, "ci-BOT"));
+  EXPECT_EQ(found_api.id, f.api_user.id);
+
+  // Unique per organization only: another organization may reuse the names.
+  ASSERT_OK_AND_ASSIGN(other, store->CreateOrganization("Globex"));
+  ASSERT_OK_AND_ASSIGN(other_ws,
+                       store->CreateWorkspace(other.id, "Marketing-Production", "shared", {}));
+  ASSERT_OK(store->CreateApiUser(NewApiUser{other_ws.id, "ci-bot", "viewer", "viewer", "x", kNow})
+                .status());
+  EXPECT_EQ(store->TheOnlyOrganization().status().code(), StatusCode::kInvalidArgument);
+}
+
+TEST_F(StoreTest, TheOnlyOrganization) {
+  auto store = Create();
+  auto none = store->TheOnlyOrganization();
+  EXPECT_TRUE(none.status().IsNotFound());
+  EXPECT_NE(none.status().message().find("gatehouse init"), std::string::npos);
+  ASSERT_OK(store->CreateOrganization("Acme").status());
+  ASSERT_OK_AND_ASSIGN(org, store->TheOnlyOrganization());
+  EXPECT_EQ(org.name, "Acme");
+  ASSERT_OK(store->CreateOrganization("Globex").status());
+  EXPECT_EQ(store->TheOnlyOrganization().status().code(), StatusCode::kInvalidArgument);
+  ASSERT_OK_AND_ASSIGN(all, store->ListOrganizations());
+  EXPECT_EQ(all.size(), 2u);
+}
+
+TEST_F(StoreTest, WorkspacesUsersAndMemberships) {
+  auto store = Create();
+  ASSERT_OK_AND_ASSIGN(org, store->CreateOrganization("Acme"));
+  ASSERT_OK_AND_ASSIGN(owner, store->AddUser(org.id, "owner@example.com", "owner"));
+  ASSERT_OK_AND_ASSIGN(orgws, store->CreateWorkspace(org.id, "Organization", "organization", {}));
+  ASSERT_OK_AND_ASSIGN(personal,
+                       store->CreateWorkspace(org.id, "Owner's space", "personal", owner.id));
+  EXPECT_EQ(personal.owner_user_id, owner.id);
+  ASSERT_OK_AND_ASSIGN(got, store->GetWorkspace(personal.id));
+  EXPECT_EQ(got.owner_user_id, owner.id);
+  EXPECT_EQ(got.type, "personal");
+  ASSERT_OK_AND_ASSIGN(got_org, store->GetWorkspace(orgws.id));
+  EXPECT_FALSE(got_org.owner_user_id.has_value());
+  ASSERT_OK_AND_ASSIGN(list, store->ListWorkspaces(org.id));
+  ASSERT_EQ(list.size(), 2u);
+  EXPECT_EQ(list[0].name, "Organization");
+
+  EXPECT_TRUE(store->CreateWorkspace(org.id, "X", "shared", 9999).status().IsNotFound());
+  EXPECT_TRUE(store->CreateWorkspace(9999, "X", "shared", {}).status().IsNotFound());
+  EXPECT_TRUE(store->FindWorkspace(org.id, "nope").status().IsNotFound());
+  EXPECT_TRUE(store->AddUser(9999, "x@example.com", "viewer").status().IsNotFound());
+
+  ASSERT_OK_AND_ASSIGN(bob, store->AddUser(org.id, "bob@example.com", "contributor"));
+  EXPECT_TRUE(store->GetMembershipRole(orgws.id, bob.id).status().IsNotFound());
+  ASSERT_OK(store->SetMembership(orgws.id, bob.id, "viewer"));
+  ASSERT_OK_AND_ASSIGN(role, store->GetMembershipRole(orgws.id, bob.id));
+  EXPECT_EQ(role, "viewer");
+  ASSERT_OK(store->SetMembership(orgws.id, bob.id, "admin"));  // replaces
+  ASSERT_OK_AND_ASSIGN(role2, store->GetMembershipRole(orgws.id, bob.id));
+  EXPECT_EQ(role2, "admin");
+  ASSERT_OK_AND_ASSIGN(members, store->ListMemberships(orgws.id));
+  ASSERT_EQ(members.size(), 1u);
+  EXPECT_EQ(members[0].user_email, "bob@example.com");
+  EXPECT_EQ(members[0].workspace_role, "admin");
+  EXPECT_TRUE(store->SetMembership(orgws.id, 9999, "viewer").IsNotFound());
+
+  // A user of another organization cannot join.
+  ASSERT_OK_AND_ASSIGN(globex, store->CreateOrganization("Globex"));
+  ASSERT_OK_AND_ASSIGN(eve, store->AddUser(globex.id, "eve@globex.com", "owner"));
+  EXPECT_TRUE(store->SetMembership(orgws.id, eve.id, "admin").IsNotFound());
+  EXPECT_TRUE(store->CreateWorkspace(org.id, "Eve's", "personal", eve.id).status().IsNotFound());
+  ASSERT_OK_AND_ASSIGN(users, store->ListUsers(org.id));
+  EXPECT_EQ(users.size(), 2u);
+}
+
+TEST_F(StoreTest, ApiUsersCanBeListedPromotedAndReRoled) {
+  auto store = Create();
+  Fixture f = Populate(*store);
+  ASSERT_OK_AND_ASSIGN(sales, store->CreateWorkspace(f.org.id, "Sales", "shared", {}));
+  ASSERT_OK_AND_ASSIGN(b, store->CreateApiUser(NewApiUser{sales.id, "exporter", "viewer", "viewer",
+                                                          "admin@example.com", kNow + 5}));
+  EXPECT_EQ(b.org_id, f.org.id);
+  EXPECT_EQ(b.workspace_name, "Sales");
+  EXPECT_EQ(b.created_by, "admin@example.com");
+  EXPECT_EQ(b.created_at, kNow + 5);
+
+  ASSERT_OK_AND_ASSIGN(all, store->ListApiUsers(f.org.id, std::nullopt));
+  ASSERT_EQ(all.size(), 2u);
+  EXPECT_EQ(all[0].name, "ci-bot");
+  EXPECT_EQ(all[1].name, "exporter");
+  ASSERT_OK_AND_ASSIGN(in_sales, store->ListApiUsers(f.org.id, sales.id));
+  ASSERT_EQ(in_sales.size(), 1u);
+  EXPECT_EQ(in_sales[0].id, b.id);
+
+  ASSERT_OK(store->SetApiUserWorkspaceRole(b.id, "admin"));
+  ASSERT_OK(store->SetApiUserOrgRole(b.id, "admin"));
+  ASSERT_OK_AND_ASSIGN(b2, store->GetApiUser(b.id));
+  EXPECT_EQ(b2.workspace_role, "admin");
+  EXPECT_EQ(b2.org_role, "admin");
+  EXPECT_TRUE(store->SetApiUserWorkspaceRole(9999, "admin").IsNotFound());
+  EXPECT_TRUE(store->SetApiUserOrgRole(9999, "admin").IsNotFound());
+  EXPECT_TRUE(store->GetApiUser(9999).status().IsNotFound());
+  auto bad = store->CreateApiUser(NewApiUser{9999, "ghost", "viewer", "viewer", "x", kNow});
+  EXPECT_TRUE(bad.status().IsNotFound()) << bad.status().ToString();
+}
+
+// ---- tokens ----
+
+TEST_F(StoreTest, FindTokenByHashReturnsEverythingNeededToVerify) {
+  auto store = Create();
+  Fixture f = Populate(*store);
+  MintedToken t = AddToken(*store, f.api_user.id, kNow + 3600, "nightly");
+  ASSERT_OK_AND_ASSIGN(r, store->FindTokenByHash(HashToken(t.secret)));
+  EXPECT_EQ(r.token_id, t.id);
+  EXPECT_EQ(r.name, "nightly");
+  EXPECT_EQ(r.hash, t.hash);
+  EXPECT_EQ(r.created_at, kNow);
+  EXPECT_EQ(r.expires_at, kNow + 3600);
+  EXPECT_EQ(r.created_by, "owner@example.com");
+  EXPECT_EQ(r.api_user_id, f.api_user.id);
+  EXPECT_EQ(r.api_user_name, "ci-bot");
+  EXPECT_EQ(r.org_id, f.org.id);
+  EXPECT_EQ(r.org_role, "viewer");
+  EXPECT_EQ(r.workspace_id, f.ws.id);
+  EXPECT_EQ(r.workspace_name, "Marketing-Production");
+  EXPECT_EQ(r.workspace_type, "shared");
+  EXPECT_EQ(r.workspace_role, "contributor");
+  EXPECT_FALSE(r.IsExpiredAt(kNow));
+
+  ASSERT_OK_AND_ASSIGN(by_id, store->FindTokenById(t.id));
+  EXPECT_EQ(by_id.hash, t.hash);
+
+  // A promotion shows in the next lookup: roles are read through the API user.
+  ASSERT_OK(store->SetApiUserWorkspaceRole(f.api_user.id, "admin"));
+  ASSERT_OK_AND_ASSIGN(r2, store->FindTokenByHash(t.hash));
+  EXPECT_EQ(r2.workspace_role, "admin");
+
+  EXPECT_TRUE(store->FindTokenByHash(MintToken()->hash).status().IsNotFound());
+  EXPECT_TRUE(store->FindTokenById("tok_000000000000").status().IsNotFound());
+}
+
+TEST_F(StoreTest, InsertTokenRefusesUnknownApiUserAndDuplicates) {
+  auto store = Create();
+  Fixture f = Populate(*store);
+  MintedToken t = AddToken(*store, f.api_user.id, kNow + 60);
+  MintedToken m = MintToken().value();
+  Status s = store->InsertToken(NewToken{m.id, 9999, "x", m.hash, kNow, kNow + 60, "x"});
+  EXPECT_TRUE(s.IsNotFound()) << s.ToString();
+  s = store->InsertToken(NewToken{t.id, f.api_user.id, "x", m.hash, kNow, kNow + 60, "x"});
+  EXPECT_TRUE(s.IsAlreadyExists()) << s.ToString();
+  s = store->InsertToken(NewToken{m.id, f.api_user.id, "x", t.hash, kNow, kNow + 60, "x"});
+  EXPECT_TRUE(s.IsAlreadyExists()) << s.ToString();
+}
+
+TEST_F(StoreTest, DeletingAnApiUserDeletesItsTokensInOneTransaction) {
+  auto store = Create();
+  Fixture f = Populate(*store);
+  ASSERT_OK_AND_ASSIGN(
+      other, store->CreateApiUser(NewApiUser{f.ws.id, "other", "viewer", "viewer", "x", kNow}));
+  std::vector<MintedToken> mine;
+  for (int i = 0; i < 3; ++i) mine.push_back(AddToken(*store, f.api_user.id, kNow + 60));
+  MintedToken theirs = AddToken(*store, other.id, kNow + 60);
+
+  // Inside a transaction that then fails: nothing at all is deleted.
+  Status failed = store->Transaction([&]() -> Status {
+    auto n = store->DeleteApiUser(f.api_user.id);
+    EXPECT_TRUE(n.ok());
+    EXPECT_EQ(n.ok() ? *n : -1, 3);
+    EXPECT_TRUE(store->FindTokenByHash(mine[0].hash).status().IsNotFound());
+    return Status::IoError("simulated failure after the delete");
+  });
+  EXPECT_EQ(failed.code(), StatusCode::kIoError);
+  ASSERT_OK(store->GetApiUser(f.api_user.id).status());
+  for (const auto& t : mine) ASSERT_OK(store->FindTokenByHash(t.hash).status());
+
+  ASSERT_OK_AND_ASSIGN(deleted, store->DeleteApiUser(f.api_user.id));
+  EXPECT_EQ(deleted, 3);
+  EXPECT_TRUE(store->GetApiUser(f.api_user.id).status().IsNotFound());
+  for (const auto& t : mine) EXPECT_TRUE(store->FindTokenByHash(t.hash).status().IsNotFound());
+  ASSERT_OK(store->FindTokenByHash(theirs.hash).status());
+  EXPECT_TRUE(store->DeleteApiUser(f.api_user.id).status().IsNotFound());
+
+  // The schema's own cascade, for a delete that bypasses DeleteApiUser.
+  ASSERT_OK(internal::ExecSqliteForTesting(
+      *store, "DELETE FROM api_users WHERE id = " + std::to_string(other.id)));
+  EXPECT_TRUE(store->FindTokenByHash(theirs.hash).status().IsNotFound());
+}
+
+TEST_F(StoreTest, ExpiredTokensAreNotListedAndAreDeletedByGc) {
+  auto store = Create();
+  Fixture f = Populate(*store);
+  ASSERT_OK_AND_ASSIGN(
+      other, store->CreateApiUser(NewApiUser{f.ws.id, "other", "viewer", "viewer", "x", kNow}));
+  MintedToken t100 = AddToken(*store, f.api_user.id, kNow + 100, "a");
+  MintedToken t200 = AddToken(*store, f.api_user.id, kNow + 200, "b");
+  MintedToken t300 = AddToken(*store, f.api_user.id, kNow + 300, "c");
+  MintedToken o300 = AddToken(*store, other.id, kNow + 300, "d");
+
+  ASSERT_OK_AND_ASSIGN(all, store->ListTokens(f.org.id, std::nullopt, kNow));
+  EXPECT_EQ(all.size(), 4u);
+  ASSERT_OK_AND_ASSIGN(mine, store->ListTokens(f.org.id, f.api_user.id, kNow + 150));
+  ASSERT_EQ(mine.size(), 2u);
+  EXPECT_EQ(mine[0].token_id == t200.id || mine[1].token_id == t200.id, true);
+  // A token is expired from its expires_at second on.
+  ASSERT_OK_AND_ASSIGN(at200, store->ListTokens(f.org.id, std::nullopt, kNow + 200));
+  ASSERT_EQ(at200.size(), 2u);
+  for (const auto& t : at200) EXPECT_TRUE(t.token_id == t300.id || t.token_id == o300.id);
+  ASSERT_OK_AND_ASSIGN(active, store->LoadActiveTokens(kNow + 200));
+  EXPECT_EQ(active.size(), 2u);
+  ASSERT_OK_AND_ASSIGN(none_in_other_org, store->ListTokens(f.org.id + 1, std::nullopt, kNow));
+  EXPECT_TRUE(none_in_other_org.empty());
+
+  // Expired but not yet collected: still found by hash, flagged by IsExpiredAt.
+  ASSERT_OK_AND_ASSIGN(old, store->FindTokenByHash(t100.hash));
+  EXPECT_TRUE(old.IsExpiredAt(kNow + 200));
+
+  ASSERT_OK_AND_ASSIGN(gone, store->DeleteExpiredTokens(kNow + 200));
+  EXPECT_EQ(gone, 2);
+  EXPECT_TRUE(store->FindTokenByHash(t100.hash).status().IsNotFound());
+  EXPECT_TRUE(store->FindTokenByHash(t200.hash).status().IsNotFound());
+  ASSERT_OK(store->FindTokenByHash(t300.hash).status());
+  ASSERT_OK_AND_ASSIGN(again, store->DeleteExpiredTokens(kNow + 200));
+  EXPECT_EQ(again, 0);
+}
+
+TEST_F(StoreTest, RevokingATokenDeletesIt) {
+  auto store = Create();
+  Fixture f = Populate(*store);
+  MintedToken t = AddToken(*store, f.api_user.id, kNow + 60);
+  ASSERT_OK(store->DeleteToken(t.id));
+  EXPECT_TRUE(store->FindTokenByHash(t.hash).status().IsNotFound());
+  EXPECT_TRUE(store->DeleteToken(t.id).IsNotFound());
+}
+
+TEST_F(StoreTest, ScanActiveTokensStopsOnTheCallbacksError) {
+  auto store = Create();
+  Fixture f = Populate(*store);
+  for (int i = 0; i < 5; ++i) AddToken(*store, f.api_user.id, kNow + 60);
+  int seen = 0;
+  Status s = store->ScanActiveTokens(kNow, [&](const TokenRecord& r) -> Status {
+    EXPECT_EQ(r.api_user_name, "ci-bot");
+    return ++seen == 2 ? Status::Internal("enough") : Status::Ok();
+  });
+  EXPECT_EQ(s.message(), "enough");
+  EXPECT_EQ(seen, 2);
+  // The statement was reset: the store keeps working.
+  ASSERT_OK_AND_ASSIGN(all, store->LoadActiveTokens(kNow));
+  EXPECT_EQ(all.size(), 5u);
+}
+
+TEST_F(StoreTest, PlaintextTokenIsNeverInTheFile) {
+  std::vector<MintedToken> tokens;
+  {
+    auto store = Create();
+    Fixture f = Populate(*store);
+    for (int i = 0; i < 50; ++i) tokens.push_back(AddToken(*store, f.api_user.id, kNow + 60));
+    // While open, the data sits in the WAL: search both files.
+    std::string bytes = ReadFile(path_) + ReadFile(path_ + "-wal");
+    std::string hash0(reinterpret_cast<const char*>(tokens[0].hash.data()), 32);
+    ASSERT_NE(bytes.find(hash0), std::string::npos) << "the search itself must work";
+    ASSERT_NE(bytes.find(tokens[0].id), std::string::npos);
+    for (const auto& t : tokens) {
+      ASSERT_EQ(bytes.find(t.secret), std::string::npos);
+      ASSERT_EQ(bytes.find(t.secret.substr(4, 20)), std::string::npos);
+    }
+  }
+  std::string bytes = ReadFile(path_);
+  for (const auto& t : tokens) {
+    ASSERT_EQ(bytes.find(t.secret), std::string::npos);
+    ASSERT_EQ(bytes.find(t.secret.substr(4, 20)), std::string::npos);
+  }
+}
+
+// ---- transactions ----
+
+TEST_F(StoreTest, FailedTransactionLeavesTheStoreUnchanged) {
+  auto store = Create();
+  Fixture f = Populate(*store);
+  MintedToken kept = AddToken(*store, f.api_user.id, kNow + 60);
+  MintedToken added;
+  Status s = store->Transaction([&]() -> Status {
+    GATEHOUSE_RETURN_IF_ERROR(store->CreateWorkspace(f.org.id, "Temp", "shared", {}).status());
+    GATEHOUSE_RETURN_IF_ERROR(store->SetApiUserOrgRole(f.api_user.id, "admin"));
+    GATEHOUSE_RETURN_IF_ERROR(store->DeleteToken(kept.id));
+    GATEHOUSE_RETURN_IF_ERROR(
+        store->SetSetting(f.org.id, "workspace_admins_can_create_tokens", "true"));
+    added = AddToken(*store, f.api_user.id, kNow + 60);
+    // Fails: the name is taken. Everything above must be undone.
+    return store->CreateWorkspace(f.org.id, "marketing-production", "shared", {}).status();
+  });
+  EXPECT_TRUE(s.IsAlreadyExists()) << s.ToString();
+  EXPECT_TRUE(store->FindWorkspace(f.org.id, "Temp").status().IsNotFound());
+  ASSERT_OK_AND_ASSIGN(api, store->GetApiUser(f.api_user.id));
+  EXPECT_EQ(api.org_role, "viewer");
+  ASSERT_OK(store->FindTokenByHash(kept.hash).status());
+  EXPECT_TRUE(store->FindTokenByHash(added.hash).status().IsNotFound());
+  EXPECT_TRUE(
+      store->GetSetting(f.org.id, "workspace_admins_can_create_tokens").status().IsNotFound());
+
+  // A body that throws is rolled back too, and the store stays usable.
+  EXPECT_THROW((void)store->Transaction([&]() -> Status {
+    (void)store->CreateWorkspace(f.org.id, "Thrown", "shared", {});
+    throw std::runtime_error("boom");
+  }),
+               std::runtime_error);
+  EXPECT_TRUE(store->FindWorkspace(f.org.id, "Thrown").status().IsNotFound());
+
+  // A committed transaction keeps everything.
+  ASSERT_OK(store->Transaction([&]() -> Status {
+    GATEHOUSE_RETURN_IF_ERROR(store->CreateWorkspace(f.org.id, "Kept", "shared", {}).status());
+    return store->SetSetting(f.org.id, "workspace_admins_can_create_tokens", "true");
+  }));
+  ASSERT_OK(store->FindWorkspace(f.org.id, "Kept").status());
+}
+
+TEST_F(StoreTest, NestedTransactionRollsBackAlone) {
+  auto store = Create();
+  Fixture f = Populate(*store);
+  ASSERT_OK(store->Transaction([&]() -> Status {
+    GATEHOUSE_RETURN_IF_ERROR(store->CreateWorkspace(f.org.id, "Outer", "shared", {}).status());
+    Status inner = store->Transaction([&]() -> Status {
+      GATEHOUSE_RETURN_IF_ERROR(store->CreateWorkspace(f.org.id, "Inner", "shared", {}).status());
+      return Status::Internal("inner fails");
+    });
+    EXPECT_EQ(inner.message(), "inner fails");
+    return Status::Ok();
+  }));
+  ASSERT_OK(store->FindWorkspace(f.org.id, "Outer").status());
+  EXPECT_TRUE(store->FindWorkspace(f.org.id, "Inner").status().IsNotFound());
+}
+
+// ---- the audit log ----
+
+TEST_F(StoreTest, AuditLogIsAppendOnlyAndListsNewestFirst) {
+  auto store = Create();
+  ASSERT_OK_AND_ASSIGN(org, store->CreateOrganization("Acme"));
+  for (int i = 0; i < 5; ++i) {
+    AuditRecord r;
+    r.time = kNow + i;
+    r.org_id = org.id;
+    r.actor = "owner@example.com";
+    r.action = "token.create";
+    r.target = "apiuser:ci-bot#" + std::to_string(i);
+    r.decision = i % 2 == 0 ? AuditDecision::kAllow : AuditDecision::kDeny;
+    r.rule = "org-admins";
+    r.message = "m";
+    r.detail = "{\"token_id\":\"tok_x\"}";
+    ASSERT_OK(store->AppendAudit(r).status());
+  }
+  AuditRecord no_org;
+  no_org.time = kNow + 10;
+  no_org.actor = "stranger@example.com";
+  no_org.action = "user.add";
+  ASSERT_OK_AND_ASSIGN(id, store->AppendAudit(no_org));
+  EXPECT_GT(id, 0);
+
+  ASSERT_OK_AND_ASSIGN(last2, store->ListAudit(org.id, 2));
+  ASSERT_EQ(last2.size(), 2u);
+  EXPECT_EQ(last2[0].target, "apiuser:ci-bot#4");
+  EXPECT_EQ(last2[0].decision, AuditDecision::kAllow);
+  EXPECT_EQ(last2[1].target, "apiuser:ci-bot#3");
+  EXPECT_EQ(last2[1].decision, AuditDecision::kDeny);
+  EXPECT_EQ(last2[0].time, kNow + 4);
+  EXPECT_EQ(last2[0].detail, "{\"token_id\":\"tok_x\"}");
+  ASSERT_OK_AND_ASSIGN(everything, store->ListAudit(std::nullopt, 100));
+  ASSERT_EQ(everything.size(), 6u);
+  EXPECT_EQ(everything[0].actor, "stranger@example.com");
+  EXPECT_FALSE(everything[0].org_id.has_value());
+  EXPECT_TRUE(store->ListAudit(std::nullopt, -1).status().IsInvalidArgument());
+
+  Status upd = internal::ExecSqliteForTesting(*store, "UPDATE audit_log SET decision = 'allow'");
+  EXPECT_EQ(upd.code(), StatusCode::kFailedPrecondition) << upd.ToString();
+  EXPECT_NE(upd.message().find("append-only"), std::string::npos) << upd.ToString();
+  Status del = internal::ExecSqliteForTesting(*store, "DELETE FROM audit_log");
+  EXPECT_EQ(del.code(), StatusCode::kFailedPrecondition) << del.ToString();
+  Status del1 = internal::ExecSqliteForTesting(*store, "DELETE FROM audit_log WHERE id = 1");
+  EXPECT_EQ(del1.code(), StatusCode::kFailedPrecondition) << del1.ToString();
+  ASSERT_OK_AND_ASSIGN(after, store->ListAudit(std::nullopt, 100));
+  ASSERT_EQ(after.size(), 6u);
+  EXPECT_EQ(after[4].decision, AuditDecision::kDeny);
+}
+
+TEST_F(StoreTest, Settings) {
+  auto store = Create();
+  ASSERT_OK_AND_ASSIGN(org, store->CreateOrganization("Acme"));
+  EXPECT_TRUE(
+      store->GetSetting(org.id, "workspace_admins_can_create_tokens").status().IsNotFound());
+  ASSERT_OK(store->SetSetting(org.id, "workspace_admins_can_create_tokens", "true"));
+  ASSERT_OK(store->SetSetting(org.id, "workspace_admins_can_create_tokens", "false"));
+  ASSERT_OK(store->SetSetting(org.id, "another", "1"));
+  ASSERT_OK_AND_ASSIGN(v, store->GetSetting(org.id, "workspace_admins_can_create_tokens"));
+  EXPECT_EQ(v, "false");
+  ASSERT_OK_AND_ASSIGN(all, store->ListSettings(org.id));
+  ASSERT_EQ(all.size(), 2u);
+  EXPECT_EQ(all[0].name, "another");
+  EXPECT_TRUE(store->SetSetting(9999, "x", "y").IsNotFound());
+}
+
+// ---- several connections ----
+
+TEST_F(StoreTest, DataVersionChangesAfterAnotherConnectionWrites) {
+  auto writer = Create();
+  Fixture f = Populate(*writer);
+  auto reader = Open(StoreOptions{.read_only = true});
+  ASSERT_NE(reader, nullptr);
+  ASSERT_OK_AND_ASSIGN(v1, reader->DataVersion());
+  ASSERT_OK_AND_ASSIGN(v1b, reader->DataVersion());
+  EXPECT_EQ(v1, v1b);  // nothing happened
+
+  MintedToken t = AddToken(*writer, f.api_user.id, kNow + 60);
+  ASSERT_OK_AND_ASSIGN(v2, reader->DataVersion());
+  EXPECT_NE(v2, v1);
+  ASSERT_OK(reader->FindTokenByHash(t.hash).status());  // and sees the write
+
+  ASSERT_OK(writer->DeleteToken(t.id));
+  ASSERT_OK_AND_ASSIGN(v3, reader->DataVersion());
+  EXPECT_NE(v3, v2);
+  EXPECT_TRUE(reader->FindTokenByHash(t.hash).status().IsNotFound());
+}
+
+TEST_F(StoreTest, ReadOnlyStoreRefusesWrites) {
+  {
+    auto store = Create();
+    Populate(*store);
+  }
+  auto ro = Open(StoreOptions{.read_only = true});
+  ASSERT_NE(ro, nullptr);
+  ASSERT_OK(ro->TheOnlyOrganization().status());
+  Status s = ro->CreateOrganization("Globex").status();
+  EXPECT_EQ(s.code(), StatusCode::kFailedPrecondition) << s.ToString();
+  EXPECT_NE(s.message().find("read-only"), std::string::npos) << s.ToString();
+  EXPECT_EQ(ro->Transaction([] { return Status::Ok(); }).code(), StatusCode::kFailedPrecondition);
+}
+
+TEST_F(StoreTest, TwoWritersWithABusyTimeoutBothSucceed) {
+  {
+    auto store = Create();
+    Populate(*store);
+  }
+  constexpr int kPerWriter = 100;
+  std::atomic<int> failures{0};
+  auto writer = [&](int which) {
+    auto opened = OpenSqliteStore(path_, StoreOptions{.busy_timeout_ms = 10000});
+    if (!opened.ok()) {
+      ++failures;
+      return;
+    }
+    Store& store = **opened;
+    auto org = store.TheOnlyOrganization();
+    auto api = store.FindApiUser(org->id, "ci-bot");
+    for (int i = 0; i < kPerWriter; ++i) {
+      Status s = store.Transaction([&]() -> Status {
+        MintedToken m = MintToken().value();
+        GATEHOUSE_RETURN_IF_ERROR(store.InsertToken(
+            NewToken{m.id, api->id, "w" + std::to_string(which), m.hash, kNow, kNow + 60, "x"}));
+        AuditRecord r;
+        r.time = kNow;
+        r.org_id = org->id;
+        r.actor = "writer" + std::to_string(which);
+        r.action = "token.create";
+        r.decision = AuditDecision::kAllow;
+        return store.AppendAudit(r).status();
+      });
+      if (!s.ok()) {
+        ADD_FAILURE() << s.ToString();
+        ++failures;
+      }
+    }
+  };
+  std::thread a(writer, 1), b(writer, 2);
+  a.join();
+  b.join();
+  EXPECT_EQ(failures.load(), 0);
+  auto store = Open();
+  ASSERT_OK_AND_ASSIGN(tokens, store->LoadActiveTokens(kNow));
+  EXPECT_EQ(tokens.size(), 2u * kPerWriter);
+  ASSERT_OK_AND_ASSIGN(audit, store->ListAudit(std::nullopt, 1000));
+  EXPECT_EQ(audit.size(), 2u * kPerWriter);
+}
+
+TEST_F(StoreTest, AWriterGivesUpAfterTheBusyTimeoutWithAClearError) {
+  auto holder = Create();
+  ASSERT_OK(holder->CreateOrganization("Acme").status());
+  auto waiter = Open(StoreOptions{.busy_timeout_ms = 50});
+  ASSERT_NE(waiter, nullptr);
+  ASSERT_OK(holder->Transaction([&]() -> Status {
+    auto start = std::chrono::steady_clock::now();
+    Status s = waiter->CreateOrganization("Globex").status();
+    auto waited = std::chrono::steady_clock::now() - start;
+    EXPECT_EQ(s.code(), StatusCode::kIoError) << s.ToString();
+    EXPECT_NE(s.message().find("store is locked by another writer"), std::string::npos)
+        << s.ToString();
+    EXPECT_GE(waited, std::chrono::milliseconds(40));
+    Status t = waiter->Transaction([] { return Status::Ok(); });
+    EXPECT_NE(t.message().find("store is locked by another writer"), std::string::npos)
+        << t.ToString();
+    return Status::Ok();
+  }));
+  // Once the holder commits, the waiter gets through.
+  ASSERT_OK(waiter->CreateOrganization("Globex").status());
+}
+
+}  // namespace
+}  // namespace gatehouse
