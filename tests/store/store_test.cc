@@ -801,5 +801,36 @@ TEST_F(StoreTest, AWriterGivesUpAfterTheBusyTimeoutWithAClearError) {
   ASSERT_OK(waiter->CreateOrganization("Globex").status());
 }
 
+// The sidecar reads its directory on read-only connections while the CLI
+// writes: a read snapshot must neither wait for the writer nor see its
+// uncommitted changes.
+TEST_F(StoreTest, ReadSnapshotNeitherWaitsForAWriterNorSeesItsUncommittedChanges) {
+  auto writer = Create();
+  ASSERT_OK(writer->CreateOrganization("Acme").status());
+  auto reader = Open(StoreOptions{.busy_timeout_ms = 2000, .read_only = true});
+  ASSERT_NE(reader, nullptr);
+  ASSERT_OK(writer->Transaction([&]() -> Status {
+    EXPECT_TRUE(writer->CreateOrganization("Globex").ok());
+    auto start = std::chrono::steady_clock::now();
+    size_t seen = 0;
+    Status s = reader->ReadSnapshot([&]() -> Status {
+      auto orgs = reader->ListOrganizations();
+      if (!orgs.ok()) return orgs.status();
+      seen = orgs->size();
+      return Status::Ok();
+    });
+    EXPECT_TRUE(s.ok()) << s.ToString();
+    EXPECT_EQ(seen, 1u);  // not Globex: uncommitted
+    EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::milliseconds(500));
+    return Status::Ok();
+  }));
+  size_t after = 0;
+  ASSERT_OK(reader->ReadSnapshot([&]() -> Status {
+    after = reader->ListOrganizations()->size();
+    return Status::Ok();
+  }));
+  EXPECT_EQ(after, 2u);
+}
+
 }  // namespace
 }  // namespace gatehouse

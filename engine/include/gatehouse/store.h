@@ -271,6 +271,12 @@ class Store {
   // take part in the transaction.
   virtual Status Transaction(const std::function<Status()>& body) = 0;
 
+  // Runs `body` on one consistent snapshot of the store, without taking the
+  // write lock (BEGIN DEFERRED): in WAL mode it neither waits for writers
+  // nor blocks them, and it works on read-only stores. Inside a Transaction
+  // it just runs `body`. Returns body's status, or the store's error.
+  virtual Status ReadSnapshot(const std::function<Status()>& body) = 0;
+
   // A number that changes whenever another connection (any process) has
   // committed a change since the last call. Cheap (no disk read); the
   // sidecar calls it per request to notice CLI writes.

@@ -24,7 +24,8 @@ AuthzOutcome DenyEarly(std::string rule, std::string message) {
 
 Result<std::shared_ptr<const Directory>> Directory::Load(Store& store) {
   auto dir = std::make_shared<Directory>();
-  Status st = store.Transaction([&]() -> Status {
+  // One consistent snapshot that never waits for (or blocks) a writer.
+  Status st = store.ReadSnapshot([&]() -> Status {
     auto orgs = store.ListOrganizations();
     if (!orgs.ok()) return orgs.status();
     for (const Organization& org : *orgs) {

@@ -330,6 +330,7 @@ class SqliteStore final : public Store {
   Result<std::vector<AuditRecord>> ListAudit(std::optional<int64_t> org_id, int64_t limit) override;
 
   Status Transaction(const std::function<Status()>& body) override;
+  Status ReadSnapshot(const std::function<Status()>& body) override;
   Result<int64_t> DataVersion() override;
   Result<int> SchemaVersion() override;
 
@@ -670,6 +671,18 @@ Status SqliteStore::ExecRaw(std::string_view sql) { return Exec(std::string(sql)
 
 // ---------------------------------------------------------------------------
 // Transactions.
+
+Status SqliteStore::ReadSnapshot(const std::function<Status()>& body) {
+  if (tx_depth_ > 0) return body();  // already inside one consistent transaction
+  GATEHOUSE_RETURN_IF_ERROR(ExecRaw("BEGIN DEFERRED"));
+  ++tx_depth_;
+  ScopeExit end([&] {
+    --tx_depth_;
+    // Nothing was written: ending the read transaction either way is the same.
+    if (!sqlite3_get_autocommit(db_)) (void)ExecRaw("COMMIT");
+  });
+  return body();
+}
 
 Status SqliteStore::Transaction(const std::function<Status()>& body) {
   if (options_.read_only) return ReadOnlyRefusal();
