@@ -128,7 +128,10 @@ int Run(int argc, char** argv) {
   if (vm.count("help") || words.empty()) {
     std::vector<std::string> prefix = cmd ? cmd->words : words;
     PrintHelp(std::cout, commands, prefix);
-    return words.empty() && !vm.count("help") ? kUsage : kOk;
+    if (vm.count("help")) return kOk;
+    // A usage error like any other: one line on stderr (CONTRACT.md).
+    std::cerr << "gatehouse: no command given (see gatehouse --help)\n";
+    return kUsage;
   }
   if (!cmd) {
     std::string w;
@@ -152,6 +155,12 @@ int Run(int argc, char** argv) {
     return kUsage;
   }
 
+  for (const char* key : {"store", "policy", "as", "org"}) {
+    if (vm.count(key) && vm[key].as<std::string>().empty()) {
+      std::cerr << "gatehouse: --" << key << " must not be empty\n";
+      return kUsage;
+    }
+  }
   Invocation inv;
   inv.args = std::move(args);
   inv.json = vm.count("json") > 0;

@@ -100,6 +100,7 @@ class Admin {
  private:
   struct Ctx;
   Result<Organization> Org();
+  Status MayListSomewhere(Ctx& c, const std::string& action);
   // Runs one audited, policy-decided change. `body` decides (through `ctx`)
   // and writes; on denial nothing it wrote stays and the denial is audited.
   Status Change(const std::string& action, const std::string& target,

@@ -48,6 +48,7 @@ class Directory {
   // Case-insensitive lookups; nullptr when unknown.
   const WorkspaceEntry* FindWorkspace(int64_t org_id, std::string_view name) const;
   const UserEntry* FindUser(std::string_view email) const;
+  const WorkspaceEntry* WorkspaceById(int64_t id) const;
   // The organization's settings as the policy sees them: declared defaults,
   // overridden by the values set in the store.
   uint64_t SettingsMask(const CompiledPolicy& policy, int64_t org_id) const;
@@ -58,6 +59,7 @@ class Directory {
  private:
   std::unordered_map<std::string, WorkspaceEntry> workspaces_;  // key: org id + '/' + lower-case name
   std::unordered_map<std::string, UserEntry> users_;            // key: lower-case email
+  std::unordered_map<int64_t, std::string> workspace_keys_;      // id → key in workspaces_
   std::unordered_map<int64_t, std::vector<std::pair<std::string, std::string>>> settings_;
 };
 

@@ -58,6 +58,7 @@ struct Admin::Ctx {
   std::shared_ptr<const Directory> dir;
   Subject actor;
   std::string rule, message;  // of the last decision
+  std::string allow_rule, allow_message;  // of the last allowing decision
   bool decided = false;
   bool allowed = false;
   std::string detail;
@@ -77,7 +78,11 @@ struct Admin::Ctx {
       rule = o.reasons[0].rule;
       message = o.reasons[0].message;
     }
-    if (o.allow) return Status::Ok();
+    if (o.allow) {
+      allow_rule = rule;
+      allow_message = message;
+      return Status::Ok();
+    }
     return Status::PermissionDenied("denied: " + action + " in " + workspace + " for " + actor.name +
                                     " by rule " + (rule.empty() ? "default-deny" : rule) + ": " + message);
   }
@@ -173,8 +178,8 @@ Status Admin::Change(const std::string& action, const std::string& target,
     a.action = action;
     a.target = target;
     a.decision = AuditDecision::kAllow;
-    a.rule = ctx.rule;
-    a.message = ctx.message;
+    a.rule = ctx.allow_rule;
+    a.message = ctx.allow_message;
     a.detail = ctx.detail;
     auto r = store_->AppendAudit(a);
     return r.ok() ? Status::Ok() : r.status();
@@ -342,6 +347,22 @@ Status Admin::SetApiUserOrgRole(const std::string& name, const std::string& org_
   });
 }
 
+// Whether the actor may use a list action anywhere: in the organization's
+// workspace (org admins), else in a workspace they belong to. A denial is
+// decided in the organization's workspace, so it never names another one.
+Status Admin::MayListSomewhere(Ctx& c, const std::string& action) {
+  Status org = c.Decide(action, kOrgWorkspace);
+  if (org.ok()) return org;
+  if (const Directory::UserEntry* u = c.dir->FindUser(c.actor.name)) {
+    for (const auto& [ws_id, role] : u->workspace_roles) {
+      const Directory::WorkspaceEntry* ws = c.dir->WorkspaceById(ws_id);
+      if (ws && c.Decide(action, ws->name).ok()) return Status::Ok();
+    }
+  }
+  static_cast<void>(c.Decide(action, kOrgWorkspace));  // the audit names the organization-level denial
+  return org;
+}
+
 Result<std::vector<ApiUser>> Admin::ListApiUsers(const std::string& workspace) {
   std::vector<ApiUser> out;
   Status st = Change("api_user.list", workspace.empty() ? "workspace:*" : "workspace:" + workspace, [&](Ctx& c) -> Status {
@@ -359,19 +380,14 @@ Result<std::vector<ApiUser>> Admin::ListApiUsers(const std::string& workspace) {
       return Status::Ok();
     }
     // Without --workspace: every workspace the actor may list, decided one by one.
+    GATEHOUSE_RETURN_IF_ERROR(MayListSomewhere(c, "api_user.list"));
     std::map<std::string, bool> may;
-    Status last = Status::Ok();
     for (ApiUser& a : *all) {
       auto [it, inserted] = may.try_emplace(a.workspace_name, false);
-      if (inserted) {
-        last = c.Decide("api_user.list", a.workspace_name);
-        it->second = last.ok();
-      }
+      if (inserted) it->second = c.Decide("api_user.list", a.workspace_name).ok();
       if (it->second) out.push_back(std::move(a));
     }
-    if (!may.empty() && out.empty()) return last;  // denied everywhere
-    if (may.empty()) return c.Decide("api_user.list", kOrgWorkspace);
-    return Status::Ok();
+    return MayListSomewhere(c, "api_user.list");  // leaves the allowing rule for the audit
   });
   if (!st.ok()) return st;
   return out;
@@ -444,19 +460,14 @@ Result<std::vector<TokenRecord>> Admin::ListTokens(const std::string& api_user) 
       out = std::move(*all);
       return Status::Ok();
     }
+    GATEHOUSE_RETURN_IF_ERROR(MayListSomewhere(c, "token.list"));
     std::map<std::string, bool> may;
-    Status last = Status::Ok();
     for (TokenRecord& t : *all) {
       auto [it, inserted] = may.try_emplace(t.workspace_name, false);
-      if (inserted) {
-        last = c.Decide("token.list", t.workspace_name);
-        it->second = last.ok();
-      }
+      if (inserted) it->second = c.Decide("token.list", t.workspace_name).ok();
       if (it->second) out.push_back(std::move(t));
     }
-    if (!may.empty() && out.empty()) return last;
-    if (may.empty()) return c.Decide("token.list", kOrgWorkspace);
-    return Status::Ok();
+    return MayListSomewhere(c, "token.list");
   });
   if (!st.ok()) return st;
   return out;
@@ -544,6 +555,9 @@ Result<AuthzOutcome> Admin::Authorize(const std::string& action, const std::stri
   }
   AuthzOutcome o = gatehouse::Authorize(*policy_, **dir, subject, action, workspace);
   if (o.bad_request) return Status::InvalidArgument(o.error);
+  // The sidecar denies; the CLI says what was not found (exit 4).
+  if (!o.decided && !o.reasons.empty() && o.reasons[0].rule == "unknown-workspace")
+    return Status::NotFound("unknown workspace '" + workspace + "'");
   return o;
 }
 

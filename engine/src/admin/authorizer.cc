@@ -31,7 +31,10 @@ Result<std::shared_ptr<const Directory>> Directory::Load(Store& store) {
     for (const Organization& org : *orgs) {
       auto wss = store.ListWorkspaces(org.id);
       if (!wss.ok()) return wss.status();
-      for (const Workspace& w : *wss) dir->workspaces_[WsKey(org.id, w.name)] = {w.id, org.id, w.name, w.type};
+      for (const Workspace& w : *wss) {
+        dir->workspaces_[WsKey(org.id, w.name)] = {w.id, org.id, w.name, w.type};
+        dir->workspace_keys_[w.id] = WsKey(org.id, w.name);
+      }
       auto users = store.ListUsers(org.id);
       if (!users.ok()) return users.status();
       for (const User& u : *users) dir->users_[Lower(u.email)] = {u.id, org.id, u.email, u.org_role, {}};
@@ -56,6 +59,11 @@ Result<std::shared_ptr<const Directory>> Directory::Load(Store& store) {
 const Directory::WorkspaceEntry* Directory::FindWorkspace(int64_t org_id, std::string_view name) const {
   auto it = workspaces_.find(WsKey(org_id, name));
   return it == workspaces_.end() ? nullptr : &it->second;
+}
+
+const Directory::WorkspaceEntry* Directory::WorkspaceById(int64_t id) const {
+  auto it = workspace_keys_.find(id);
+  return it == workspace_keys_.end() ? nullptr : &workspaces_.at(it->second);
 }
 
 const Directory::UserEntry* Directory::FindUser(std::string_view email) const {
