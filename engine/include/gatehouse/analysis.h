@@ -48,6 +48,9 @@ std::string RenderMatrix(const Matrix& m);
 
 struct DiffOptions {
   bool rules = false;  // also report changes of the deciding rule when the effect is unchanged
+  // Enumerate even actions whose rules are identical in both policies (they
+  // cannot differ, so by default they are skipped; tests use this).
+  bool exhaustive = false;
 };
 
 // One merged change: for the inputs `condition` describes, `action` went

@@ -2,6 +2,8 @@
 // a total decision table over them. Immutable once built.
 #pragma once
 
+#include <bit>
+#include <cstddef>
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -15,9 +17,10 @@ namespace gatehouse::internal {
 
 inline constexpr int kMaxDims = 4 + kMaxSettings + kMaxParams;
 // Actions whose input space has at most this many classes get one dense
-// table; larger ones get a table per rule (each over the few attributes that
-// rule reads) and combine the rule bits at decision time.
-inline constexpr uint64_t kDenseCellLimit = 1u << 12;
+// table (at most 128 KiB each); larger ones get a table per rule (each over
+// the few attributes that rule reads) and combine the rule bits at decision
+// time, so no policy can make the tables explode.
+inline constexpr uint64_t kDenseCellLimit = 1u << 16;
 // No single rule may span more classes than this (a validation error).
 inline constexpr uint64_t kRuleCellLimit = 1u << 22;
 
@@ -30,6 +33,27 @@ struct Dim {
   // classes partition int64 at the constants the policy compares with, so
   // every member of a class decides alike.
   std::vector<int64_t> lows;
+};
+
+// The hot path's view of one dimension of a dense table: the class is
+// (the 64-bit word at `offset` in the Request >> shift) & mask, compared with
+// `size`; bool parameters are v != 0; int parameters scan `lows`.
+// HotAxis reads the one-byte fields of a Request as one little-endian word.
+static_assert(std::endian::native == std::endian::little, "HotAxis assumes a little-endian machine");
+static_assert(offsetof(Request, workspace_type) < 8 && offsetof(Request, kind) < 8 &&
+                  offsetof(Request, org_role) < 8 && offsetof(Request, workspace_role) < 8,
+              "HotAxis reads these fields from the Request's first word");
+static_assert(sizeof(PrincipalKind) == 1 && sizeof(RoleId) == 1 && sizeof(TypeId) == 1);
+
+struct HotAxis {
+  enum class Read : uint8_t { kMasked, kNonZero, kLows };
+  Read read = Read::kMasked;
+  uint8_t shift = 0;
+  uint16_t offset = 0;
+  uint32_t size = 0;
+  uint32_t stride = 0;
+  uint32_t dim = 0;  // index into dims (for lows)
+  uint64_t mask = 0;
 };
 
 struct Outcome {
@@ -49,6 +73,7 @@ struct CompiledAction {
   std::vector<Dim> dims;
   std::vector<uint32_t> strides;  // dense tables: the stride of each dim
   bool dense = true;
+  std::vector<HotAxis> axes;         // dense: dims as the hot path reads them
   std::vector<uint16_t> table;    // dense: outcome index per class
   std::vector<Outcome> outcomes;  // dense: the distinct outcomes
   std::vector<RuleTable> rules;   // factored: one table per rule

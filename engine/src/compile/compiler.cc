@@ -1,6 +1,7 @@
 #include "compile/compiler.h"
 
 #include <algorithm>
+#include <cstddef>
 #include <limits>
 #include <map>
 #include <set>
@@ -143,6 +144,27 @@ CompiledAction CompileAction(const PolicyModel& m, const ActionModel& a, ActionI
   for (size_t i = sizes.size(); i-- > 0;) {
     c.strides[i] = static_cast<uint32_t>(stride);
     stride *= sizes[i];
+  }
+  for (size_t i = 0; i < c.dims.size(); ++i) {
+    const Dim& d = c.dims[i];
+    HotAxis x;
+    x.size = d.size;
+    x.stride = c.strides[i];
+    x.dim = static_cast<uint32_t>(i);
+    switch (d.attr.kind) {
+      case AttrKind::kPrincipalKind: x.offset = 0; x.shift = 8 * offsetof(Request, kind); x.mask = 0xff; break;
+      case AttrKind::kOrgRole: x.offset = 0; x.shift = 8 * offsetof(Request, org_role); x.mask = 0xff; break;
+      case AttrKind::kWorkspaceRole: x.offset = 0; x.shift = 8 * offsetof(Request, workspace_role); x.mask = 0xff; break;
+      case AttrKind::kWorkspaceType: x.offset = 0; x.shift = 8 * offsetof(Request, workspace_type); x.mask = 0xff; break;
+      case AttrKind::kSetting: x.offset = offsetof(Request, settings); x.shift = d.attr.index; x.mask = 1; break;
+      case AttrKind::kParam:
+        x.offset = static_cast<uint16_t>(offsetof(Request, params) + 8 * d.attr.index);
+        x.mask = ~uint64_t{0};
+        if (d.type == ValueType::kInt) x.read = HotAxis::Read::kLows;
+        else if (d.type == ValueType::kBool) x.read = HotAxis::Read::kNonZero;
+        break;
+    }
+    c.axes.push_back(x);
   }
   c.table.reserve(c.cells);
   std::unordered_map<uint64_t, uint16_t> outcome_index;

@@ -1,5 +1,6 @@
 // The hot path: a decision is an index computation and a load.
 #include <algorithm>
+#include <cstring>
 
 #include "compile/compiled.h"
 
@@ -33,19 +34,10 @@ Decision FromOutcome(const Outcome& o, ActionId action) {
 
 }  // namespace
 
-Decision CompiledPolicy::Decide(const Request& r) const noexcept {
-  if (r.action >= impl_->compiled.size()) return Invalid(r.action);
-  const CompiledAction& a = impl_->compiled[r.action];
+namespace {
+
+[[gnu::noinline]] Decision DecideFactored(const CompiledAction& a, const Request& r) {
   const size_t n = a.dims.size();
-  if (a.dense) {
-    uint32_t idx = 0;
-    for (size_t i = 0; i < n; ++i) {
-      uint32_t c = ClassOf(a.dims[i], r);
-      if (c >= a.dims[i].size) return Invalid(r.action);
-      idx += c * a.strides[i];
-    }
-    return FromOutcome(a.outcomes[a.table[idx]], r.action);
-  }
   uint32_t cls[internal::kMaxDims];
   for (size_t i = 0; i < n; ++i) {
     cls[i] = ClassOf(a.dims[i], r);
@@ -60,6 +52,31 @@ Decision CompiledPolicy::Decide(const Request& r) const noexcept {
   }
   return FromOutcome(internal::OutcomeOf(matched, a.permit_mask, a.forbid_mask, a.first_permit),
                      r.action);
+}
+
+}  // namespace
+
+Decision CompiledPolicy::Decide(const Request& r) const noexcept {
+  if (r.action >= impl_->compiled.size()) return Invalid(r.action);
+  const CompiledAction& a = impl_->compiled[r.action];
+  if (!a.dense) return DecideFactored(a, r);
+  const char* base = reinterpret_cast<const char*>(&r);
+  uint64_t idx = 0;
+  for (const internal::HotAxis& x : a.axes) {
+    uint64_t w;
+    std::memcpy(&w, base + x.offset, sizeof w);
+    uint64_t c;
+    if (x.read == internal::HotAxis::Read::kMasked) [[likely]] {
+      c = (w >> x.shift) & x.mask;
+    } else if (x.read == internal::HotAxis::Read::kNonZero) {
+      c = w != 0;
+    } else {
+      c = ClassOf(a.dims[x.dim], r);
+    }
+    if (c >= x.size) return Invalid(r.action);
+    idx += c * x.stride;
+  }
+  return FromOutcome(a.outcomes[a.table[idx]], r.action);
 }
 
 const std::string& CompiledPolicy::name() const { return impl_->model.name; }
