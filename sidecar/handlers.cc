@@ -1,0 +1,552 @@
+#include "sidecar/handlers.h"
+
+#include <algorithm>
+#include <exception>
+
+#include "gatehouse/authorizer.h"
+#include "gatehouse/tokens.h"
+
+namespace gatehouse::sidecar {
+namespace {
+
+constexpr std::string_view kTokenUse = "token.use";
+constexpr std::string_view kInactiveMessage = "the token is unknown, expired, revoked or malformed";
+
+int64_t SystemMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+bool IEquals(std::string_view a, std::string_view b) {
+  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
+           return std::tolower(static_cast<unsigned char>(x)) ==
+                  std::tolower(static_cast<unsigned char>(y));
+         });
+}
+
+bool IStartsWith(std::string_view s, std::string_view prefix) {
+  return s.size() >= prefix.size() && IEquals(s.substr(0, prefix.size()), prefix);
+}
+
+std::string_view Trim(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+  while (!s.empty() &&
+         (s.back() == ' ' || s.back() == '\t' || s.back() == '\r' || s.back() == '\n'))
+    s.remove_suffix(1);
+  return s;
+}
+
+std::string Upper(std::string_view s) {
+  std::string out(s);
+  for (char& c : out) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  return out;
+}
+
+// Header values come from the store and from request paths: never let a
+// control character (CR/LF) through into a response header.
+std::string HeaderSafe(std::string_view s) {
+  std::string out(s);
+  for (char& c : out) {
+    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7F) c = '?';
+  }
+  return out;
+}
+
+HttpReply JsonReply(int status, std::string body) {
+  HttpReply r;
+  r.status = status;
+  r.body = std::move(body);
+  return r;
+}
+
+HttpReply ErrorReply(int status, std::string_view message) {
+  return JsonReply(status, EncodeError(message));
+}
+
+HttpReply MethodNotAllowed(std::string_view allow) {
+  HttpReply r = ErrorReply(405, "method not allowed; use " + std::string(allow));
+  r.headers.emplace_back("Allow", std::string(allow));
+  return r;
+}
+
+}  // namespace
+
+std::optional<std::string_view> BearerToken(std::string_view authorization) {
+  std::string_view a = Trim(authorization);
+  if (a.size() < 7 || !IStartsWith(a, "bearer") || (a[6] != ' ' && a[6] != '\t'))
+    return std::nullopt;
+  std::string_view token = Trim(a.substr(7));
+  if (token.empty()) return std::nullopt;
+  return token;
+}
+
+// Everything one authorize check produced: the reply's view, and what the
+// decision log and the metrics need.
+struct Handlers::Evaluation {
+  bool bad_request = false;
+  std::string error;
+  DecisionView view;
+  std::string action;
+  std::string workspace;
+  std::string principal_kind;  // "" when the principal is not resolved
+  std::string principal_name;
+  std::string org_role;
+  std::string token_id;
+  std::string token_check;
+  std::string token_redacted;
+  std::string message;  // the deciding message
+  bool token_inactive = false;
+};
+
+Handlers::Handlers(State* state, DecisionLog* log, HandlerOptions options)
+    : state_(state), log_(log), options_(std::move(options)) {
+  if (!options_.now_ms) options_.now_ms = SystemMs;
+}
+
+Endpoint Handlers::Classify(std::string_view path) const {
+  if (path == "/v1/authorize") return Endpoint::kAuthorize;
+  if (path == "/v1/authorize/batch") return Endpoint::kAuthorizeBatch;
+  if (path == "/v1/tokens/verify") return Endpoint::kVerify;
+  const std::string_view fa = options_.forward_auth_prefix;
+  if (path.substr(0, fa.size()) == fa && (path.size() == fa.size() || path[fa.size()] == '/')) {
+    return Endpoint::kForwardAuth;
+  }
+  if (path == "/healthz") return Endpoint::kHealthz;
+  if (path == "/readyz") return Endpoint::kReadyz;
+  if (path == "/metrics") return Endpoint::kMetrics;
+  return Endpoint::kOther;
+}
+
+HttpReply Handlers::Handle(const HttpRequest& request) {
+  const auto start = std::chrono::steady_clock::now();
+  Endpoint endpoint = Endpoint::kOther;
+  HttpReply reply;
+  try {
+    reply = Route(request, &endpoint);
+  } catch (const std::exception& e) {
+    // Only memory exhaustion can get here; still answer, and never allow.
+    reply = ErrorReply(500, std::string("internal error: ") + e.what());
+  }
+  state_->metrics().CountRequest(endpoint, reply.status, std::chrono::steady_clock::now() - start);
+  return reply;
+}
+
+HttpReply Handlers::Route(const HttpRequest& request, Endpoint* endpoint) {
+  *endpoint = Classify(request.path);
+  const bool get = request.method == "GET" || request.method == "HEAD";
+  switch (*endpoint) {
+    case Endpoint::kAuthorize:
+      return request.method == "POST" ? Authorize(request) : MethodNotAllowed("POST");
+    case Endpoint::kAuthorizeBatch:
+      return request.method == "POST" ? AuthorizeBatch(request) : MethodNotAllowed("POST");
+    case Endpoint::kVerify:
+      return request.method == "POST" ? Verify(request) : MethodNotAllowed("POST");
+    case Endpoint::kForwardAuth:
+      return ForwardAuth(request);
+    case Endpoint::kHealthz:
+      return get ? Healthz(request) : MethodNotAllowed("GET");
+    case Endpoint::kReadyz:
+      return get ? Readyz(request) : MethodNotAllowed("GET");
+    case Endpoint::kMetrics:
+      return get ? MetricsText(request) : MethodNotAllowed("GET");
+    default:
+      return ErrorReply(404, "no such endpoint: " + request.path);
+  }
+}
+
+Handlers::Evaluation Handlers::Evaluate(const AuthorizeCheck& check, std::string_view header_token,
+                                        const PolicyPtr& policy, const Snapshot* snapshot,
+                                        const Status& store_status, int64_t now, int64_t now_ms) {
+  Evaluation e;
+  e.action = check.action;
+  e.workspace = check.workspace;
+  e.view.policy_name = policy->name();
+  e.view.policy_revision = policy->revision();
+  e.view.time_ms = now_ms;
+
+  // The request itself first: a malformed request is a 400 whoever asks.
+  const auto action = policy->FindAction(check.action);
+  if (!action) {
+    e.bad_request = true;
+    e.error = "unknown action '" + check.action + "' (policy " + policy->name() + " " +
+              policy->revision() + ")";
+    return e;
+  }
+  const ActionInfo& info = *policy->action(*action);
+  for (const auto& [name, value] : check.params) {
+    const auto slot = policy->FindParam(*action, name);
+    if (!slot) continue;  // undeclared parameters are ignored (CONTRACT.md)
+    if (!ParseParamValue(*policy, info.params[*slot].type, value)) {
+      e.bad_request = true;
+      e.error = "invalid value '" + value + "' for request parameter " + name + " of action " +
+                check.action;
+      return e;
+    }
+  }
+  std::optional<std::string> token = check.token;
+  if (!token && !check.user && !header_token.empty()) token = std::string(header_token);
+  if (!token && !check.user) {
+    e.bad_request = true;
+    e.error = "missing field \"token\" or \"user\" (or an Authorization: Bearer header)";
+    return e;
+  }
+
+  auto deny = [&e](std::string rule, std::string message) {
+    e.view.allow = false;
+    e.message = message;
+    e.view.reasons.push_back({std::move(rule), Effect::kDeny, std::move(message)});
+  };
+  if (snapshot == nullptr) {
+    // Fail closed: without a fresh view of the store nothing can be checked.
+    deny("store-unavailable",
+         "the sidecar cannot read its store (" + store_status.ToString() + ")");
+    if (token) e.token_redacted = RedactToken(*token);
+    return e;
+  }
+
+  Subject subject;
+  if (token) {
+    const TokenLookup lookup = snapshot->tokens->Verify(*token, now);
+    state_->metrics().CountTokenCheck(lookup.check);
+    e.token_check = std::string(TokenCheckName(lookup.check));
+    if (lookup.check == TokenCheck::kActive || lookup.check == TokenCheck::kExpired) {
+      e.token_id = std::string(lookup.token.token_id);
+    } else {
+      e.token_redacted = RedactToken(*token);
+    }
+    if (!lookup.active()) {
+      e.token_inactive = true;
+      deny("inactive-token", std::string(kInactiveMessage));
+      state_->metrics().CountDecision(check.action, false);
+      return e;
+    }
+    subject = SubjectOfToken(lookup.token);
+  } else {
+    auto user = SubjectOfUser(*snapshot->directory, *check.user);
+    if (!user) {
+      e.principal_name = *check.user;
+      deny("unknown-user", "no user '" + *check.user + "' in the store");
+      state_->metrics().CountDecision(check.action, false);
+      return e;
+    }
+    subject = std::move(*user);
+  }
+  e.principal_kind = subject.kind == PrincipalKind::kApiUser ? "api_user" : "user";
+  e.principal_name = subject.name;
+  e.org_role = subject.org_role;
+  PrincipalView principal{e.principal_kind, subject.name, subject.org_role, "none"};
+
+  // A token acts only as its API user, and only where the policy's token.use
+  // lets it (its own workspace, or everywhere for an organization admin).
+  const Directory& dir = *snapshot->directory;
+  AuthzOutcome outcome;
+  bool decided_by_action = true;
+  if (subject.kind == PrincipalKind::kApiUser && check.action != kTokenUse &&
+      policy->FindAction(kTokenUse)) {
+    outcome = gatehouse::Authorize(*policy, dir, subject, kTokenUse, check.workspace);
+    if (!outcome.allow) decided_by_action = false;
+  }
+  if (decided_by_action) {
+    outcome =
+        gatehouse::Authorize(*policy, dir, subject, check.action, check.workspace, check.params);
+    if (outcome.bad_request) {  // cannot happen after the checks above; stay safe
+      e.bad_request = true;
+      e.error = outcome.error;
+      return e;
+    }
+  }
+  if (outcome.decided) principal.workspace_role = outcome.workspace_role;
+  e.view.allow = outcome.allow;
+  e.view.reasons = std::move(outcome.reasons);
+  if (outcome.decided) {
+    e.message = policy->DecidingMessage(outcome.decision);
+  } else if (!e.view.reasons.empty()) {
+    e.message = e.view.reasons.front().message;
+  }
+  // The action's GraphQL error goes with any denial of a known principal.
+  if (!e.view.allow && info.graphql) e.view.graphql = info.graphql;
+  e.view.principal = std::move(principal);
+  state_->metrics().CountDecision(check.action, e.view.allow);
+  return e;
+}
+
+void Handlers::Log(std::string_view endpoint, const Evaluation& e, int64_t now_ms,
+                   std::string_view method, std::string_view uri) {
+  if (log_ == nullptr) return;
+  DecisionLogEntry entry;
+  entry.time_ms = now_ms;
+  entry.endpoint = endpoint;
+  entry.principal_kind = e.principal_kind;
+  entry.principal = e.principal_name;
+  entry.action = e.action;
+  entry.workspace = e.workspace;
+  entry.allow = e.view.allow;
+  entry.reasons = &e.view.reasons;
+  entry.message = e.message;
+  entry.revision = e.view.policy_revision;
+  entry.token_id = e.token_id;
+  entry.token_check = e.token_check;
+  entry.token_redacted = e.token_redacted;
+  entry.method = method;
+  entry.uri = uri;
+  if (!log_->Write(EncodeDecisionLog(entry))) state_->metrics().CountLogFailure();
+}
+
+HttpReply Handlers::Authorize(const HttpRequest& request) {
+  auto parsed = ParseAuthorize(request.body);
+  if (auto* error = std::get_if<std::string>(&parsed)) return ErrorReply(400, *error);
+  const AuthorizeCheck& check = std::get<AuthorizeCheck>(parsed);
+  const std::string_view header_token = BearerToken(request.authorization).value_or("");
+  const PolicyPtr policy = state_->policy();
+  auto snapshot = state_->Fresh();
+  const int64_t now_ms = options_.now_ms();
+  Evaluation e = Evaluate(check, header_token, policy, snapshot.ok() ? snapshot->get() : nullptr,
+                          snapshot.status(), state_->clock().NowSeconds(), now_ms);
+  if (e.bad_request) return ErrorReply(400, e.error);
+  Log("authorize", e, now_ms);
+  return JsonReply(200, EncodeDecision(e.view));
+}
+
+HttpReply Handlers::AuthorizeBatch(const HttpRequest& request) {
+  auto parsed = ParseBatch(request.body);
+  if (auto* error = std::get_if<std::string>(&parsed)) return ErrorReply(400, *error);
+  const auto& checks = std::get<std::vector<AuthorizeCheck>>(parsed);
+  const std::string_view header_token = BearerToken(request.authorization).value_or("");
+  const PolicyPtr policy = state_->policy();
+  auto snapshot = state_->Fresh();
+  const int64_t now = state_->clock().NowSeconds();
+  const int64_t now_ms = options_.now_ms();
+  std::vector<Evaluation> evaluations;
+  evaluations.reserve(checks.size());
+  for (size_t i = 0; i < checks.size(); ++i) {
+    evaluations.push_back(Evaluate(checks[i], header_token, policy,
+                                   snapshot.ok() ? snapshot->get() : nullptr, snapshot.status(),
+                                   now, now_ms));
+    if (evaluations.back().bad_request) {
+      return ErrorReply(400, "checks[" + std::to_string(i) + "]: " + evaluations.back().error);
+    }
+  }
+  std::vector<DecisionView> views;
+  views.reserve(evaluations.size());
+  for (Evaluation& e : evaluations) {
+    Log("authorize_batch", e, now_ms);
+    views.push_back(std::move(e.view));
+  }
+  return JsonReply(200, EncodeBatch(views));
+}
+
+HttpReply Handlers::Verify(const HttpRequest& request) {
+  std::optional<std::string> token;
+  const std::string_view body_start = Trim(request.body);
+  const bool form = IStartsWith(Trim(request.content_type), "application/x-www-form-urlencoded") &&
+                    (body_start.empty() || body_start.front() != '{');
+  if (form) {
+    auto field = ParseFormField(request.body, "token");
+    if (auto* error = std::get_if<std::string>(&field)) return ErrorReply(400, *error);
+    token = std::move(std::get<0>(field));
+  } else {
+    auto field = ParseVerifyJson(request.body);
+    if (auto* error = std::get_if<std::string>(&field)) return ErrorReply(400, *error);
+    token = std::move(std::get<0>(field));
+  }
+  if (!token) {
+    if (auto bearer = BearerToken(request.authorization)) token = std::string(*bearer);
+  }
+  if (!token) {
+    return ErrorReply(
+        400,
+        "missing token: send {\"token\": ...}, the form field token=, or Authorization: Bearer");
+  }
+
+  const int64_t now_ms = options_.now_ms();
+  Evaluation e;  // only for the decision log
+  e.action = "token.verify";
+  const PolicyPtr policy = state_->policy();  // outlives the views into it
+  e.view.policy_revision = policy->revision();
+  IntrospectionView v;
+  auto snapshot = state_->Fresh();
+  if (!snapshot.ok()) {
+    e.token_check = "store-unavailable";
+    e.token_redacted = RedactToken(*token);
+    e.message = snapshot.status().ToString();
+  } else {
+    const TokenLookup lookup = (*snapshot)->tokens->Verify(*token, state_->clock().NowSeconds());
+    state_->metrics().CountTokenCheck(lookup.check);
+    e.token_check = std::string(TokenCheckName(lookup.check));
+    if (lookup.check == TokenCheck::kActive || lookup.check == TokenCheck::kExpired) {
+      e.token_id = std::string(lookup.token.token_id);
+    } else {
+      e.token_redacted = RedactToken(*token);
+    }
+    if (lookup.active()) {
+      const TokenPrincipal& p = *lookup.token.principal;
+      v.active = true;
+      v.sub = std::to_string(p.api_user_id);
+      v.username = p.api_user_name;
+      v.workspace = p.workspace_name;
+      v.workspace_role = p.workspace_role;
+      v.org_role = p.org_role;
+      v.token_id = std::string(lookup.token.token_id);
+      v.iat = lookup.token.created_at;
+      v.exp = lookup.token.expires_at;
+      e.principal_kind = "api_user";
+      e.principal_name = p.api_user_name;
+      e.workspace = p.workspace_name;
+      e.view.allow = true;
+    }
+  }
+  Log("verify", e, now_ms);
+  return JsonReply(200, EncodeIntrospection(v));
+}
+
+HttpReply Handlers::ForwardAuth(const HttpRequest& request) {
+  const int64_t now_ms = options_.now_ms();
+  auto unauthorized = [](std::string_view error, std::string_view message) {
+    HttpReply r = ErrorReply(401, message);
+    std::string challenge = "Bearer realm=\"gatehouse\"";
+    if (!error.empty()) challenge += ", error=\"" + std::string(error) + "\"";
+    r.headers.emplace_back("WWW-Authenticate", std::move(challenge));
+    return r;
+  };
+
+  // The original request: nginx's X-Original-*, Traefik's X-Forwarded-*, or
+  // (Envoy ext_authz, HTTP mode) the path under our prefix and this method.
+  std::string method;
+  std::string uri;
+  if (!request.original_uri.empty()) {
+    uri = request.original_uri;
+    method = request.original_method;
+  } else if (!request.forwarded_uri.empty()) {
+    uri = request.forwarded_uri;
+    method = request.forwarded_method;
+  } else {
+    const std::string_view prefix = options_.forward_auth_prefix;
+    std::string_view target = request.target;
+    if (target.substr(0, prefix.size()) == prefix && target.size() > prefix.size() &&
+        target[prefix.size()] == '/') {
+      uri = std::string(target.substr(prefix.size()));
+    }
+  }
+  if (method.empty())
+    method = !request.original_method.empty()    ? request.original_method
+             : !request.forwarded_method.empty() ? request.forwarded_method
+                                                 : request.method;
+  method = Upper(method);
+
+  const auto bearer = BearerToken(request.authorization);
+  if (!bearer) {
+    return unauthorized("", request.authorization.empty()
+                                ? "missing Authorization: Bearer token"
+                                : "the Authorization header is not a Bearer token");
+  }
+  const PolicyPtr policy = state_->policy();
+  auto snapshot = state_->Fresh();
+
+  Evaluation e;
+  e.view.policy_name = policy->name();
+  e.view.policy_revision = policy->revision();
+  e.view.time_ms = now_ms;
+  auto deny403 = [&](std::string rule, std::string message) {
+    e.message = message;
+    e.view.reasons.push_back({std::move(rule), Effect::kDeny, std::move(message)});
+    Log("forward_auth", e, now_ms, method, uri);
+    return JsonReply(403, EncodeDecision(e.view));
+  };
+  if (!snapshot.ok()) {
+    e.token_redacted = RedactToken(*bearer);
+    return deny403("store-unavailable",
+                   "the sidecar cannot read its store (" + snapshot.status().ToString() + ")");
+  }
+
+  // Authenticate first (401), then map the route (403 when unmapped).
+  const TokenLookup lookup = (*snapshot)->tokens->Verify(*bearer, state_->clock().NowSeconds());
+  if (!lookup.active()) {
+    state_->metrics().CountTokenCheck(lookup.check);
+    e.token_check = std::string(TokenCheckName(lookup.check));
+    if (lookup.check == TokenCheck::kExpired)
+      e.token_id = std::string(lookup.token.token_id);
+    else
+      e.token_redacted = RedactToken(*bearer);
+    e.message = std::string(kInactiveMessage);
+    e.view.reasons.push_back({"inactive-token", Effect::kDeny, e.message});
+    Log("forward_auth", e, now_ms, method, uri);
+    return unauthorized("invalid_token", kInactiveMessage);
+  }
+  e.token_id = std::string(lookup.token.token_id);
+  e.token_check = "active";
+  e.principal_kind = "api_user";
+  e.principal_name = lookup.token.principal->api_user_name;
+  if (uri.empty()) {
+    state_->metrics().CountTokenCheck(lookup.check);
+    return deny403("no-original-uri",
+                   "forward-auth needs the original request: X-Original-URI (nginx), "
+                   "X-Forwarded-Uri (Traefik), or "
+                   "the original path under " +
+                       options_.forward_auth_prefix + "/ (Envoy)");
+  }
+  const auto route = policy->MatchRoute(method, uri);
+  if (!route) {
+    state_->metrics().CountTokenCheck(lookup.check);
+    const std::string path = uri.substr(0, uri.find_first_of("?#"));
+    return deny403("no-route", "no route of policy " + policy->name() + " maps " + method + " " +
+                                   path + " to an action (unmapped requests are denied)");
+  }
+
+  AuthorizeCheck check;
+  check.action = policy->action(route->action)->name;
+  check.workspace =
+      route->workspace.empty() ? lookup.token.principal->workspace_name : route->workspace;
+  check.token = std::string(*bearer);
+  Evaluation full = Evaluate(check, {}, policy, snapshot->get(), Status::Ok(),
+                             state_->clock().NowSeconds(), now_ms);
+  Log("forward_auth", full, now_ms, method, uri);
+  if (full.bad_request) {  // a route's action always exists; fail closed anyway
+    return JsonReply(403, EncodeError(full.error));
+  }
+  if (!full.view.allow) {
+    full.view.graphql_response = true;
+    return JsonReply(403, EncodeDecision(full.view));
+  }
+  // nginx, Traefik and Envoy look only at the status and headers of a 200.
+  HttpReply r = JsonReply(200, "{\"allow\":true}");
+  r.headers.emplace_back(std::string(kSubjectHeader), HeaderSafe(full.principal_name));
+  r.headers.emplace_back(std::string(kWorkspaceHeader), HeaderSafe(check.workspace));
+  r.headers.emplace_back(
+      std::string(kRoleHeader),
+      HeaderSafe(full.view.principal ? full.view.principal->workspace_role : "none"));
+  r.headers.emplace_back("X-Gatehouse-Org-Role", HeaderSafe(full.org_role));
+  r.headers.emplace_back("X-Gatehouse-Token-Id", HeaderSafe(full.token_id));
+  r.headers.emplace_back("X-Gatehouse-Action", HeaderSafe(check.action));
+  return r;
+}
+
+HttpReply Handlers::Healthz(const HttpRequest&) { return JsonReply(200, "{\"status\":\"ok\"}"); }
+
+HttpReply Handlers::Readyz(const HttpRequest&) {
+  const PolicyPtr policy = state_->policy();
+  const Status store = state_->CheckStore();
+  auto snapshot = store.ok() ? state_->Fresh() : Result<SnapshotPtr>(store);
+  std::string body = "{\"ready\":";
+  body += snapshot.ok() ? "true" : "false";
+  body += ",\"policy\":{\"name\":";
+  AppendJsonString(body, policy->name());
+  body += ",\"revision\":";
+  AppendJsonString(body, policy->revision());
+  body += "},\"store\":";
+  AppendJsonString(body, snapshot.ok() ? std::string("ok") : snapshot.status().ToString());
+  if (snapshot.ok()) {
+    body += ",\"tokens\":" + std::to_string((*snapshot)->tokens->size());
+  }
+  body += '}';
+  return JsonReply(snapshot.ok() ? 200 : 503, std::move(body));
+}
+
+HttpReply Handlers::MetricsText(const HttpRequest&) {
+  HttpReply r;
+  r.content_type = "text/plain; version=0.0.4; charset=utf-8";
+  r.body = state_->metrics().Render();
+  return r;
+}
+
+}  // namespace gatehouse::sidecar

@@ -1,0 +1,105 @@
+// Handlers: the sidecar's HTTP API as pure functions from a parsed request to
+// a reply. No socket and no cpp-httplib type here, so every endpoint and every
+// bad input is tested without a server (tests/sidecar/handlers_test.cc).
+//
+//   POST /v1/authorize         {"token"|"user", "action", "workspace", "params"?} -> decision
+//   POST /v1/authorize/batch   {"checks": [...]} -> {"results": [...]}
+//   POST /v1/tokens/verify     RFC 7662 introspection (JSON, form or Bearer)
+//   ANY  /v1/forward-auth[/ORIGINAL-PATH]   nginx auth_request, Traefik ForwardAuth, Envoy
+//   ext_authz GET  /healthz  /readyz  /metrics
+//
+// Fail closed: a bad token is a deny (or {"active": false}, or 401), never an
+// error status; a store that cannot be read denies everything (the reason
+// says so) and makes /readyz 503. Nothing here throws on any input.
+//
+// Thread safety: Handle() may be called from any number of threads at once.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "sidecar/decision_log.h"
+#include "sidecar/metrics.h"
+#include "sidecar/state.h"
+#include "sidecar/wire.h"
+
+namespace gatehouse::sidecar {
+
+// A request as the server parsed it. Header fields are "" when absent.
+struct HttpRequest {
+  std::string method;  // GET, POST, ...
+  std::string path;    // percent-decoded path, no query
+  std::string target;  // the raw request target: path and query as sent
+  std::string body;
+  std::string authorization;     // Authorization
+  std::string content_type;      // Content-Type
+  std::string original_method;   // X-Original-Method (nginx)
+  std::string original_uri;      // X-Original-URI (nginx)
+  std::string forwarded_method;  // X-Forwarded-Method (Traefik)
+  std::string forwarded_uri;     // X-Forwarded-Uri (Traefik)
+};
+
+struct HttpReply {
+  int status = 200;
+  std::string content_type = "application/json";
+  std::vector<std::pair<std::string, std::string>> headers;
+  std::string body;
+};
+
+struct HandlerOptions {
+  // Milliseconds since the epoch, for GraphQL time_thrown and the decision
+  // log. Default: the system clock. (Token expiry uses the State's Clock.)
+  std::function<int64_t()> now_ms;
+  // The path prefix of forward-auth; what follows it is the original path
+  // (Envoy ext_authz HTTP mode sends the original path under a prefix).
+  std::string forward_auth_prefix = "/v1/forward-auth";
+};
+
+// The headers a forward-auth 200 carries.
+inline constexpr std::string_view kSubjectHeader = "X-Gatehouse-Subject";
+inline constexpr std::string_view kWorkspaceHeader = "X-Gatehouse-Workspace";
+inline constexpr std::string_view kRoleHeader = "X-Gatehouse-Role";
+
+class Handlers {
+ public:
+  // `log` may be null (no decision log).
+  Handlers(State* state, DecisionLog* log, HandlerOptions options = {});
+
+  // Routes and answers; counts the request in the metrics.
+  HttpReply Handle(const HttpRequest& request);
+
+  // Which endpoint a path belongs to (for metrics of replies made by the server itself).
+  Endpoint Classify(std::string_view path) const;
+
+  HttpReply Authorize(const HttpRequest& request);
+  HttpReply AuthorizeBatch(const HttpRequest& request);
+  HttpReply Verify(const HttpRequest& request);
+  HttpReply ForwardAuth(const HttpRequest& request);
+  HttpReply Healthz(const HttpRequest& request);
+  HttpReply Readyz(const HttpRequest& request);
+  HttpReply MetricsText(const HttpRequest& request);
+
+ private:
+  struct Evaluation;
+  Evaluation Evaluate(const AuthorizeCheck& check, std::string_view header_token,
+                      const PolicyPtr& policy, const Snapshot* snapshot, const Status& store_status,
+                      int64_t now, int64_t now_ms);
+  void Log(std::string_view endpoint, const Evaluation& e, int64_t now_ms,
+           std::string_view method = {}, std::string_view uri = {});
+  HttpReply Route(const HttpRequest& request, Endpoint* endpoint);
+
+  State* state_;
+  DecisionLog* log_;
+  HandlerOptions options_;
+};
+
+// Parses "Bearer TOKEN" (scheme case-insensitive). nullopt for anything else.
+std::optional<std::string_view> BearerToken(std::string_view authorization);
+
+}  // namespace gatehouse::sidecar

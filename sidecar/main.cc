@@ -1,0 +1,216 @@
+// gatehoused: the Gatehouse sidecar. See CONTRACT.md "Sidecar HTTP API" and
+// the README for the API; http_server.h for the tuning and its trade-offs.
+//
+// Exit status: 0 after a clean shutdown (SIGTERM or SIGINT), 1 when the
+// policy or the store cannot be loaded or the address cannot be bound,
+// 2 for a usage error.
+#include <pthread.h>
+#include <signal.h>
+
+#include <atomic>
+#include <boost/program_options.hpp>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <iostream>
+#include <string>
+#include <thread>
+
+#include "gatehouse/policy.h"
+#include "sidecar/config.h"
+#include "sidecar/decision_log.h"
+#include "sidecar/handlers.h"
+#include "sidecar/http_server.h"
+#include "sidecar/metrics.h"
+#include "sidecar/state.h"
+
+namespace po = boost::program_options;
+using namespace gatehouse;
+using namespace gatehouse::sidecar;
+
+namespace {
+
+int Usage(const std::string& message) {
+  std::cerr << "gatehoused: " << message << " (see gatehoused --help)\n";
+  return 2;
+}
+
+int Fail(const std::string& message) {
+  std::cerr << "gatehoused: " << message << "\n";
+  return 1;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  // Signals are taken by one thread with sigwait, so block them before any
+  // thread starts (every thread inherits the mask).
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGHUP);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+
+  ServerOptions server_options;
+  StateOptions state_options;
+  std::string listen, decision_log_path, config_path;
+  int threads = server_options.threads;
+  size_t payload_max = server_options.payload_max_bytes;
+  int read_timeout = static_cast<int>(server_options.read_timeout_s);
+  int keep_alive_timeout = static_cast<int>(server_options.keep_alive_timeout_s);
+
+  po::options_description desc(
+      "usage: gatehoused [options]\n\n"
+      "The Gatehouse sidecar: answers authorization, token-verification and forward-auth\n"
+      "requests over HTTP from the policy and the store.\n\noptions");
+  // clang-format off
+  desc.add_options()
+      ("help,h", "this help")
+      ("listen", po::value(&listen)->default_value("127.0.0.1:7878"),
+       "HOST:PORT to listen on; port 0 picks a free port (printed on stdout)")
+      ("store", po::value(&state_options.store_path)->default_value("./gatehouse.db"),
+       "the SQLite store (env GATEHOUSE_STORE)")
+      ("policy", po::value(&state_options.policy_path),
+       "a policy file or folder (env GATEHOUSE_POLICY; default: the installed policies/)")
+      ("threads", po::value(&threads)->default_value(threads),
+       "worker threads: one per open connection (size it to your proxies' keep-alive pools)")
+      ("decision-log", po::value(&decision_log_path),
+       "write one JSON line per decision to PATH, or to stdout with -")
+      ("tls-cert", po::value(&server_options.tls_cert), "serve HTTPS with this PEM certificate (needs --tls-key)")
+      ("tls-key", po::value(&server_options.tls_key), "the PEM private key of --tls-cert")
+      ("payload-max", po::value(&payload_max)->default_value(payload_max),
+       "largest request body in bytes (larger: 413)")
+      ("read-timeout", po::value(&read_timeout)->default_value(read_timeout),
+       "seconds a client may take to send a request")
+      ("keep-alive-timeout", po::value(&keep_alive_timeout)->default_value(keep_alive_timeout),
+       "seconds an idle keep-alive connection is kept open (holding a worker; also the longest a "
+       "shutdown waits for idle connections)")
+      ("sweep-interval", po::value(&state_options.sweep_interval_s)->default_value(state_options.sweep_interval_s),
+       "seconds between deletions of expired tokens (0: never)")
+      ("policy-poll-ms", po::value(&state_options.policy_poll_ms)->default_value(state_options.policy_poll_ms),
+       "how often the policy files are checked for changes, in ms (0: only on SIGHUP)")
+      ("config", po::value(&config_path), "read options from a YAML file of `option: value` lines");
+  // clang-format on
+
+  po::variables_map vm;
+  try {
+    po::store(po::command_line_parser(argc, argv).options(desc).run(), vm);
+    if (vm.count("help")) {
+      std::cout
+          << desc << "\n"
+          << "Endpoints: POST /v1/authorize, POST /v1/authorize/batch, POST /v1/tokens/verify,\n"
+          << "ANY /v1/forward-auth[/PATH], GET /healthz, /readyz, /metrics.\n"
+          << "Signals: SIGHUP reloads the policy and reopens the decision log; SIGTERM/SIGINT\n"
+          << "stop accepting, finish in-flight requests and exit 0.\n";
+      return 0;
+    }
+    // Then the environment (only what the command line did not set).
+    po::store(po::parse_environment(desc,
+                                    [](const std::string& var) -> std::string {
+                                      if (var == "GATEHOUSE_STORE") return "store";
+                                      if (var == "GATEHOUSE_POLICY") return "policy";
+                                      return "";
+                                    }),
+              vm);
+    // Then the config file.
+    if (vm.count("config")) {
+      const std::string path = vm["config"].as<std::string>();
+      auto entries = ParseConfigFile(path);
+      if (!entries.ok()) return Fail(entries.status().ToString());
+      std::vector<std::string> args;
+      for (const auto& [key, value] : entries.value()) {
+        if (key == "config" || key == "help")
+          return Usage(path + ": option '" + key + "' is not allowed in a config file");
+        if (desc.find_nothrow(key, false) == nullptr)
+          return Usage(path + ": unknown option '" + key + "'");
+        args.push_back("--" + key + "=" + value);
+      }
+      po::store(po::command_line_parser(args).options(desc).run(), vm);
+    }
+    po::notify(vm);
+  } catch (const po::error& e) {
+    return Usage(e.what());
+  }
+
+  auto address = ParseListen(listen);
+  if (!address.ok()) return Usage(address.status().ToString());
+  server_options.host = address->host;
+  server_options.port = address->port;
+  if (threads < 1 || threads > 10000) return Usage("--threads must be between 1 and 10000");
+  if (payload_max < 1) return Usage("--payload-max must be positive");
+  if (read_timeout < 1 || keep_alive_timeout < 1)
+    return Usage("timeouts must be at least 1 second");
+  if (state_options.sweep_interval_s < 0 || state_options.policy_poll_ms < 0) {
+    return Usage("--sweep-interval and --policy-poll-ms must not be negative");
+  }
+  server_options.threads = threads;
+  server_options.payload_max_bytes = payload_max;
+  server_options.read_timeout_s = read_timeout;
+  server_options.write_timeout_s = read_timeout;
+  server_options.keep_alive_timeout_s = keep_alive_timeout;
+
+  Metrics metrics;
+  auto state = State::Open(state_options, &metrics);
+  if (!state.ok()) return Fail(state.status().ToString());
+
+  std::unique_ptr<DecisionLog> decision_log;
+  if (!decision_log_path.empty()) {
+    auto log = DecisionLog::Open(decision_log_path);
+    if (!log.ok()) return Fail(log.status().ToString());
+    decision_log = std::move(log).value();
+  }
+
+  Handlers handlers(state->get(), decision_log.get());
+  auto server = HttpServer::Create(server_options, &handlers, &metrics);
+  if (!server.ok()) return Fail(server.status().ToString());
+  auto port = (*server)->Bind();
+  if (!port.ok()) return Fail(port.status().ToString());
+
+  const PolicyPtr policy = (*state)->policy();
+  const bool v6 = server_options.host.find(':') != std::string::npos;
+  std::printf("gatehoused listening on %s%s%s:%d (%s) policy %s %s, store %s, %d threads\n",
+              v6 ? "[" : "", server_options.host.c_str(), v6 ? "]" : "", *port,
+              server_options.tls_cert.empty() ? "http" : "https", policy->name().c_str(),
+              policy->revision().c_str(), state_options.store_path.c_str(), threads);
+  std::fflush(stdout);
+
+  (*state)->Start();
+  std::atomic<bool> run_returned{false};
+  std::atomic<bool> signalled{false};
+  std::thread signal_thread([&] {
+    while (true) {
+      int sig = 0;
+      if (sigwait(&signals, &sig) != 0) continue;
+      if (sig == SIGHUP) {
+        (*state)->RequestReload();
+        if (decision_log) {
+          Status s = decision_log->Reopen();
+          if (!s.ok()) LogToStderr(s.ToString());
+        }
+        continue;
+      }
+      signalled = true;
+      if (!run_returned)
+        LogToStderr(sig == SIGTERM ? "SIGTERM: finishing in-flight requests"
+                                   : "SIGINT: finishing in-flight requests");
+      // Stop until Run has returned: a stop that lands before the server
+      // loop has started would otherwise be lost.
+      while (!run_returned) {
+        (*server)->Stop();
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      }
+      return;
+    }
+  });
+
+  Status run = (*server)->Run();
+  run_returned = true;
+  if (!signalled) pthread_kill(signal_thread.native_handle(), SIGTERM);
+  signal_thread.join();
+  (*state)->Stop();
+  if (!run.ok()) return Fail(run.ToString());
+  LogToStderr("stopped");
+  return 0;
+}

@@ -1,0 +1,321 @@
+#include "sidecar/metrics.h"
+
+#include <chrono>
+#include <cstdio>
+
+namespace gatehouse::sidecar {
+namespace {
+
+uint64_t Fnv1a(std::string_view s) {
+  uint64_t h = 1469598103934665603ull;
+  for (unsigned char c : s) {
+    h ^= c;
+    h *= 1099511628211ull;
+  }
+  return h == 0 ? 1 : h;
+}
+
+int64_t WallSeconds() {
+  return std::chrono::duration_cast<std::chrono::seconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+// Prometheus label values escape backslash, double quote and newline.
+std::string LabelValue(std::string_view v) {
+  std::string out;
+  out.reserve(v.size());
+  for (char c : v) {
+    if (c == '\\')
+      out += "\\\\";
+    else if (c == '"')
+      out += "\\\"";
+    else if (c == '\n')
+      out += "\\n";
+    else
+      out += c;
+  }
+  return out;
+}
+
+void Line(std::string& out, std::string_view name, std::string_view labels, uint64_t value) {
+  out.append(name);
+  if (!labels.empty()) {
+    out += '{';
+    out.append(labels);
+    out += '}';
+  }
+  out += ' ';
+  out += std::to_string(value);
+  out += '\n';
+}
+
+void Header(std::string& out, std::string_view name, std::string_view type, std::string_view help) {
+  out += "# HELP ";
+  out.append(name);
+  out += ' ';
+  out.append(help);
+  out += "\n# TYPE ";
+  out.append(name);
+  out += ' ';
+  out.append(type);
+  out += '\n';
+}
+
+std::string Seconds(uint64_t ns) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%.9f", static_cast<double>(ns) / 1e9);
+  return buf;
+}
+
+}  // namespace
+
+std::string_view EndpointName(Endpoint endpoint) {
+  switch (endpoint) {
+    case Endpoint::kAuthorize:
+      return "authorize";
+    case Endpoint::kAuthorizeBatch:
+      return "authorize_batch";
+    case Endpoint::kVerify:
+      return "verify";
+    case Endpoint::kForwardAuth:
+      return "forward_auth";
+    case Endpoint::kHealthz:
+      return "healthz";
+    case Endpoint::kReadyz:
+      return "readyz";
+    case Endpoint::kMetrics:
+      return "metrics";
+    default:
+      return "other";
+  }
+}
+
+Metrics::Metrics() : start_time_(WallSeconds()) {}
+
+int Metrics::CodeIndex(int status) {
+  for (int i = 0; i < kCodeCount - 1; ++i) {
+    if (kCodes[i] == status) return i;
+  }
+  return kCodeCount - 1;
+}
+
+void Metrics::CountRequest(Endpoint endpoint, int status, std::chrono::nanoseconds latency) {
+  const int e =
+      static_cast<int>(endpoint) < kEndpoints ? static_cast<int>(endpoint) : kEndpoints - 1;
+  requests_[e][CodeIndex(status)].fetch_add(1, std::memory_order_relaxed);
+  Histogram& h = latency_[e];
+  const int64_t ns = latency.count() < 0 ? 0 : latency.count();
+  int b = 0;
+  while (b < kBucketCount - 1 && ns > kBucketsUs[b] * 1000) ++b;
+  h.buckets[b].fetch_add(1, std::memory_order_relaxed);
+  h.count.fetch_add(1, std::memory_order_relaxed);
+  h.sum_ns.fetch_add(static_cast<uint64_t>(ns), std::memory_order_relaxed);
+}
+
+void Metrics::CountDecision(std::string_view action, bool allow) {
+  const uint64_t key = Fnv1a(action);
+  for (int i = 0; i < kMaxActions; ++i) {
+    ActionSlot& slot = actions_[(key + i) % kMaxActions];
+    uint64_t seen = slot.key.load(std::memory_order_acquire);
+    if (seen == 0) {
+      if (slot.key.compare_exchange_strong(seen, key, std::memory_order_acq_rel)) {
+        // Claimed: name it. Rare (once per action name over the process's life).
+        std::lock_guard<std::mutex> lock(names_mu_);
+        action_names_[(key + i) % kMaxActions] = std::string(action);
+        slot.named.store(true, std::memory_order_release);
+        seen = key;
+      }
+      // Lost the race: `seen` holds the winner's key.
+    }
+    if (seen == key) {
+      (allow ? slot.allow : slot.deny).fetch_add(1, std::memory_order_relaxed);
+      return;
+    }
+  }
+  (allow ? decisions_overflow_allow_ : decisions_overflow_deny_)
+      .fetch_add(1, std::memory_order_relaxed);
+}
+
+const Metrics::ActionSlot* Metrics::FindSlot(std::string_view action) const {
+  const uint64_t key = Fnv1a(action);
+  for (int i = 0; i < kMaxActions; ++i) {
+    const ActionSlot& slot = actions_[(key + i) % kMaxActions];
+    const uint64_t seen = slot.key.load(std::memory_order_acquire);
+    if (seen == key) return &slot;
+    if (seen == 0) return nullptr;
+  }
+  return nullptr;
+}
+
+void Metrics::CountTokenCheck(TokenCheck check) {
+  const size_t i = static_cast<size_t>(check);
+  if (i < token_checks_.size()) token_checks_[i].fetch_add(1, std::memory_order_relaxed);
+}
+
+void Metrics::CountReload(bool ok) {
+  if (ok) {
+    reloads_.fetch_add(1, std::memory_order_relaxed);
+    last_reload_ok_time_.store(WallSeconds(), std::memory_order_relaxed);
+  } else {
+    reload_failures_.fetch_add(1, std::memory_order_relaxed);
+    last_reload_failure_time_.store(WallSeconds(), std::memory_order_relaxed);
+  }
+}
+
+void Metrics::SetPolicy(std::string_view name, std::string_view revision) {
+  std::lock_guard<std::mutex> lock(names_mu_);
+  policy_name_ = std::string(name);
+  policy_revision_ = std::string(revision);
+}
+
+void Metrics::CountStoreRefresh(bool ok, std::chrono::nanoseconds took) {
+  (ok ? store_refreshes_ : store_refresh_failures_).fetch_add(1, std::memory_order_relaxed);
+  store_refresh_ns_.fetch_add(static_cast<uint64_t>(took.count() < 0 ? 0 : took.count()),
+                              std::memory_order_relaxed);
+}
+
+uint64_t Metrics::requests(Endpoint endpoint, int status) const {
+  return requests_[static_cast<int>(endpoint)][CodeIndex(status)].load();
+}
+
+uint64_t Metrics::decisions(std::string_view action, bool allow) const {
+  const ActionSlot* slot = FindSlot(action);
+  if (slot == nullptr) return 0;
+  return (allow ? slot->allow : slot->deny).load();
+}
+
+std::string Metrics::Render() const {
+  std::string out;
+  out.reserve(16 * 1024);
+
+  Header(out, "gatehouse_http_requests_total", "counter",
+         "HTTP requests answered, by endpoint and status code.");
+  for (int e = 0; e < kEndpoints; ++e) {
+    for (int c = 0; c < kCodeCount; ++c) {
+      const uint64_t v = requests_[e][c].load(std::memory_order_relaxed);
+      if (v == 0) continue;
+      std::string labels =
+          "endpoint=\"" + std::string(EndpointName(static_cast<Endpoint>(e))) + "\",code=\"" +
+          (kCodes[c] == 0 ? std::string("other") : std::to_string(kCodes[c])) + "\"";
+      Line(out, "gatehouse_http_requests_total", labels, v);
+    }
+  }
+
+  Header(out, "gatehouse_http_request_duration_seconds", "histogram",
+         "Time spent answering a request inside the sidecar, by endpoint.");
+  for (int e = 0; e < kEndpoints; ++e) {
+    const Histogram& h = latency_[e];
+    const uint64_t count = h.count.load(std::memory_order_relaxed);
+    if (count == 0) continue;
+    const std::string ep =
+        "endpoint=\"" + std::string(EndpointName(static_cast<Endpoint>(e))) + "\"";
+    uint64_t cumulative = 0;
+    for (int b = 0; b < kBucketCount; ++b) {
+      cumulative += h.buckets[b].load(std::memory_order_relaxed);
+      std::string le =
+          b < kBucketCount - 1 ? Seconds(static_cast<uint64_t>(kBucketsUs[b]) * 1000) : "+Inf";
+      // Trim trailing zeros for readability: 0.000050000 -> 0.00005.
+      if (le != "+Inf") {
+        while (le.size() > 1 && le.back() == '0') le.pop_back();
+        if (le.back() == '.') le.pop_back();
+      }
+      Line(out, "gatehouse_http_request_duration_seconds_bucket", ep + ",le=\"" + le + "\"",
+           cumulative);
+    }
+    out += "gatehouse_http_request_duration_seconds_sum{" + ep + "} " +
+           Seconds(h.sum_ns.load(std::memory_order_relaxed)) + "\n";
+    Line(out, "gatehouse_http_request_duration_seconds_count", ep, count);
+  }
+
+  Header(out, "gatehouse_decisions_total", "counter",
+         "Authorization decisions, by policy action and outcome.");
+  {
+    std::lock_guard<std::mutex> lock(names_mu_);
+    for (int i = 0; i < kMaxActions; ++i) {
+      const ActionSlot& slot = actions_[i];
+      if (!slot.named.load(std::memory_order_acquire)) continue;
+      const std::string a = "action=\"" + LabelValue(action_names_[i]) + "\"";
+      Line(out, "gatehouse_decisions_total", a + ",outcome=\"allow\"",
+           slot.allow.load(std::memory_order_relaxed));
+      Line(out, "gatehouse_decisions_total", a + ",outcome=\"deny\"",
+           slot.deny.load(std::memory_order_relaxed));
+    }
+  }
+  if (const uint64_t a = decisions_overflow_allow_.load(), d = decisions_overflow_deny_.load();
+      a + d > 0) {
+    Line(out, "gatehouse_decisions_total", "action=\"other\",outcome=\"allow\"", a);
+    Line(out, "gatehouse_decisions_total", "action=\"other\",outcome=\"deny\"", d);
+  }
+
+  Header(out, "gatehouse_token_checks_total", "counter",
+         "Presented tokens, by result (active, malformed, unknown: never issued, revoked or "
+         "deleted; expired).");
+  for (size_t i = 0; i < token_checks_.size(); ++i) {
+    Line(out, "gatehouse_token_checks_total",
+         "result=\"" + std::string(TokenCheckName(static_cast<TokenCheck>(i))) + "\"",
+         token_checks_[i].load(std::memory_order_relaxed));
+  }
+
+  {
+    std::lock_guard<std::mutex> lock(names_mu_);
+    Header(out, "gatehouse_policy_info", "gauge",
+           "The serving policy: always 1, labelled with its name and revision.");
+    Line(out, "gatehouse_policy_info",
+         "name=\"" + LabelValue(policy_name_) + "\",revision=\"" + LabelValue(policy_revision_) +
+             "\"",
+         1);
+  }
+  Header(out, "gatehouse_policy_reloads_total", "counter",
+         "Policy reloads that loaded a valid policy.");
+  Line(out, "gatehouse_policy_reloads_total", "", reloads_.load(std::memory_order_relaxed));
+  Header(out, "gatehouse_policy_reload_failures_total", "counter",
+         "Policy reloads refused because the new policy failed to load (the previous one kept "
+         "serving).");
+  Line(out, "gatehouse_policy_reload_failures_total", "",
+       reload_failures_.load(std::memory_order_relaxed));
+  Header(out, "gatehouse_policy_last_reload_success_timestamp_seconds", "gauge",
+         "When a reload last succeeded (0: never).");
+  Line(out, "gatehouse_policy_last_reload_success_timestamp_seconds", "",
+       static_cast<uint64_t>(last_reload_ok_time_.load(std::memory_order_relaxed)));
+  Header(out, "gatehouse_policy_last_reload_failure_timestamp_seconds", "gauge",
+         "When a reload last failed (0: never).");
+  Line(out, "gatehouse_policy_last_reload_failure_timestamp_seconds", "",
+       static_cast<uint64_t>(last_reload_failure_time_.load(std::memory_order_relaxed)));
+
+  Header(out, "gatehouse_token_index_size", "gauge", "Tokens held in the in-memory token index.");
+  Line(out, "gatehouse_token_index_size", "", static_cast<uint64_t>(token_index_size_.load()));
+  Header(out, "gatehouse_directory_users", "gauge", "Human users in the in-memory directory.");
+  Line(out, "gatehouse_directory_users", "", static_cast<uint64_t>(directory_users_.load()));
+  Header(out, "gatehouse_directory_workspaces", "gauge", "Workspaces in the in-memory directory.");
+  Line(out, "gatehouse_directory_workspaces", "",
+       static_cast<uint64_t>(directory_workspaces_.load()));
+  Header(out, "gatehouse_store_checks_total", "counter",
+         "Requests that found the store changed (or unknown) and asked SQLite (data_version) under "
+         "the refresh lock.");
+  Line(out, "gatehouse_store_checks_total", "", store_slow_paths_.load());
+  Header(out, "gatehouse_store_refreshes_total", "counter",
+         "Rebuilds of the token index and directory after the store changed.");
+  Line(out, "gatehouse_store_refreshes_total", "", store_refreshes_.load());
+  Header(out, "gatehouse_store_refresh_failures_total", "counter",
+         "Rebuilds that failed (requests were refused meanwhile).");
+  Line(out, "gatehouse_store_refresh_failures_total", "", store_refresh_failures_.load());
+  Header(out, "gatehouse_store_refresh_seconds_total", "counter",
+         "Time spent rebuilding from the store.");
+  out += "gatehouse_store_refresh_seconds_total " + Seconds(store_refresh_ns_.load()) + "\n";
+  Header(out, "gatehouse_swept_tokens_total", "counter",
+         "Expired tokens deleted by the background sweeper.");
+  Line(out, "gatehouse_swept_tokens_total", "", swept_tokens_.load());
+  Header(out, "gatehouse_sweep_failures_total", "counter",
+         "Sweeps that failed (e.g. the store is not writable).");
+  Line(out, "gatehouse_sweep_failures_total", "", sweep_failures_.load());
+  Header(out, "gatehouse_decision_log_failures_total", "counter",
+         "Decision-log lines that could not be written.");
+  Line(out, "gatehouse_decision_log_failures_total", "", log_failures_.load());
+  Header(out, "gatehouse_start_time_seconds", "gauge",
+         "When the sidecar started, seconds since the epoch.");
+  Line(out, "gatehouse_start_time_seconds", "", static_cast<uint64_t>(start_time_));
+  return out;
+}
+
+}  // namespace gatehouse::sidecar

@@ -1,0 +1,532 @@
+#include "sidecar/wire.h"
+
+#include <cstdio>
+#include <ctime>
+#include <exception>
+#include <nlohmann/json.hpp>
+
+namespace gatehouse::sidecar {
+namespace {
+
+using nlohmann::json;
+
+// Refuses bodies nested deeper than kMaxJsonDepth before nlohmann sees them,
+// so no input can make parsing or destruction deep.
+bool DepthOk(std::string_view body) {
+  int depth = 0;
+  bool in_string = false;
+  bool escaped = false;
+  for (char c : body) {
+    if (in_string) {
+      if (escaped)
+        escaped = false;
+      else if (c == '\\')
+        escaped = true;
+      else if (c == '"')
+        in_string = false;
+      continue;
+    }
+    if (c == '"')
+      in_string = true;
+    else if (c == '[' || c == '{') {
+      if (++depth > kMaxJsonDepth) return false;
+    } else if (c == ']' || c == '}') {
+      --depth;
+    }
+  }
+  return true;
+}
+
+// Parses a JSON document; nlohmann throws on bad input, so this is the
+// adapter that turns its exception into a message.
+Parsed<json> ParseJson(std::string_view body) {
+  if (!DepthOk(body))
+    return std::string("invalid JSON: nested deeper than ") + std::to_string(kMaxJsonDepth) +
+           " levels";
+  try {
+    return json::parse(body.begin(), body.end());
+  } catch (const json::parse_error& e) {
+    // e.what() is "[json.exception.parse_error.101] parse error at line 1, column 2: ..."
+    std::string what = e.what();
+    const auto p = what.find("] ");
+    return "invalid JSON: " + (p == std::string::npos ? what : what.substr(p + 2));
+  } catch (const std::exception& e) {
+    return std::string("invalid JSON: ") + e.what();
+  }
+}
+
+std::string_view TypeName(const json& v) {
+  switch (v.type()) {
+    case json::value_t::null:
+      return "null";
+    case json::value_t::object:
+      return "an object";
+    case json::value_t::array:
+      return "an array";
+    case json::value_t::string:
+      return "a string";
+    case json::value_t::boolean:
+      return "a boolean";
+    case json::value_t::number_integer:
+    case json::value_t::number_unsigned:
+      return "an integer";
+    case json::value_t::number_float:
+      return "a number";
+    default:
+      return "something else";
+  }
+}
+
+// Reads an optional string field: nullopt when absent, an error when present
+// with another type.
+std::variant<std::optional<std::string>, std::string> OptString(const json& obj, const char* field,
+                                                                const std::string& where) {
+  auto it = obj.find(field);
+  if (it == obj.end()) return std::optional<std::string>();
+  if (!it->is_string()) {
+    return where + "field \"" + field + "\" must be a string, not " + std::string(TypeName(*it));
+  }
+  return std::optional<std::string>(it->get<std::string>());
+}
+
+Parsed<AuthorizeCheck> CheckFromJson(const json& obj, const std::string& where) {
+  if (!obj.is_object())
+    return where + "an authorize request must be a JSON object, not " + std::string(TypeName(obj));
+  AuthorizeCheck c;
+  auto token = OptString(obj, "token", where);
+  if (auto* e = std::get_if<std::string>(&token)) return *e;
+  c.token = std::move(std::get<0>(token));
+  auto user = OptString(obj, "user", where);
+  if (auto* e = std::get_if<std::string>(&user)) return *e;
+  c.user = std::move(std::get<0>(user));
+  if (c.token && c.user) return where + "give either \"token\" or \"user\", not both";
+  for (const char* field : {"action", "workspace"}) {
+    auto v = OptString(obj, field, where);
+    if (auto* e = std::get_if<std::string>(&v)) return *e;
+    auto& s = std::get<0>(v);
+    if (!s) return where + "missing field \"" + field + "\"";
+    if (s->empty()) return where + "field \"" + field + "\" must not be empty";
+    (field[0] == 'a' ? c.action : c.workspace) = std::move(*s);
+  }
+  if (auto it = obj.find("params"); it != obj.end() && !it->is_null()) {
+    if (!it->is_object())
+      return where + "field \"params\" must be an object, not " + std::string(TypeName(*it));
+    for (const auto& [name, value] : it->items()) {
+      std::string text;
+      if (value.is_string())
+        text = value.get<std::string>();
+      else if (value.is_boolean())
+        text = value.get<bool>() ? "true" : "false";
+      else if (value.is_number_integer())
+        text = value.dump();  // signed and unsigned
+      else
+        return where + "params." + name + " must be a string, an integer or a boolean, not " +
+               std::string(TypeName(value));
+      c.params.emplace_back(name, std::move(text));
+    }
+  }
+  return c;
+}
+
+int HexValue(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+std::optional<std::string> FormDecode(std::string_view s) {
+  std::string out;
+  out.reserve(s.size());
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (s[i] == '+')
+      out += ' ';
+    else if (s[i] == '%') {
+      if (i + 2 >= s.size()) return std::nullopt;
+      const int hi = HexValue(s[i + 1]), lo = HexValue(s[i + 2]);
+      if (hi < 0 || lo < 0) return std::nullopt;
+      out += static_cast<char>(hi * 16 + lo);
+      i += 2;
+    } else {
+      out += s[i];
+    }
+  }
+  return out;
+}
+
+// Length of the valid UTF-8 sequence starting at s[i], or 0 if invalid.
+size_t Utf8Length(std::string_view s, size_t i) {
+  const auto b = [&](size_t k) { return static_cast<unsigned char>(s[i + k]); };
+  const unsigned char c = b(0);
+  const auto cont = [&](size_t k) { return i + k < s.size() && (b(k) & 0xC0) == 0x80; };
+  if (c >= 0xC2 && c <= 0xDF) return cont(1) ? 2 : 0;
+  if (c >= 0xE0 && c <= 0xEF) {
+    if (!cont(1) || !cont(2)) return 0;
+    if (c == 0xE0 && b(1) < 0xA0) return 0;  // overlong
+    if (c == 0xED && b(1) > 0x9F) return 0;  // surrogates
+    return 3;
+  }
+  if (c >= 0xF0 && c <= 0xF4) {
+    if (!cont(1) || !cont(2) || !cont(3)) return 0;
+    if (c == 0xF0 && b(1) < 0x90) return 0;  // overlong
+    if (c == 0xF4 && b(1) > 0x8F) return 0;  // above U+10FFFF
+    return 4;
+  }
+  return 0;
+}
+
+void AppendInt(std::string& out, int64_t v) { out += std::to_string(v); }
+
+void AppendReasons(std::string& out, const std::vector<Reason>& reasons) {
+  out += '[';
+  for (size_t i = 0; i < reasons.size(); ++i) {
+    if (i) out += ',';
+    out += "{\"rule\":";
+    AppendJsonString(out, reasons[i].rule);
+    out += ",\"effect\":";
+    out += reasons[i].effect == Effect::kAllow ? "\"allow\"" : "\"deny\"";
+    out += ",\"message\":";
+    AppendJsonString(out, reasons[i].message);
+    out += '}';
+  }
+  out += ']';
+}
+
+void AppendField(std::string& out, std::string_view name, std::string_view value,
+                 bool comma = true) {
+  if (comma) out += ',';
+  AppendJsonString(out, name);
+  out += ':';
+  AppendJsonString(out, value);
+}
+
+}  // namespace
+
+void AppendJsonString(std::string& out, std::string_view s) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  out += '"';
+  size_t i = 0;
+  while (i < s.size()) {
+    // The common case: a run of printable ASCII other than " and \.
+    size_t run = i;
+    while (run < s.size()) {
+      const unsigned char c = static_cast<unsigned char>(s[run]);
+      if (c < 0x20 || c >= 0x7F || c == '"' || c == '\\') break;
+      ++run;
+    }
+    out.append(s.data() + i, run - i);
+    i = run;
+    if (i == s.size()) break;
+    const unsigned char c = static_cast<unsigned char>(s[i]);
+    if (c < 0x80) {
+      switch (c) {
+        case '"':
+          out += "\\\"";
+          break;
+        case '\\':
+          out += "\\\\";
+          break;
+        case '\n':
+          out += "\\n";
+          break;
+        case '\r':
+          out += "\\r";
+          break;
+        case '\t':
+          out += "\\t";
+          break;
+        case '\b':
+          out += "\\b";
+          break;
+        case '\f':
+          out += "\\f";
+          break;
+        default:
+          out += "\\u00";
+          out += kHex[c >> 4];
+          out += kHex[c & 0xF];
+      }
+      ++i;
+      continue;
+    }
+    const size_t n = Utf8Length(s, i);
+    if (n == 0) {
+      out += "\xEF\xBF\xBD";  // U+FFFD
+      ++i;
+    } else {
+      out.append(s.substr(i, n));
+      i += n;
+    }
+  }
+  out += '"';
+}
+
+std::string FormatTimeMs(int64_t ms) {
+  const time_t secs = static_cast<time_t>(ms >= 0 ? ms / 1000 : (ms - 999) / 1000);
+  const int millis = static_cast<int>(ms - static_cast<int64_t>(secs) * 1000);
+  std::tm tm{};
+  gmtime_r(&secs, &tm);
+  char buf[96];
+  std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
+                tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, millis);
+  return buf;
+}
+
+namespace {
+
+// The common request, {"token": "...", "action": "...", "workspace": "..."}
+// with plain ASCII strings, read without building a JSON document (it is
+// most of the parsing cost of an authorize request). Anything else (escapes,
+// non-ASCII, numbers, params, nesting, errors) returns nullopt, and nlohmann
+// reads the body; internal::ParseAuthorizeWithNlohmann is the reference the
+// tests compare this with.
+std::optional<AuthorizeCheck> ParseAuthorizeFast(std::string_view b) {
+  size_t i = 0;
+  auto ws = [&] {
+    while (i < b.size() && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r')) ++i;
+  };
+  auto str = [&](std::string_view* out) {
+    if (i >= b.size() || b[i] != '"') return false;
+    const size_t start = ++i;
+    while (i < b.size() && b[i] != '"') {
+      const unsigned char c = static_cast<unsigned char>(b[i]);
+      if (c < 0x20 || c >= 0x7F || c == '\\') return false;
+      ++i;
+    }
+    if (i >= b.size()) return false;
+    *out = b.substr(start, i - start);
+    ++i;
+    return true;
+  };
+  std::optional<std::string_view> token, user, action, workspace;
+  ws();
+  if (i >= b.size() || b[i] != '{') return std::nullopt;
+  ++i;
+  while (true) {
+    ws();
+    std::string_view key, value;
+    if (!str(&key)) return std::nullopt;
+    ws();
+    if (i >= b.size() || b[i] != ':') return std::nullopt;
+    ++i;
+    ws();
+    if (!str(&value)) return std::nullopt;
+    if (key == "token")
+      token = value;  // a repeated key: the last one wins, as in nlohmann
+    else if (key == "user")
+      user = value;
+    else if (key == "action")
+      action = value;
+    else if (key == "workspace")
+      workspace = value;
+    else if (key == "params")
+      return std::nullopt;
+    ws();
+    if (i < b.size() && b[i] == ',') {
+      ++i;
+      continue;
+    }
+    if (i < b.size() && b[i] == '}') {
+      ++i;
+      break;
+    }
+    return std::nullopt;
+  }
+  ws();
+  if (i != b.size()) return std::nullopt;
+  if (!action || action->empty() || !workspace || workspace->empty() || (token && user))
+    return std::nullopt;
+  AuthorizeCheck c;
+  if (token) c.token = std::string(*token);
+  if (user) c.user = std::string(*user);
+  c.action = std::string(*action);
+  c.workspace = std::string(*workspace);
+  return c;
+}
+
+}  // namespace
+
+Parsed<AuthorizeCheck> ParseAuthorize(std::string_view body) {
+  if (auto fast = ParseAuthorizeFast(body)) return std::move(*fast);
+  return internal::ParseAuthorizeWithNlohmann(body);
+}
+
+Parsed<AuthorizeCheck> internal::ParseAuthorizeWithNlohmann(std::string_view body) {
+  auto doc = ParseJson(body);
+  if (auto* e = std::get_if<std::string>(&doc)) return *e;
+  const json& j = std::get<json>(doc);
+  if (!j.is_object()) return "request body must be a JSON object, not " + std::string(TypeName(j));
+  return CheckFromJson(j, "");
+}
+
+Parsed<std::vector<AuthorizeCheck>> ParseBatch(std::string_view body) {
+  auto doc = ParseJson(body);
+  if (auto* e = std::get_if<std::string>(&doc)) return *e;
+  const json& j = std::get<json>(doc);
+  if (!j.is_object()) return "request body must be a JSON object, not " + std::string(TypeName(j));
+  auto it = j.find("checks");
+  if (it == j.end()) return std::string("missing field \"checks\"");
+  if (!it->is_array())
+    return "field \"checks\" must be an array, not " + std::string(TypeName(*it));
+  if (it->size() > kMaxBatchChecks) {
+    return "too many checks: " + std::to_string(it->size()) + " (at most " +
+           std::to_string(kMaxBatchChecks) + ")";
+  }
+  std::vector<AuthorizeCheck> out;
+  out.reserve(it->size());
+  for (size_t i = 0; i < it->size(); ++i) {
+    auto c = CheckFromJson((*it)[i], "checks[" + std::to_string(i) + "]: ");
+    if (auto* e = std::get_if<std::string>(&c)) return *e;
+    out.push_back(std::move(std::get<AuthorizeCheck>(c)));
+  }
+  return out;
+}
+
+Parsed<std::optional<std::string>> ParseVerifyJson(std::string_view body) {
+  if (body.find_first_not_of(" \t\r\n") == std::string_view::npos)
+    return std::optional<std::string>();
+  auto doc = ParseJson(body);
+  if (auto* e = std::get_if<std::string>(&doc)) return *e;
+  const json& j = std::get<json>(doc);
+  if (!j.is_object()) return "request body must be a JSON object, not " + std::string(TypeName(j));
+  auto token = OptString(j, "token", "");
+  if (auto* e = std::get_if<std::string>(&token)) return *e;
+  return std::get<0>(token);
+}
+
+Parsed<std::optional<std::string>> ParseFormField(std::string_view body, std::string_view name) {
+  size_t pos = 0;
+  while (pos <= body.size()) {
+    size_t amp = body.find('&', pos);
+    if (amp == std::string_view::npos) amp = body.size();
+    const std::string_view pair = body.substr(pos, amp - pos);
+    pos = amp + 1;
+    if (pair.empty()) continue;
+    const size_t eq = pair.find('=');
+    auto key = FormDecode(pair.substr(0, eq));
+    if (!key) return std::string("malformed form body: bad percent escape");
+    if (*key != name) continue;
+    auto value =
+        FormDecode(eq == std::string_view::npos ? std::string_view() : pair.substr(eq + 1));
+    if (!value) return std::string("malformed form body: bad percent escape");
+    return std::optional<std::string>(std::move(*value));
+  }
+  return std::optional<std::string>();
+}
+
+std::string EncodeDecision(const DecisionView& d) {
+  std::string out;
+  out.reserve(512);
+  out += "{\"allow\":";
+  out += d.allow ? "true" : "false";
+  if (d.graphql_response && d.graphql) out += ",\"data\":null";
+  out += ",\"reasons\":";
+  AppendReasons(out, d.reasons);
+  out += ",\"principal\":";
+  if (d.principal) {
+    out += '{';
+    AppendField(out, "kind", d.principal->kind, false);
+    AppendField(out, "name", d.principal->name);
+    AppendField(out, "org_role", d.principal->org_role);
+    AppendField(out, "workspace_role", d.principal->workspace_role);
+    out += '}';
+  } else {
+    out += "null";
+  }
+  out += ",\"policy\":{";
+  AppendField(out, "name", d.policy_name, false);
+  AppendField(out, "revision", d.policy_revision);
+  out += '}';
+  if (d.graphql) {
+    const GraphqlTemplate& g = *d.graphql;
+    out += ",\"errors\":[{";
+    AppendField(out, "message", g.message, false);
+    out += ",\"path\":[";
+    AppendJsonString(out, g.field);
+    out += "],\"locations\":[{\"line\":";
+    AppendInt(out, g.line);
+    out += ",\"column\":";
+    AppendInt(out, g.column);
+    out += "}],\"extensions\":{";
+    AppendField(out, "name", g.name, false);
+    AppendField(out, "code", g.code);
+    AppendField(out, "time_thrown", FormatTimeMs(d.time_ms));
+    out += "}}]";
+  }
+  out += '}';
+  return out;
+}
+
+std::string EncodeBatch(const std::vector<DecisionView>& results) {
+  std::string out = "{\"results\":[";
+  for (size_t i = 0; i < results.size(); ++i) {
+    if (i) out += ',';
+    out += EncodeDecision(results[i]);
+  }
+  out += "]}";
+  return out;
+}
+
+std::string EncodeIntrospection(const IntrospectionView& v) {
+  if (!v.active) return "{\"active\":false}";
+  std::string out;
+  out.reserve(320);
+  out += "{\"active\":true";
+  AppendField(out, "token_type", "api_token");
+  AppendField(out, "sub", v.sub);
+  AppendField(out, "username", v.username);
+  AppendField(out, "workspace", v.workspace);
+  AppendField(out, "workspace_role", v.workspace_role);
+  AppendField(out, "org_role", v.org_role);
+  AppendField(out, "token_id", v.token_id);
+  out += ",\"iat\":";
+  AppendInt(out, v.iat);
+  out += ",\"exp\":";
+  AppendInt(out, v.exp);
+  out += '}';
+  return out;
+}
+
+std::string EncodeError(std::string_view message) {
+  std::string out = "{\"error\":";
+  AppendJsonString(out, message);
+  out += '}';
+  return out;
+}
+
+std::string EncodeDecisionLog(const DecisionLogEntry& e) {
+  std::string out;
+  out.reserve(384);
+  out += '{';
+  AppendField(out, "time", FormatTimeMs(e.time_ms), false);
+  AppendField(out, "endpoint", e.endpoint);
+  if (!e.method.empty() || !e.uri.empty()) {
+    AppendField(out, "method", e.method);
+    AppendField(out, "uri", e.uri);
+  }
+  AppendField(out, "principal_kind", e.principal_kind);
+  AppendField(out, "principal", e.principal);
+  AppendField(out, "action", e.action);
+  AppendField(out, "workspace", e.workspace);
+  AppendField(out, "decision", e.allow ? "allow" : "deny");
+  out += ",\"rules\":[";
+  if (e.reasons != nullptr) {
+    for (size_t i = 0; i < e.reasons->size(); ++i) {
+      if (i) out += ',';
+      AppendJsonString(out, (*e.reasons)[i].rule);
+    }
+  }
+  out += ']';
+  if (!e.message.empty()) AppendField(out, "message", e.message);
+  AppendField(out, "revision", e.revision);
+  if (!e.token_check.empty()) {
+    AppendField(out, "token_id", e.token_id);
+    AppendField(out, "token_check", e.token_check);
+    if (e.token_id.empty() && !e.token_redacted.empty())
+      AppendField(out, "token", e.token_redacted);
+  }
+  out += '}';
+  return out;
+}
+
+}  // namespace gatehouse::sidecar

@@ -1,0 +1,129 @@
+// The sidecar's JSON codec: request bodies in, response bodies and
+// decision-log lines out. The only place nlohmann/json is used; the rest of
+// the sidecar sees plain structs.
+//
+// Parsing never throws: a body that is not what the endpoint expects gives
+// an error message for a 400 reply. Encoding writes JSON by hand (it is the
+// hot path) and turns invalid UTF-8 from outside into U+FFFD, so the output
+// is always valid JSON.
+//
+// Thread safety: free functions over values; safe from any thread.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <variant>
+#include <vector>
+
+#include "gatehouse/policy.h"
+
+namespace gatehouse::sidecar {
+
+// Bodies nested deeper than this are refused before parsing.
+inline constexpr int kMaxJsonDepth = 32;
+// Checks in one /v1/authorize/batch request.
+inline constexpr size_t kMaxBatchChecks = 1000;
+
+// One authorize request ({"token"|"user", "action", "workspace", "params"}).
+struct AuthorizeCheck {
+  std::optional<std::string> token;
+  std::optional<std::string> user;
+  std::string action;
+  std::string workspace;
+  // Request parameters as text: strings as they are, integers in decimal,
+  // booleans as true/false.
+  std::vector<std::pair<std::string, std::string>> params;
+};
+
+// Parse results: the value, or the message for a 400 {"error": ...}.
+template <typename T>
+using Parsed = std::variant<T, std::string>;
+
+Parsed<AuthorizeCheck> ParseAuthorize(std::string_view body);
+Parsed<std::vector<AuthorizeCheck>> ParseBatch(std::string_view body);
+// {"token": "..."}: the token, or nullopt when the body has no "token" field
+// (the caller may find it in a header). An empty body is an empty object.
+Parsed<std::optional<std::string>> ParseVerifyJson(std::string_view body);
+// application/x-www-form-urlencoded: the value of `name`, percent-decoded
+// ('+' is a space); nullopt when absent. Malformed escapes are an error.
+Parsed<std::optional<std::string>> ParseFormField(std::string_view body, std::string_view name);
+
+// The principal of a decision as shown to callers.
+struct PrincipalView {
+  std::string kind;  // "user" or "api_user"
+  std::string name;
+  std::string org_role;
+  std::string workspace_role;  // in the target workspace; "none" when not a member
+};
+
+// A decision as /v1/authorize returns it.
+struct DecisionView {
+  bool allow = false;
+  std::vector<Reason> reasons;
+  std::optional<PrincipalView> principal;
+  // Views into the deciding policy (the caller holds its PolicyPtr).
+  std::string_view policy_name;
+  std::string_view policy_revision;
+  // The action's on_deny GraphQL error, when the action was denied by policy.
+  std::optional<GraphqlTemplate> graphql;
+  int64_t time_ms = 0;  // time_thrown of the GraphQL error, ms since the epoch
+  // Add "data": null (a GraphQL response body) when `graphql` is set:
+  // forward-auth's 403 body, which nginx passes on to the client.
+  bool graphql_response = false;
+};
+
+std::string EncodeDecision(const DecisionView& d);
+std::string EncodeBatch(const std::vector<DecisionView>& results);
+
+// RFC 7662: an active token (every field) or exactly {"active": false}.
+struct IntrospectionView {
+  bool active = false;
+  std::string sub;  // the API user's id, as a string
+  std::string username;
+  std::string workspace;
+  std::string workspace_role;
+  std::string org_role;
+  std::string token_id;
+  int64_t iat = 0;
+  int64_t exp = 0;
+};
+std::string EncodeIntrospection(const IntrospectionView& v);
+
+std::string EncodeError(std::string_view message);
+
+// One line of the decision log (no trailing newline). Holds no secret: the
+// token appears only as its public id, or redacted (RedactToken) when it
+// matched nothing.
+struct DecisionLogEntry {
+  int64_t time_ms = 0;
+  std::string_view endpoint;
+  std::string_view principal_kind;  // "api_user", "user", "" when unresolved
+  std::string_view principal;       // API user name or email
+  std::string_view action;
+  std::string_view workspace;
+  bool allow = false;
+  const std::vector<Reason>* reasons = nullptr;
+  std::string_view message;  // the deciding rule's message
+  std::string_view revision;
+  std::string_view token_id;        // the token's public id when known
+  std::string_view token_check;     // active, malformed, unknown, expired; "" for users
+  std::string_view token_redacted;  // RedactToken(token) when the id is unknown
+  std::string_view method;          // forward-auth: the original request
+  std::string_view uri;
+};
+std::string EncodeDecisionLog(const DecisionLogEntry& e);
+
+// The JSON of a string: quotes, escapes, invalid UTF-8 replaced by U+FFFD.
+void AppendJsonString(std::string& out, std::string_view s);
+namespace internal {
+// ParseAuthorize without its fast path for plain requests (for tests).
+Parsed<AuthorizeCheck> ParseAuthorizeWithNlohmann(std::string_view body);
+}  // namespace internal
+
+// ISO-8601 UTC with milliseconds: 2024-01-24T12:02:40.775Z.
+std::string FormatTimeMs(int64_t ms_since_epoch);
+
+}  // namespace gatehouse::sidecar

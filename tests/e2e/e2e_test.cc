@@ -1,0 +1,619 @@
+// End-to-end: the real gatehoused binary on a free port, a real SQLite store
+// made by the real gatehouse CLI, real Debian nginx (deploy/nginx.conf) in
+// front of a small upstream. Every process is started by the test and
+// stopped by PID in TearDown, whatever happened.
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cctype>
+#include <chrono>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "e2e/process.h"
+#include "e2e/upstream.h"
+#include "sidecar/fixture.h"
+#include "sidecar/http_client.h"
+
+namespace gatehouse::testing {
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+using namespace std::chrono_literals;
+
+const std::string kCli = std::string(GATEHOUSE_BINARY_DIR) + "/cli/gatehouse";
+const std::string kSidecar = std::string(GATEHOUSE_BINARY_DIR) + "/sidecar/gatehoused";
+const std::string kNginx = "/usr/sbin/nginx";
+const std::string kImport = "/workspaces/Marketing-Production/projects/p1/import";
+const std::string kExport = "/workspaces/Marketing-Development/projects/p1/export";
+
+template <typename F>
+bool WaitFor(F pred, std::chrono::milliseconds limit = 5s) {
+  const auto end = std::chrono::steady_clock::now() + limit;
+  while (std::chrono::steady_clock::now() < end) {
+    if (pred()) return true;
+    std::this_thread::sleep_for(20ms);
+  }
+  return pred();
+}
+
+// 2024-01-24T12:02:40.775Z (std::regex trips GCC 12 warnings under ASan).
+bool IsIsoTimeMs(const std::string& s) {
+  const std::string shape = "dddd-dd-ddTdd:dd:dd.dddZ";
+  if (s.size() != shape.size()) return false;
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (shape[i] == 'd' ? !std::isdigit(static_cast<unsigned char>(s[i])) : s[i] != shape[i])
+      return false;
+  }
+  return true;
+}
+
+std::string Replace(std::string text, const std::string& from, const std::string& to) {
+  const size_t at = text.find(from);
+  EXPECT_NE(at, std::string::npos) << "deploy/nginx.conf no longer contains '" << from << "'";
+  if (at != std::string::npos) text.replace(at, from.size(), to);
+  return text;
+}
+
+struct Sidecar {
+  std::unique_ptr<Process> process;
+  int port = 0;
+};
+
+class E2eTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_TRUE(fs::exists(kCli)) << kCli;
+    ASSERT_TRUE(fs::exists(kSidecar)) << kSidecar;
+    ASSERT_TRUE(fs::exists(kNginx)) << "nginx is not installed (scripts/setup.sh installs it)";
+    fs::create_directories(dir_.File("policies"));
+    WriteAll(policy_file(), DefaultPolicyText());
+    env_ = {{"GATEHOUSE_STORE", store()},
+            {"GATEHOUSE_POLICY", dir_.File("policies")},
+            {"GATEHOUSE_AS", "owner@demo.test"}};
+    CreateDemo();
+    if (HasFatalFailure()) return;
+    sidecar_ = StartSidecar({});
+    ASSERT_TRUE(sidecar_.process) << Stderr();
+    upstream_ = std::make_unique<Upstream>();
+    StartNginx();
+  }
+
+  void TearDown() override {
+    if (nginx_) {
+      nginx_->Stop(5s, SIGQUIT);
+      nginx_.reset();
+    }
+    if (sidecar_.process) {
+      const int st = sidecar_.process->Stop(10s);
+      EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0)
+          << "gatehoused did not exit 0 on SIGTERM: " << st << "\n"
+          << Stderr();
+      sidecar_.process.reset();
+    }
+    if (upstream_) upstream_->Stop();
+    if (HasFailure()) {
+      std::cerr << "--- gatehoused stderr ---\n"
+                << Stderr() << "--- nginx error.log ---\n"
+                << ReadAll(dir_.File("nginx/error.log"));
+    }
+  }
+
+  std::string store() const { return dir_.File("gatehouse.db"); }
+  std::string policy_file() const { return dir_.File("policies/api-tokens.yaml"); }
+  std::string Stderr() const { return ReadAll(dir_.File("gatehoused.stderr")); }
+
+  RunResult Cli(std::vector<std::string> args) {
+    args.insert(args.begin(), kCli);
+    return RunCommand(args, env_, dir_.path());
+  }
+
+  struct Token {
+    std::string secret, id;
+  };
+  Token CreateToken(const std::string& api_user, const std::string& expires_in = "30d") {
+    RunResult r = Cli({"token", "create", "--apiuser", api_user, "--name",
+                       "t" + std::to_string(++token_count_), "--expires-in", expires_in, "--json"});
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    json j = json::parse(r.out, nullptr, false);
+    if (j.is_discarded() || !j.contains("token")) {
+      ADD_FAILURE() << "token create --json printed: " << r.out;
+      return {};
+    }
+    return {j["token"], j["id"]};
+  }
+
+  // The README's demo (scripts/demo.sh), made with the real CLI.
+  void CreateDemo() {
+    for (const auto& args : std::vector<std::vector<std::string>>{
+             {"init", "--org", "Demo", "--owner", "owner@demo.test"},
+             {"user", "add", "alice@demo.test", "--org-role", "contributor"},
+             {"workspace", "create", "Marketing-Development", "--type", "shared"},
+             {"workspace", "create", "Marketing-Production", "--type", "shared"},
+             {"apiuser", "create", "dev-exporter", "--workspace", "Marketing-Development",
+              "--workspace-role", "contributor"},
+             {"apiuser", "create", "prod-importer", "--workspace", "Marketing-Production",
+              "--workspace-role", "contributor"},
+             {"apiuser", "create", "prod-viewer", "--workspace", "Marketing-Production",
+              "--workspace-role", "viewer"}}) {
+      RunResult r = Cli(args);
+      ASSERT_EQ(r.exit_code, 0) << args[0] << " " << args[1] << ": " << r.err;
+    }
+    dev_ = CreateToken("dev-exporter");
+    prod_ = CreateToken("prod-importer");
+    viewer_ = CreateToken("prod-viewer");
+  }
+
+  Sidecar StartSidecar(std::vector<std::string> extra, const std::string& policy_dir = "") {
+    // Defaults, unless `extra` gives the option itself.
+    const std::vector<std::pair<std::string, std::string>> defaults = {
+        {"--listen", "127.0.0.1:0"},
+        {"--store", store()},
+        {"--policy", policy_dir.empty() ? dir_.File("policies") : policy_dir},
+        {"--policy-poll-ms", "100"},
+        {"--sweep-interval", "1"},
+        {"--keep-alive-timeout", "2"},
+        {"--threads", "32"},
+        {"--decision-log", dir_.File("decisions.jsonl")}};
+    std::vector<std::string> argv = {kSidecar};
+    for (const auto& [flag, value] : defaults) {
+      if (std::find(extra.begin(), extra.end(), flag) != extra.end()) continue;
+      argv.push_back(flag);
+      argv.push_back(value);
+    }
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    Sidecar s;
+    s.process = Process::Start(argv, {}, dir_.File("gatehoused.stderr"));
+    if (!s.process) return {};
+    auto line = s.process->ReadLine(10s);
+    const std::string kListening = "listening on 127.0.0.1:";
+    const size_t at = line ? line->find(kListening) : std::string::npos;
+    if (at == std::string::npos) {
+      ADD_FAILURE() << "gatehoused did not say where it listens: " << line.value_or("<nothing>");
+      s.process->Stop(2s);
+      return {};
+    }
+    s.port = std::atoi(line->c_str() + at + kListening.size());
+    return s;
+  }
+
+  void StartNginx() {
+    const std::string root = dir_.File("nginx");
+    fs::create_directories(root);
+    nginx_port_ = FreePort();
+    std::string conf = ReadAll(std::string(GATEHOUSE_SOURCE_DIR) + "/deploy/nginx.conf");
+    conf = Replace(conf, "server 127.0.0.1:7878;",
+                   "server 127.0.0.1:" + std::to_string(sidecar_.port) + ";");
+    conf = Replace(conf, "server 127.0.0.1:8080;",
+                   "server 127.0.0.1:" + std::to_string(upstream_->port()) + ";");
+    conf = Replace(conf, "listen 127.0.0.1:8000;",
+                   "listen 127.0.0.1:" + std::to_string(nginx_port_) + ";");
+    // Keep every file nginx writes inside the test's directory.
+    conf =
+        Replace(conf, "\nhttp {\n",
+                "\nhttp {\n    access_log " + root + "/access.log;\n    client_body_temp_path " +
+                    root + "/body;\n    proxy_temp_path " + root +
+                    "/proxy;\n    fastcgi_temp_path " + root + "/fastcgi;\n    uwsgi_temp_path " +
+                    root + "/uwsgi;\n    scgi_temp_path " + root + "/scgi;\n");
+    WriteAll(root + "/nginx.conf", conf);
+    nginx_ = Process::Start(
+        {kNginx, "-p", root + "/", "-c", root + "/nginx.conf", "-e", root + "/error.log", "-g",
+         "daemon off; master_process off; pid " + root + "/nginx.pid;"},
+        {}, root + "/stderr.txt");
+    ASSERT_TRUE(nginx_);
+    ASSERT_TRUE(WaitFor([&] {
+      return HttpConnection(nginx_port_, 1000).connected() || !nginx_->running();
+    })) << ReadAll(root + "/stderr.txt")
+        << ReadAll(root + "/error.log");
+    ASSERT_TRUE(nginx_->running()) << ReadAll(root + "/stderr.txt") << ReadAll(root + "/error.log");
+  }
+
+  // Through nginx, as a client of the protected service would call.
+  HttpResponse ViaNginx(const std::string& method, const std::string& path,
+                        const std::string& token, HeaderList extra = {}) {
+    if (!token.empty()) extra.emplace_back("Authorization", "Bearer " + token);
+    extra.emplace_back("Content-Type", "application/json");
+    return HttpCall(nginx_port_, method, path, extra,
+                    method == "POST" ? "{\"project\":\"p1\"}" : "");
+  }
+  HttpResponse Direct(const std::string& method, const std::string& path,
+                      const std::string& body = "", HeaderList headers = {}, int port = 0) {
+    headers.emplace_back("Content-Type", "application/json");
+    return HttpCall(port ? port : sidecar_.port, method, path, headers, body);
+  }
+  json Verify(const std::string& token) {
+    HttpResponse r = Direct("POST", "/v1/tokens/verify", json({{"token", token}}).dump());
+    EXPECT_EQ(r.status, 200) << r.error;
+    return json::parse(r.body, nullptr, false);
+  }
+  std::string Revision(int port = 0) {
+    HttpResponse r = Direct("GET", "/readyz", "", {}, port);
+    json j = json::parse(r.body, nullptr, false);
+    return j.is_discarded() ? "" : j["policy"]["revision"].get<std::string>();
+  }
+  double Metric(const std::string& line_prefix) {
+    HttpResponse r = Direct("GET", "/metrics");
+    const size_t at = r.body.find("\n" + line_prefix + " ");
+    if (at == std::string::npos) return -1;
+    return std::stod(r.body.substr(at + line_prefix.size() + 2));
+  }
+
+  TempDir dir_;
+  std::vector<std::pair<std::string, std::string>> env_;
+  Token dev_, prod_, viewer_;
+  int token_count_ = 0;
+  Sidecar sidecar_;
+  std::unique_ptr<Upstream> upstream_;
+  std::unique_ptr<Process> nginx_;
+  int nginx_port_ = 0;
+};
+
+std::string ViewersMayImport() {
+  std::string p = DefaultPolicyText();
+  const std::string from =
+      "when: principal.workspace_role >= contributor\n        message: Importing";
+  const size_t at = p.find(from);
+  EXPECT_NE(at, std::string::npos);
+  if (at != std::string::npos)
+    p.replace(at, from.size(),
+              "when: principal.workspace_role >= viewer\n        message: Importing");
+  return p;
+}
+
+// ---------------------------------------------------------------------------
+
+TEST_F(E2eTest, SeedEnvironmentPromotionThroughNginx) {
+  // A contributor token of Marketing-Development exports...
+  HttpResponse r = ViaNginx("POST", kExport, dev_.secret);
+  ASSERT_EQ(r.status, 200) << r.error << r.body;
+  json j = json::parse(r.body);
+  EXPECT_EQ(j["upstream"], "ok");
+  EXPECT_EQ(j["path"], kExport);
+  EXPECT_EQ(j["subject"], "dev-exporter");
+  EXPECT_EQ(j["workspace"], "Marketing-Development");
+  EXPECT_EQ(j["role"], "contributor");
+  // ...a contributor token of Marketing-Production imports...
+  r = ViaNginx("POST", kImport, prod_.secret);
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(json::parse(r.body)["subject"], "prod-importer");
+  // ...and a viewer token gets 403 with the PreconditionError body.
+  const int upstream_before = upstream_->requests();
+  r = ViaNginx("POST", kImport, viewer_.secret);
+  ASSERT_EQ(r.status, 403) << r.body;
+  EXPECT_EQ(r.Header("content-type"), "application/json");
+  j = json::parse(r.body, nullptr, false);
+  ASSERT_FALSE(j.is_discarded()) << r.body;
+  EXPECT_TRUE(j["data"].is_null());
+  ASSERT_EQ(j["errors"].size(), 1u);
+  EXPECT_EQ(
+      j["errors"][0]["message"],
+      "Something unexpected happened. If this problem persists, please contact support@tray.io.");
+  EXPECT_EQ(j["errors"][0]["path"], json::array({"importProject"}));
+  EXPECT_EQ(j["errors"][0]["locations"], json::parse(R"([{"line": 2, "column": 3}])"));
+  EXPECT_EQ(j["errors"][0]["extensions"]["name"], "PreconditionError");
+  EXPECT_EQ(j["errors"][0]["extensions"]["code"], "internal_error");
+  EXPECT_TRUE(IsIsoTimeMs(j["errors"][0]["extensions"]["time_thrown"].get<std::string>()))
+      << j.dump();
+  EXPECT_EQ(upstream_->requests(), upstream_before);  // never reached the service
+}
+
+TEST_F(E2eTest, NginxRefusesWhatTheSidecarRefuses) {
+  // The Development token in Production.
+  EXPECT_EQ(ViaNginx("POST", kImport, dev_.secret).status, 403);
+  // No token, a non-Bearer header, garbage: 401 with the Bearer challenge.
+  HttpResponse r = ViaNginx("POST", kImport, "");
+  EXPECT_EQ(r.status, 401);
+  EXPECT_TRUE(r.Header("www-authenticate").starts_with("Bearer")) << r.Header("www-authenticate");
+  EXPECT_EQ(ViaNginx("POST", kImport, "", {{"Authorization", "Basic dXNlcjpwYXNz"}}).status, 401);
+  EXPECT_EQ(ViaNginx("POST", kImport, "gat_garbage").status, 401);
+  // Unmapped routes fail closed.
+  EXPECT_EQ(ViaNginx("GET", "/workspaces/Marketing-Production", prod_.secret).status, 403);
+  EXPECT_EQ(ViaNginx("DELETE", kImport, prod_.secret).status, 403);
+  // A client cannot claim an identity: nginx replaces X-Gatehouse-* headers.
+  r = ViaNginx("POST", kImport, prod_.secret,
+               {{"X-Gatehouse-Subject", "admin"}, {"X-Gatehouse-Role", "admin"}});
+  ASSERT_EQ(r.status, 200);
+  EXPECT_EQ(json::parse(r.body)["subject"], "prod-importer");
+  EXPECT_EQ(json::parse(r.body)["role"], "contributor");
+}
+
+TEST_F(E2eTest, RevocationThroughTheCliIsRefusedByTheNextRequest) {
+  ASSERT_EQ(ViaNginx("POST", kImport, prod_.secret).status, 200);
+  EXPECT_EQ(Verify(prod_.secret)["active"], true);
+  RunResult r = Cli({"token", "revoke", prod_.id});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  // The very next request, with no pause.
+  EXPECT_EQ(ViaNginx("POST", kImport, prod_.secret).status, 401);
+  EXPECT_EQ(Verify(prod_.secret), json({{"active", false}}));
+  HttpResponse a = Direct("POST", "/v1/authorize",
+                          json({{"token", prod_.secret},
+                                {"action", "project.import"},
+                                {"workspace", "Marketing-Production"}})
+                              .dump());
+  EXPECT_EQ(json::parse(a.body)["allow"], false);
+  // Deleting an API user takes its tokens with it.
+  ASSERT_EQ(ViaNginx("POST", kExport, dev_.secret).status, 200);
+  r = Cli({"apiuser", "delete", "dev-exporter"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(ViaNginx("POST", kExport, dev_.secret).status, 401);
+  // A token created now works at once.
+  Token fresh = CreateToken("prod-importer");
+  EXPECT_EQ(ViaNginx("POST", kImport, fresh.secret).status, 200);
+  // A promotion through the CLI is seen at once too.
+  EXPECT_EQ(ViaNginx("POST", kImport, viewer_.secret).status, 403);
+  r = Cli({"apiuser", "promote", "prod-viewer", "--workspace-role", "contributor"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(ViaNginx("POST", kImport, viewer_.secret).status, 200);
+}
+
+TEST_F(E2eTest, ExpiredTokenIsRefusedAtOnceAndSwept) {
+  Token brief = CreateToken("prod-importer", "2s");
+  ASSERT_FALSE(brief.secret.empty());
+  EXPECT_EQ(ViaNginx("POST", kImport, brief.secret).status, 200);
+  const double swept_before = Metric("gatehouse_swept_tokens_total");
+  EXPECT_TRUE(WaitFor([&] { return ViaNginx("POST", kImport, brief.secret).status == 401; }, 4s));
+  EXPECT_EQ(Verify(brief.secret), json({{"active", false}}));
+  // The sweeper (every second here) deletes it from the store.
+  EXPECT_TRUE(WaitFor([&] { return Metric("gatehouse_swept_tokens_total") > swept_before; }, 5s));
+  RunResult list = Cli({"token", "list", "--json"});
+  EXPECT_EQ(list.out.find(brief.id), std::string::npos) << list.out;
+}
+
+TEST_F(E2eTest, PolicyEditWhileRequestsFlowHasZeroFailures) {
+  const std::string original = Revision();
+  ASSERT_FALSE(original.empty());
+  std::atomic<bool> stop{false};
+  std::atomic<int> ok{0}, failed{0};
+  std::mutex mu;
+  std::vector<std::string> failures;
+  std::vector<std::thread> clients;
+  for (int i = 0; i < 4; ++i) {
+    clients.emplace_back([&, i] {
+      while (!stop) {
+        HttpResponse r =
+            i % 2 == 0 ? ViaNginx("POST", kImport, prod_.secret)
+                       : Direct("POST", "/v1/tokens/verify", json({{"token", dev_.secret}}).dump());
+        const bool good =
+            r.status == 200 && (i % 2 == 0 ? r.body.find("\"upstream\":\"ok\"") != std::string::npos
+                                           : r.body.find("\"active\":true") != std::string::npos);
+        if (good) {
+          ++ok;
+        } else {
+          ++failed;
+          std::lock_guard<std::mutex> lock(mu);
+          if (failures.size() < 5)
+            failures.push_back(std::to_string(r.status) + " " + r.error + " " + r.body);
+        }
+      }
+    });
+  }
+  std::this_thread::sleep_for(300ms);
+  // 1. An atomic edit that lets viewers import: applied while requests flow.
+  ReplaceFile(policy_file(), ViewersMayImport());
+  EXPECT_TRUE(WaitFor([&] { return Revision() != original; })) << Stderr();
+  const std::string permissive = Revision();
+  EXPECT_EQ(ViaNginx("POST", kImport, viewer_.secret).status, 200);
+  // 2. A broken edit in place: refused, counted, the last good policy serves on.
+  WriteAll(policy_file(), DefaultPolicyText() + "\n  project.import: {}\n");
+  EXPECT_TRUE(WaitFor([&] { return Metric("gatehouse_policy_reload_failures_total") >= 1; }))
+      << Stderr();
+  EXPECT_EQ(Revision(), permissive);
+  EXPECT_EQ(ViaNginx("POST", kImport, viewer_.secret).status, 200);
+  // 3. Back to the original.
+  ReplaceFile(policy_file(), DefaultPolicyText());
+  EXPECT_TRUE(WaitFor([&] { return Revision() == original; })) << Stderr();
+  EXPECT_EQ(ViaNginx("POST", kImport, viewer_.secret).status, 403);
+  std::this_thread::sleep_for(300ms);
+  stop = true;
+  for (auto& t : clients) t.join();
+  EXPECT_EQ(failed, 0) << (failures.empty() ? "" : failures[0]);
+  EXPECT_GT(ok, 50);
+  EXPECT_NE(Stderr().find("api-tokens.yaml:"), std::string::npos)
+      << "the failed reload's FILE:LINE:COL";
+}
+
+TEST_F(E2eTest, SighupReloadsThePolicy) {
+  fs::create_directories(dir_.File("hup"));
+  WriteAll(dir_.File("hup/api-tokens.yaml"), DefaultPolicyText());
+  Sidecar hup = StartSidecar({"--policy-poll-ms", "0"}, dir_.File("hup"));
+  ASSERT_TRUE(hup.process);
+  const std::string original = Revision(hup.port);
+  ReplaceFile(dir_.File("hup/api-tokens.yaml"), ViewersMayImport());
+  std::this_thread::sleep_for(400ms);
+  EXPECT_EQ(Revision(hup.port), original);  // not watching
+  hup.process->Signal(SIGHUP);
+  EXPECT_TRUE(WaitFor([&] { return Revision(hup.port) != original; })) << Stderr();
+  const int st = hup.process->Stop(10s);
+  EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+}
+
+TEST_F(E2eTest, HttpApiAndBadInputOverTheWire) {
+  // authorize, batch, verify (JSON, form, header), health, metrics.
+  HttpResponse r =
+      Direct("POST", "/v1/authorize",
+             json({{"action", "project.import"}, {"workspace", "Marketing-Production"}}).dump(),
+             {{"Authorization", "Bearer " + prod_.secret}});
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(json::parse(r.body)["allow"], true);
+  r = Direct("POST", "/v1/authorize/batch",
+             json({{"checks",
+                    {{{"token", prod_.secret},
+                      {"action", "project.import"},
+                      {"workspace", "Marketing-Production"}},
+                     {{"token", viewer_.secret},
+                      {"action", "project.import"},
+                      {"workspace", "Marketing-Production"}}}}})
+                 .dump());
+  ASSERT_EQ(r.status, 200);
+  EXPECT_EQ(json::parse(r.body)["results"][1]["errors"][0]["extensions"]["name"],
+            "PreconditionError");
+  r = HttpCall(sidecar_.port, "POST", "/v1/tokens/verify",
+               {{"Content-Type", "application/x-www-form-urlencoded"}}, "token=" + viewer_.secret);
+  EXPECT_EQ(json::parse(r.body)["username"], "prod-viewer");
+  EXPECT_EQ(Direct("GET", "/healthz").status, 200);
+  EXPECT_EQ(Direct("GET", "/readyz").status, 200);
+  EXPECT_NE(Direct("GET", "/metrics").body.find("gatehouse_policy_info{"), std::string::npos);
+  // 400 and 413.
+  EXPECT_EQ(Direct("POST", "/v1/authorize", "{not json").status, 400);
+  EXPECT_EQ(Direct("POST", "/v1/authorize", std::string(70 * 1024, '{')).status, 413);
+  EXPECT_EQ(Direct("POST", "/v1/tokens/verify", std::string(1024 * 1024, ' ')).status, 413);
+
+  // Random junk to every endpoint: never 5xx, never an allow, never a crash.
+  std::mt19937 rng(7);
+  const std::vector<std::string> paths = {"/v1/authorize",
+                                          "/v1/authorize/batch",
+                                          "/v1/tokens/verify",
+                                          "/v1/forward-auth",
+                                          "/v1/forward-auth" + kImport,
+                                          "/readyz",
+                                          "/nope"};
+  const std::vector<std::string> methods = {"GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"};
+  const std::vector<std::string> seeds = {
+      R"({"token":"T","action":"project.import","workspace":"Marketing-Production"})",
+      R"({"checks":[{"token":"T","action":"project.import","workspace":"Marketing-Production"}]})",
+      R"({"token":"T"})", "token=T"};
+  for (int i = 0; i < 300; ++i) {
+    std::string body = seeds[rng() % seeds.size()];
+    const std::string token = rng() % 2 ? viewer_.secret : "gat_" + std::to_string(rng());
+    body.replace(body.find('T'), 1, token);
+    for (int k = rng() % 4; k > 0; --k) body[rng() % body.size()] = static_cast<char>(rng());
+    if (rng() % 5 == 0) body = body.substr(0, rng() % body.size());
+    HeaderList headers;
+    if (rng() % 2)
+      headers.emplace_back("Authorization", (rng() % 3 ? "Bearer " : "Basic ") + token);
+    if (rng() % 2) headers.emplace_back("X-Original-URI", rng() % 2 ? kImport : "/%ff/\x01");
+    if (rng() % 3 == 0) headers.emplace_back("Content-Type", "application/x-www-form-urlencoded");
+    const std::string path = paths[rng() % paths.size()];
+    r = HttpCall(sidecar_.port, methods[rng() % methods.size()], path, headers, body);
+    ASSERT_GT(r.status, 0) << r.error;
+    EXPECT_LT(r.status, 500) << path << " " << body;
+    EXPECT_EQ(r.body.find("\"allow\":true"), std::string::npos) << path << " " << body;
+  }
+  EXPECT_TRUE(sidecar_.process->running());
+  EXPECT_EQ(Direct("GET", "/healthz").status, 200);
+}
+
+TEST_F(E2eTest, DecisionLogNeverHoldsASecret) {
+  ViaNginx("POST", kImport, viewer_.secret);
+  ViaNginx("POST", kImport, prod_.secret);
+  Verify(dev_.secret);
+  Direct("POST", "/v1/authorize",
+         json({{"token", "gat_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"},
+               {"action", "project.import"},
+               {"workspace", "x"}})
+             .dump());
+  const std::string text = ReadAll(dir_.File("decisions.jsonl"));
+  int lines = 0;
+  for (size_t pos = 0; pos < text.size();) {
+    const size_t nl = text.find('\n', pos);
+    json j = json::parse(text.substr(pos, nl - pos), nullptr, false);
+    EXPECT_FALSE(j.is_discarded());
+    EXPECT_TRUE(j.contains("revision"));
+    ++lines;
+    pos = nl + 1;
+  }
+  EXPECT_GE(lines, 5);  // the 403 asks twice (see deploy/nginx.conf)
+  for (const Token& t : {dev_, prod_, viewer_}) {
+    EXPECT_EQ(text.find(t.secret.substr(8)), std::string::npos);
+    EXPECT_NE(text.find(t.id), std::string::npos);
+  }
+  EXPECT_EQ(text.find("AAAAAAAAAAAA"), std::string::npos);
+}
+
+TEST_F(E2eTest, GracefulShutdownFinishesInFlightRequests) {
+  Sidecar s = StartSidecar({});
+  ASSERT_TRUE(s.process);
+  HttpConnection c(s.port);
+  const std::string body = json({{"token", prod_.secret},
+                                 {"action", "project.import"},
+                                 {"workspace", "Marketing-Production"}})
+                               .dump();
+  // Half a request, SIGTERM, then the other half: it is still answered.
+  ASSERT_TRUE(c.SendRaw("POST /v1/authorize HTTP/1.1\r\nHost: x\r\nContent-Length: " +
+                        std::to_string(body.size()) + "\r\n\r\n" + body.substr(0, 10)));
+  std::this_thread::sleep_for(200ms);
+  s.process->Signal(SIGTERM);
+  std::this_thread::sleep_for(200ms);
+  EXPECT_EQ(HttpConnection(s.port, 500).connected(), false);  // no longer accepting
+  ASSERT_TRUE(c.SendRaw(body.substr(10)));
+  HttpResponse r = c.ReadResponse();
+  EXPECT_EQ(r.status, 200) << r.error;
+  EXPECT_EQ(json::parse(r.body, nullptr, false)["allow"], true);
+  auto st = s.process->Wait(8s);
+  ASSERT_TRUE(st.has_value());
+  EXPECT_TRUE(WIFEXITED(*st) && WEXITSTATUS(*st) == 0) << *st;
+}
+
+TEST_F(E2eTest, CommandLineConfigFileAndErrors) {
+  // --help.
+  RunResult r = RunCommand({kSidecar, "--help"}, {}, dir_.path());
+  EXPECT_EQ(r.exit_code, 0);
+  EXPECT_NE(r.out.find("--listen"), std::string::npos);
+  // Usage errors exit 2.
+  EXPECT_EQ(RunCommand({kSidecar, "--bogus"}, {}, dir_.path()).exit_code, 2);
+  EXPECT_EQ(RunCommand({kSidecar, "--listen", "nonsense"}, {}, dir_.path()).exit_code, 2);
+  EXPECT_EQ(RunCommand({kSidecar, "--threads", "0"}, {}, dir_.path()).exit_code, 2);
+  // A missing store or a broken policy: exit 1 with the reason.
+  r = RunCommand({kSidecar, "--store", dir_.File("none.db"), "--listen", "127.0.0.1:0"}, {},
+                 dir_.path());
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("does not exist"), std::string::npos) << r.err;
+  WriteAll(dir_.File("broken.yaml"), "gatehouse: v1\npolicy: x\nactions: [\n");
+  r = RunCommand({kSidecar, "--store", store(), "--policy", dir_.File("broken.yaml"), "--listen",
+                  "127.0.0.1:0"},
+                 {}, dir_.path());
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("broken.yaml:"), std::string::npos) << r.err;
+  // A config file, with the store from the environment winning over it.
+  WriteAll(dir_.File("gatehoused.yaml"),
+           "# test\nlisten: 127.0.0.1:0\nstore: /nonexistent.db\npolicy: " + dir_.File("policies") +
+               "\nthreads: 4\nsweep_interval: 0\n");
+  auto p = Process::Start({kSidecar, "--config", dir_.File("gatehoused.yaml")},
+                          {{"GATEHOUSE_STORE", store()}}, dir_.File("config.stderr"));
+  ASSERT_TRUE(p);
+  auto line = p->ReadLine(10s);
+  ASSERT_TRUE(line) << ReadAll(dir_.File("config.stderr"));
+  EXPECT_NE(line->find("4 threads"), std::string::npos) << *line;
+  EXPECT_NE(line->find(store()), std::string::npos) << *line;
+  const int st = p->Stop(10s);
+  EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+  WriteAll(dir_.File("bad.yaml"), "colour: blue\n");
+  EXPECT_EQ(RunCommand({kSidecar, "--config", dir_.File("bad.yaml")}, {}, dir_.path()).exit_code,
+            2);
+}
+
+TEST_F(E2eTest, ServesHttpsWithTls) {
+  RunResult gen = RunCommand(
+      {"/usr/bin/openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj",
+       "/CN=localhost", "-keyout", dir_.File("key.pem"), "-out", dir_.File("cert.pem")},
+      {}, dir_.path());
+  if (gen.exit_code != 0) GTEST_SKIP() << "openssl cannot make a certificate: " << gen.err;
+  Sidecar tls =
+      StartSidecar({"--tls-cert", dir_.File("cert.pem"), "--tls-key", dir_.File("key.pem")});
+  ASSERT_TRUE(tls.process);
+  if (!fs::exists("/usr/bin/curl")) GTEST_SKIP() << "no curl";
+  RunResult r = RunCommand({"/usr/bin/curl", "-sS", "--cacert", dir_.File("cert.pem"), "--resolve",
+                            "localhost:" + std::to_string(tls.port) + ":127.0.0.1",
+                            "https://localhost:" + std::to_string(tls.port) + "/v1/tokens/verify",
+                            "-H", "Authorization: Bearer " + prod_.secret, "-X", "POST"},
+                           {}, dir_.path());
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("\"active\":true"), std::string::npos) << r.out;
+  EXPECT_EQ(tls.process->Stop(10s), 0);
+  // Unreadable key material: exit 1.
+  EXPECT_EQ(RunCommand({kSidecar, "--store", store(), "--listen", "127.0.0.1:0", "--tls-cert",
+                        dir_.File("nope.pem"), "--tls-key", dir_.File("key.pem")},
+                       {}, dir_.path())
+                .exit_code,
+            1);
+}
+
+}  // namespace
+}  // namespace gatehouse::testing

@@ -1,0 +1,855 @@
+// Handler tests: every endpoint and every bad input, without sockets.
+#include "sidecar/handlers.h"
+
+#include <gtest/gtest.h>
+
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "sidecar/fixture.h"
+
+namespace gatehouse::sidecar {
+namespace {
+
+using gatehouse::testing::CreateDemoStore;
+using gatehouse::testing::DefaultPolicyText;
+using gatehouse::testing::DemoStore;
+using gatehouse::testing::kDay;
+using gatehouse::testing::kNow;
+using gatehouse::testing::TempDir;
+using gatehouse::testing::WriteAll;
+using nlohmann::json;
+
+constexpr int64_t kNowMs = kNow * 1000 + 775;
+
+class HandlersTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    demo_ = CreateDemoStore(dir_.File("gatehouse.db"));
+    ASSERT_FALSE(demo_.tokens.empty());
+    WriteAll(dir_.File("policy.yaml"), DefaultPolicyText());
+    StateOptions o;
+    o.store_path = dir_.File("gatehouse.db");
+    o.policy_path = dir_.File("policy.yaml");
+    o.clock = &clock_;
+    o.policy_poll_ms = 0;
+    o.sweep_interval_s = 0;
+    auto state = State::Open(o, &metrics_, [this](std::string_view line) {
+      std::lock_guard<std::mutex> lock(logs_mu_);
+      logs_.emplace_back(line);
+    });
+    ASSERT_TRUE(state.ok()) << state.status().ToString();
+    state_ = std::move(state).value();
+    HandlerOptions ho;
+    ho.now_ms = [] { return kNowMs; };
+    handlers_ = std::make_unique<Handlers>(state_.get(), nullptr, ho);
+  }
+
+  HttpReply Call(const std::string& method, const std::string& path, const std::string& body = "",
+                 const std::string& authorization = "",
+                 const std::string& content_type = "application/json") {
+    HttpRequest r;
+    r.method = method;
+    r.path = path;
+    r.target = path;
+    r.body = body;
+    r.authorization = authorization;
+    r.content_type = content_type;
+    return handlers_->Handle(r);
+  }
+  HttpReply Post(const std::string& path, const json& body, const std::string& authorization = "") {
+    return Call("POST", path, body.dump(), authorization);
+  }
+  HttpReply Authorize(const std::string& token, const std::string& action,
+                      const std::string& workspace) {
+    return Post("/v1/authorize", {{"token", token}, {"action", action}, {"workspace", workspace}});
+  }
+  HttpReply ForwardAuth(const std::string& authorization, const std::string& method,
+                        const std::string& uri) {
+    HttpRequest r;
+    r.method = "GET";
+    r.path = r.target = "/v1/forward-auth";
+    r.authorization = authorization;
+    r.original_method = method;
+    r.original_uri = uri;
+    return handlers_->Handle(r);
+  }
+  static json Json(const HttpReply& r) {
+    json j = json::parse(r.body, nullptr, false);
+    EXPECT_FALSE(j.is_discarded()) << r.body;
+    return j;
+  }
+  std::string Token(const std::string& api_user) { return demo_.tokens.at(api_user).secret; }
+  std::string Bearer(const std::string& api_user) { return "Bearer " + Token(api_user); }
+  std::unique_ptr<Store> Writer() {
+    auto s = OpenSqliteStore(demo_.path);
+    EXPECT_TRUE(s.ok()) << s.status().ToString();
+    return s.ok() ? std::move(s).value() : nullptr;
+  }
+  std::string Header(const HttpReply& r, const std::string& name) {
+    for (const auto& [k, v] : r.headers) {
+      if (k == name) return v;
+    }
+    return "";
+  }
+
+  TempDir dir_;
+  DemoStore demo_;
+  FakeClock clock_{kNow};
+  Metrics metrics_;
+  std::mutex logs_mu_;
+  std::vector<std::string> logs_;
+  std::unique_ptr<State> state_;
+  std::unique_ptr<Handlers> handlers_;
+};
+
+// Every bad-token shape, by name, for tests that check all of them.
+std::vector<std::pair<std::string, std::string>> BadTokens(const std::string& good) {
+  std::string wrong_checksum = good;
+  wrong_checksum.back() = wrong_checksum.back() == 'A' ? 'B' : 'A';
+  std::string flipped = good;
+  flipped[10] = flipped[10] == 'x' ? 'y' : 'x';
+  auto never = MintToken();
+  return {
+      {"empty", ""},
+      {"garbage", "not-a-token"},
+      {"prefix only", "gat_"},
+      {"truncated", good.substr(0, good.size() - 1)},
+      {"extended", good + "0"},
+      {"wrong checksum", wrong_checksum},
+      {"typo in body", flipped},
+      {"lower-cased",
+       [&] {
+         std::string s = good;
+         for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+         return s;
+       }()},
+      {"never issued", never.ok() ? never->secret : "x"},
+      {"token id instead of secret", "tok_AAAAAAAAAAAA"},
+      {"with NUL", std::string("gat_\0abc", 8)},
+      {"huge", std::string(10000, 'a')},
+  };
+}
+
+// ---------------------------------------------------------------- authorize
+
+TEST_F(HandlersTest, ContributorTokenExportsFromDevelopment) {
+  HttpReply r = Authorize(Token("dev-exporter"), "project.export", "Marketing-Development");
+  ASSERT_EQ(r.status, 200) << r.body;
+  json j = Json(r);
+  EXPECT_EQ(j["allow"], true);
+  ASSERT_FALSE(j["reasons"].empty());
+  EXPECT_EQ(j["reasons"][0]["rule"], "contributors-and-up");
+  EXPECT_EQ(j["reasons"][0]["effect"], "allow");
+  EXPECT_EQ(j["principal"], json({{"kind", "api_user"},
+                                  {"name", "dev-exporter"},
+                                  {"org_role", "viewer"},
+                                  {"workspace_role", "contributor"}}));
+  EXPECT_EQ(j["policy"]["name"], "api-tokens");
+  EXPECT_EQ(j["policy"]["revision"], state_->policy()->revision());
+  EXPECT_TRUE(j["policy"]["revision"].get<std::string>().starts_with("sha256:"));
+  EXPECT_FALSE(j.contains("errors"));
+  EXPECT_EQ(metrics_.decisions("project.export", true), 1u);
+}
+
+TEST_F(HandlersTest, ContributorTokenImportsIntoProduction) {
+  HttpReply r = Authorize(Token("prod-importer"), "project.import", "Marketing-Production");
+  ASSERT_EQ(r.status, 200);
+  EXPECT_EQ(Json(r)["allow"], true);
+}
+
+TEST_F(HandlersTest, ViewerImportDeniedWithTheSeedsPreconditionError) {
+  HttpReply r = Authorize(Token("prod-viewer"), "project.import", "Marketing-Production");
+  ASSERT_EQ(r.status, 200);
+  json j = Json(r);
+  EXPECT_EQ(j["allow"], false);
+  EXPECT_EQ(j["reasons"][0]["rule"], "contributors-and-up");
+  EXPECT_EQ(j["reasons"][0]["effect"], "deny");
+  EXPECT_EQ(j["reasons"][0]["message"],
+            "Importing a project needs workspace role contributor or higher; viewers cannot import "
+            "projects.");
+  EXPECT_EQ(j["principal"]["workspace_role"], "viewer");
+  ASSERT_EQ(j["errors"].size(), 1u);
+  // The seed page's error, field by field.
+  const json expected = json::parse(R"({
+    "message": "Something unexpected happened. If this problem persists, please contact support@tray.io.",
+    "path": ["importProject"],
+    "locations": [{"line": 2, "column": 3}],
+    "extensions": {"name": "PreconditionError", "code": "internal_error", "time_thrown": "2026-01-01T00:00:00.775Z"}
+  })");
+  EXPECT_EQ(j["errors"][0], expected);
+  EXPECT_FALSE(j.contains("data"));  // /v1/authorize is a decision, not a GraphQL response
+  EXPECT_EQ(metrics_.decisions("project.import", false), 1u);
+}
+
+TEST_F(HandlersTest, ViewerExportDeniedWithExportProjectError) {
+  json j = Json(Authorize(Token("prod-viewer"), "project.export", "Marketing-Production"));
+  EXPECT_EQ(j["allow"], false);
+  EXPECT_EQ(j["errors"][0]["path"], json::array({"exportProject"}));
+}
+
+TEST_F(HandlersTest, TokenBoundToAnotherWorkspaceIsDenied) {
+  json j = Json(Authorize(Token("dev-exporter"), "project.import", "Marketing-Production"));
+  EXPECT_EQ(j["allow"], false);
+  EXPECT_EQ(j["reasons"][0]["rule"], "own-workspace");
+  EXPECT_EQ(j["principal"]["workspace_role"], "none");
+  EXPECT_EQ(j["errors"][0]["extensions"]["name"], "PreconditionError");
+}
+
+TEST_F(HandlersTest, TokenUseDeniesOtherWorkspacesEvenForActionsViewersMayDo) {
+  // token.use itself: the own workspace yes, another no.
+  EXPECT_EQ(Json(Authorize(Token("prod-viewer"), "token.use", "Marketing-Production"))["allow"],
+            true);
+  EXPECT_EQ(Json(Authorize(Token("prod-viewer"), "token.use", "Marketing-Development"))["allow"],
+            false);
+}
+
+TEST_F(HandlersTest, OrganizationAdminTokenWorksInEveryWorkspace) {
+  for (const char* ws : {"Marketing-Development", "Marketing-Production"}) {
+    json j = Json(Authorize(Token("org-bot"), "project.import", ws));
+    EXPECT_EQ(j["allow"], true) << ws << ": " << j.dump();
+  }
+}
+
+TEST_F(HandlersTest, BearerHeaderCarriesTheToken) {
+  HttpReply r =
+      Post("/v1/authorize", {{"action", "project.import"}, {"workspace", "Marketing-Production"}},
+           Bearer("prod-importer"));
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(Json(r)["allow"], true);
+  // Scheme is case-insensitive; extra spaces are fine.
+  r = Post("/v1/authorize", {{"action", "project.import"}, {"workspace", "Marketing-Production"}},
+           "bearer   " + Token("prod-importer") + "  ");
+  EXPECT_EQ(Json(r)["allow"], true);
+}
+
+TEST_F(HandlersTest, BodyTokenWinsOverHeader) {
+  HttpReply r = Post("/v1/authorize",
+                     {{"token", Token("prod-viewer")},
+                      {"action", "project.import"},
+                      {"workspace", "Marketing-Production"}},
+                     Bearer("prod-importer"));
+  EXPECT_EQ(Json(r)["allow"], false);
+  EXPECT_EQ(Json(r)["principal"]["name"], "prod-viewer");
+}
+
+TEST_F(HandlersTest, UserPrincipal) {
+  json j = Json(Post("/v1/authorize", {{"user", "owner@demo.test"},
+                                       {"action", "token.create"},
+                                       {"workspace", "Marketing-Development"}}));
+  EXPECT_EQ(j["allow"], true);
+  EXPECT_EQ(j["principal"]["kind"], "user");
+  EXPECT_EQ(j["principal"]["org_role"], "owner");
+  // alice is a workspace admin, but the toggle is off.
+  j = Json(Post("/v1/authorize", {{"user", "ALICE@demo.test"},
+                                  {"action", "token.create"},
+                                  {"workspace", "Marketing-Development"}}));
+  EXPECT_EQ(j["allow"], false);
+  EXPECT_EQ(j["principal"]["workspace_role"], "admin");
+  EXPECT_EQ(j["reasons"][0]["rule"], "ws-admins-with-toggle");
+}
+
+TEST_F(HandlersTest, UnknownUserIsADenyNotAnError) {
+  HttpReply r = Post("/v1/authorize", {{"user", "mallory@evil.test"},
+                                       {"action", "project.import"},
+                                       {"workspace", "Marketing-Production"}});
+  ASSERT_EQ(r.status, 200);
+  json j = Json(r);
+  EXPECT_EQ(j["allow"], false);
+  EXPECT_EQ(j["reasons"][0]["rule"], "unknown-user");
+  EXPECT_TRUE(j["principal"].is_null());
+  EXPECT_FALSE(j.contains("errors"));
+}
+
+TEST_F(HandlersTest, UnknownWorkspaceIsADeny) {
+  json j = Json(Authorize(Token("org-bot"), "project.import", "No-Such-Workspace"));
+  EXPECT_EQ(j["allow"], false);
+  EXPECT_EQ(j["reasons"][0]["rule"], "unknown-workspace");
+}
+
+TEST_F(HandlersTest, RequestParameters) {
+  auto create = [&](const json& params) {
+    return Post("/v1/authorize", {{"user", "owner@demo.test"},
+                                  {"action", "token.create"},
+                                  {"workspace", "Marketing-Development"},
+                                  {"params", params}});
+  };
+  EXPECT_EQ(Json(create({{"lifetime_seconds", "30d"}}))["allow"], true);
+  EXPECT_EQ(Json(create({{"lifetime_seconds", 3600}}))["allow"], true);
+  json j = Json(create({{"lifetime_seconds", "400d"}}));
+  EXPECT_EQ(j["allow"], false);
+  EXPECT_EQ(j["reasons"][0]["rule"], "tokens.max_lifetime");
+  // Undeclared parameters are ignored, whatever their value.
+  EXPECT_EQ(Json(create({{"color", "blue"}, {"flag", true}}))["allow"], true);
+  // A declared parameter with a value of the wrong kind is a bad request.
+  HttpReply r = create({{"lifetime_seconds", "forever"}});
+  EXPECT_EQ(r.status, 400);
+  EXPECT_NE(Json(r)["error"].get<std::string>().find("lifetime_seconds"), std::string::npos);
+}
+
+TEST_F(HandlersTest, MalformedAuthorizeRequestsAre400) {
+  const std::string t = Token("prod-importer");
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"invalid JSON", "{\"token\": "},
+      {"not JSON", "token=abc"},
+      {"empty body", ""},
+      {"array", "[]"},
+      {"string", "\"hello\""},
+      {"number", "42"},
+      {"null", "null"},
+      {"trailing garbage", R"({"token":"x","action":"project.import","workspace":"w"} x)"},
+      {"token is a number", R"({"token":42,"action":"project.import","workspace":"w"})"},
+      {"token is null", R"({"token":null,"action":"project.import","workspace":"w"})"},
+      {"user is an object", R"({"user":{},"action":"project.import","workspace":"w"})"},
+      {"action is a number", R"({"token":"x","action":1,"workspace":"w"})"},
+      {"action is an array", R"({"token":"x","action":["project.import"],"workspace":"w"})"},
+      {"workspace is a bool", R"({"token":"x","action":"project.import","workspace":true})"},
+      {"params is an array",
+       R"({"token":"x","action":"project.import","workspace":"w","params":[]})"},
+      {"param is a float",
+       R"({"token":"x","action":"token.create","workspace":"w","params":{"lifetime_seconds":1.5}})"},
+      {"param is null",
+       R"({"token":"x","action":"token.create","workspace":"w","params":{"lifetime_seconds":null}})"},
+      {"param is an object",
+       R"({"token":"x","action":"token.create","workspace":"w","params":{"a":{}}})"},
+      {"missing action", R"({"token":"x","workspace":"w"})"},
+      {"missing workspace", R"({"token":"x","action":"project.import"})"},
+      {"empty action", R"({"token":"x","action":"","workspace":"w"})"},
+      {"empty workspace", R"({"token":"x","action":"project.import","workspace":""})"},
+      {"unknown action", R"({"token":"x","action":"project.delete","workspace":"w"})"},
+      {"both token and user",
+       R"({"token":"x","user":"owner@demo.test","action":"project.import","workspace":"w"})"},
+      {"no principal", R"({"action":"project.import","workspace":"w"})"},
+      {"invalid UTF-8", "{\"token\":\"\xff\",\"action\":\"project.import\",\"workspace\":\"w\"}"},
+      {"deep nesting", std::string(100, '[') + std::string(100, ']')},
+      {"deep nesting in params", R"({"action":"project.import","workspace":"w","params":{"a":)" +
+                                     std::string(50, '[') + std::string(50, ']') + "}}"},
+  };
+  for (const auto& [name, body] : cases) {
+    HttpReply r = Call("POST", "/v1/authorize", body);
+    EXPECT_EQ(r.status, 400) << name << ": " << r.body;
+    json j = Json(r);
+    ASSERT_TRUE(j.is_object()) << name;
+    EXPECT_TRUE(j["error"].is_string()) << name << ": " << r.body;
+    EXPECT_FALSE(j["error"].get<std::string>().empty()) << name;
+  }
+  EXPECT_GE(metrics_.requests(Endpoint::kAuthorize, 400), cases.size());
+}
+
+TEST_F(HandlersTest, UnknownActionIs400EvenForABadToken) {
+  HttpReply r = Authorize("garbage", "project.delete", "Marketing-Production");
+  EXPECT_EQ(r.status, 400);
+  EXPECT_NE(Json(r)["error"].get<std::string>().find("unknown action 'project.delete'"),
+            std::string::npos);
+}
+
+TEST_F(HandlersTest, NonBearerAuthorizationWithoutBodyTokenIs400) {
+  for (const std::string auth :
+       {"", "Basic dXNlcjpwYXNz", "Bearer", "Bearer ", "Token abc", "bearertoken"}) {
+    HttpReply r = Post("/v1/authorize",
+                       {{"action", "project.import"}, {"workspace", "Marketing-Production"}}, auth);
+    EXPECT_EQ(r.status, 400) << "'" << auth << "'";
+  }
+}
+
+TEST_F(HandlersTest, EveryBadTokenIsADenyNeverAnError) {
+  for (const auto& [name, token] : BadTokens(Token("prod-importer"))) {
+    HttpReply r = Authorize(token, "project.import", "Marketing-Production");
+    ASSERT_EQ(r.status, 200) << name << ": " << r.body;
+    json j = Json(r);
+    EXPECT_EQ(j["allow"], false) << name;
+    EXPECT_EQ(j["reasons"][0]["rule"], "inactive-token") << name;
+    EXPECT_TRUE(j["principal"].is_null()) << name;
+    // Nothing of the presented token comes back.
+    if (token.size() > 8) {
+      EXPECT_EQ(r.body.find(token), std::string::npos) << name;
+    }
+  }
+}
+
+TEST_F(HandlersTest, ExpiredTokenIsDeniedAtOnceWithoutASweep) {
+  EXPECT_EQ(Json(Authorize(Token("expiring"), "project.import", "Marketing-Production"))["allow"],
+            true);
+  clock_.Advance(59);
+  EXPECT_EQ(Json(Authorize(Token("expiring"), "project.import", "Marketing-Production"))["allow"],
+            true);
+  clock_.Advance(1);  // now == expires_at: no longer valid
+  json j = Json(Authorize(Token("expiring"), "project.import", "Marketing-Production"));
+  EXPECT_EQ(j["allow"], false);
+  EXPECT_EQ(j["reasons"][0]["rule"], "inactive-token");
+}
+
+TEST_F(HandlersTest, RevokedTokenIsRefusedByTheVeryNextRequest) {
+  EXPECT_EQ(
+      Json(Authorize(Token("prod-importer"), "project.import", "Marketing-Production"))["allow"],
+      true);
+  auto writer = Writer();
+  ASSERT_TRUE(writer);
+  ASSERT_TRUE(writer->DeleteToken(demo_.tokens["prod-importer"].id).ok());
+  EXPECT_EQ(
+      Json(Authorize(Token("prod-importer"), "project.import", "Marketing-Production"))["allow"],
+      false);
+  // The other token of the same API user still works.
+  EXPECT_EQ(Json(Authorize(Token("expiring"), "project.import", "Marketing-Production"))["allow"],
+            true);
+}
+
+TEST_F(HandlersTest, TokenOfADeletedApiUserIsRefused) {
+  EXPECT_EQ(Json(Authorize(Token("doomed"), "project.import", "Marketing-Production"))["allow"],
+            true);
+  auto writer = Writer();
+  ASSERT_TRUE(writer);
+  ASSERT_TRUE(writer->DeleteApiUser(demo_.api_users["doomed"]).ok());
+  EXPECT_EQ(Json(Authorize(Token("doomed"), "project.import", "Marketing-Production"))["allow"],
+            false);
+}
+
+TEST_F(HandlersTest, NewTokenAndPromotionSeenByTheNextRequest) {
+  auto writer = Writer();
+  ASSERT_TRUE(writer);
+  auto fresh = gatehouse::testing::AddToken(*writer, demo_.api_users["prod-viewer"], "new", kNow,
+                                            kNow + kDay);
+  EXPECT_EQ(Json(Authorize(fresh.secret, "token.use", "Marketing-Production"))["allow"], true);
+  EXPECT_EQ(Json(Authorize(fresh.secret, "project.import", "Marketing-Production"))["allow"],
+            false);
+  ASSERT_TRUE(writer->SetApiUserWorkspaceRole(demo_.api_users["prod-viewer"], "contributor").ok());
+  EXPECT_EQ(Json(Authorize(fresh.secret, "project.import", "Marketing-Production"))["allow"], true);
+}
+
+TEST_F(HandlersTest, RevocationSeenByEveryThread) {
+  // Each thread has its own connection; each must notice the commit.
+  std::vector<std::thread> threads;
+  std::atomic<int> allowed{0};
+  for (int i = 0; i < 4; ++i) {
+    threads.emplace_back([&] {
+      if (Json(Authorize(Token("prod-importer"), "project.import",
+                         "Marketing-Production"))["allow"] == true)
+        ++allowed;
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(allowed, 4);
+  auto writer = Writer();
+  ASSERT_TRUE(writer->DeleteToken(demo_.tokens["prod-importer"].id).ok());
+  threads.clear();
+  std::atomic<int> denied{0};
+  for (int i = 0; i < 4; ++i) {
+    threads.emplace_back([&] {
+      if (Json(Authorize(Token("prod-importer"), "project.import",
+                         "Marketing-Production"))["allow"] == false)
+        ++denied;
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(denied, 4);
+}
+
+TEST_F(HandlersTest, WrongMethodsAndUnknownPaths) {
+  EXPECT_EQ(Call("GET", "/v1/authorize").status, 405);
+  HttpReply r = Call("PUT", "/v1/tokens/verify");
+  EXPECT_EQ(r.status, 405);
+  EXPECT_EQ(Header(r, "Allow"), "POST");
+  EXPECT_EQ(Call("POST", "/healthz").status, 405);
+  EXPECT_EQ(Call("GET", "/v1/nothing").status, 404);
+  EXPECT_EQ(Call("GET", "/").status, 404);
+  EXPECT_EQ(Call("GET", "/v1/forward-authx").status, 404);
+}
+
+// ---------------------------------------------------------------- batch
+
+TEST_F(HandlersTest, BatchAnswersInOrder) {
+  json body = {
+      {"checks",
+       {{{"token", Token("prod-importer")},
+         {"action", "project.import"},
+         {"workspace", "Marketing-Production"}},
+        {{"token", Token("prod-viewer")},
+         {"action", "project.import"},
+         {"workspace", "Marketing-Production"}},
+        {{"token", "garbage"}, {"action", "project.export"}, {"workspace", "Marketing-Production"}},
+        {{"user", "owner@demo.test"}, {"action", "audit.read"}, {"workspace", "Organization"}},
+        {{"action", "project.export"}, {"workspace", "Marketing-Development"}}}}};
+  HttpReply r = Post("/v1/authorize/batch", body, Bearer("dev-exporter"));
+  ASSERT_EQ(r.status, 200) << r.body;
+  json j = Json(r);
+  ASSERT_EQ(j["results"].size(), 5u);
+  EXPECT_EQ(j["results"][0]["allow"], true);
+  EXPECT_EQ(j["results"][1]["allow"], false);
+  EXPECT_EQ(j["results"][1]["errors"][0]["path"][0], "importProject");
+  EXPECT_EQ(j["results"][2]["allow"], false);
+  EXPECT_EQ(j["results"][3]["allow"], true);
+  EXPECT_EQ(j["results"][4]["allow"], true);  // the header's token
+  EXPECT_EQ(j["results"][4]["principal"]["name"], "dev-exporter");
+}
+
+TEST_F(HandlersTest, BatchBadInput) {
+  EXPECT_EQ(Json(Post("/v1/authorize/batch", {{"checks", json::array()}}))["results"],
+            json::array());
+  const std::vector<std::string> bad = {
+      "",
+      "[]",
+      "{}",
+      R"({"checks": {}})",
+      R"({"checks": [1]})",
+      R"({"checks": [{"token": "x"}]})",
+      R"({"checks": [{"token":"x","action":"project.nope","workspace":"w"}]})",
+  };
+  for (const std::string& body : bad) {
+    HttpReply r = Call("POST", "/v1/authorize/batch", body);
+    EXPECT_EQ(r.status, 400) << body << " -> " << r.body;
+  }
+  HttpReply r = Call(
+      "POST", "/v1/authorize/batch",
+      R"({"checks": [{"token":"x","action":"project.import","workspace":"w"}, {"token":"x"}]})");
+  EXPECT_NE(Json(r)["error"].get<std::string>().find("checks[1]"), std::string::npos) << r.body;
+  json many = {{"checks", json::array()}};
+  for (size_t i = 0; i <= kMaxBatchChecks; ++i) {
+    many["checks"].push_back({{"token", "x"}, {"action", "project.import"}, {"workspace", "w"}});
+  }
+  EXPECT_EQ(Post("/v1/authorize/batch", many).status, 400);
+}
+
+// ---------------------------------------------------------------- verify
+
+TEST_F(HandlersTest, VerifyActiveTokenGivesTheIntrospectionObject) {
+  HttpReply r = Post("/v1/tokens/verify", {{"token", Token("prod-importer")}});
+  ASSERT_EQ(r.status, 200);
+  json j = Json(r);
+  const json expected = {{"active", true},
+                         {"token_type", "api_token"},
+                         {"sub", std::to_string(demo_.api_users["prod-importer"])},
+                         {"username", "prod-importer"},
+                         {"workspace", "Marketing-Production"},
+                         {"workspace_role", "contributor"},
+                         {"org_role", "viewer"},
+                         {"token_id", demo_.tokens["prod-importer"].id},
+                         {"iat", kNow - kDay},
+                         {"exp", kNow + 30 * kDay}};
+  EXPECT_EQ(j, expected);
+}
+
+TEST_F(HandlersTest, VerifyAcceptsHeaderAndForm) {
+  HttpReply r = Call("POST", "/v1/tokens/verify", "", Bearer("prod-viewer"));
+  EXPECT_EQ(Json(r)["username"], "prod-viewer");
+  r = Call("POST", "/v1/tokens/verify",
+           "token=" + Token("prod-viewer") + "&token_type_hint=access_token", "",
+           "application/x-www-form-urlencoded");
+  EXPECT_EQ(Json(r)["username"], "prod-viewer");
+  // Percent-encoded form values are decoded.
+  std::string encoded = Token("prod-viewer");
+  encoded.replace(3, 1, "%5F");  // '_'
+  r = Call("POST", "/v1/tokens/verify", "token=" + encoded, "",
+           "application/x-www-form-urlencoded; charset=utf-8");
+  EXPECT_EQ(Json(r)["active"], true) << r.body;
+  // curl -d '{"token": ...}' sends JSON labelled as a form: it is read as JSON.
+  r = Call("POST", "/v1/tokens/verify", json({{"token", Token("prod-viewer")}}).dump(), "",
+           "application/x-www-form-urlencoded");
+  EXPECT_EQ(Json(r)["active"], true) << r.body;
+}
+
+TEST_F(HandlersTest, VerifyInactiveIsExactlyActiveFalse) {
+  std::vector<std::pair<std::string, std::string>> cases = BadTokens(Token("prod-importer"));
+  for (const auto& [name, token] : cases) {
+    HttpReply r = Post("/v1/tokens/verify", {{"token", token}});
+    EXPECT_EQ(r.status, 200) << name;
+    EXPECT_EQ(r.body, "{\"active\":false}") << name;
+    EXPECT_EQ(Json(r), json({{"active", false}}));
+  }
+  // Expired.
+  clock_.Advance(60);
+  EXPECT_EQ(Post("/v1/tokens/verify", {{"token", Token("expiring")}}).body, "{\"active\":false}");
+  // Revoked, and of a deleted API user.
+  auto writer = Writer();
+  ASSERT_TRUE(writer->DeleteToken(demo_.tokens["prod-importer"].id).ok());
+  ASSERT_TRUE(writer->DeleteApiUser(demo_.api_users["doomed"]).ok());
+  EXPECT_EQ(Post("/v1/tokens/verify", {{"token", Token("prod-importer")}}).body,
+            "{\"active\":false}");
+  EXPECT_EQ(Post("/v1/tokens/verify", {{"token", Token("doomed")}}).body, "{\"active\":false}");
+  EXPECT_EQ(Post("/v1/tokens/verify", {{"token", Token("prod-viewer")}}).status, 200);
+  EXPECT_EQ(Json(Post("/v1/tokens/verify", {{"token", Token("prod-viewer")}}))["active"], true);
+}
+
+TEST_F(HandlersTest, VerifyMalformedRequestsAre400) {
+  for (const std::string body :
+       {"{", "[]", "42", R"({"token": 42})", R"({"token": null})", R"({"token": ["x"]})"}) {
+    HttpReply r = Call("POST", "/v1/tokens/verify", body);
+    EXPECT_EQ(r.status, 400) << body;
+  }
+  // No token anywhere.
+  EXPECT_EQ(Call("POST", "/v1/tokens/verify", "").status, 400);
+  EXPECT_EQ(Call("POST", "/v1/tokens/verify", "{}").status, 400);
+  EXPECT_EQ(Call("POST", "/v1/tokens/verify", "", "Basic dXNlcjpwYXNz").status, 400);
+  EXPECT_EQ(
+      Call("POST", "/v1/tokens/verify", "other=1", "", "application/x-www-form-urlencoded").status,
+      400);
+  EXPECT_EQ(Call("POST", "/v1/tokens/verify", "token=%zz", "", "application/x-www-form-urlencoded")
+                .status,
+            400);
+  EXPECT_EQ(
+      Call("POST", "/v1/tokens/verify", "token=%4", "", "application/x-www-form-urlencoded").status,
+      400);
+}
+
+// ---------------------------------------------------------------- forward-auth
+
+TEST_F(HandlersTest, ForwardAuthAllowsWithIdentityHeaders) {
+  HttpReply r = ForwardAuth(Bearer("dev-exporter"), "POST",
+                            "/workspaces/Marketing-Development/projects/p1/export");
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(Header(r, "X-Gatehouse-Subject"), "dev-exporter");
+  EXPECT_EQ(Header(r, "X-Gatehouse-Workspace"), "Marketing-Development");
+  EXPECT_EQ(Header(r, "X-Gatehouse-Role"), "contributor");
+  EXPECT_EQ(Header(r, "X-Gatehouse-Token-Id"), demo_.tokens["dev-exporter"].id);
+  EXPECT_EQ(Header(r, "X-Gatehouse-Action"), "project.export");
+}
+
+TEST_F(HandlersTest, ForwardAuthViewerGets403WithTheGraphqlBody) {
+  HttpReply r = ForwardAuth(Bearer("prod-viewer"), "POST",
+                            "/workspaces/Marketing-Production/projects/p1/import");
+  ASSERT_EQ(r.status, 403);
+  json j = Json(r);
+  EXPECT_TRUE(j.contains("data"));
+  EXPECT_TRUE(j["data"].is_null());
+  EXPECT_EQ(
+      j["errors"][0]["message"],
+      "Something unexpected happened. If this problem persists, please contact support@tray.io.");
+  EXPECT_EQ(j["errors"][0]["path"], json::array({"importProject"}));
+  EXPECT_EQ(j["errors"][0]["locations"], json::parse(R"([{"line":2,"column":3}])"));
+  EXPECT_EQ(j["errors"][0]["extensions"]["name"], "PreconditionError");
+  EXPECT_EQ(j["errors"][0]["extensions"]["code"], "internal_error");
+  EXPECT_EQ(j["errors"][0]["extensions"]["time_thrown"], "2026-01-01T00:00:00.775Z");
+  EXPECT_EQ(j["allow"], false);
+}
+
+TEST_F(HandlersTest, ForwardAuthWorkspaceFromThePathDecidesBinding) {
+  HttpReply r = ForwardAuth(Bearer("dev-exporter"), "POST",
+                            "/workspaces/Marketing-Production/projects/p1/import");
+  EXPECT_EQ(r.status, 403);
+  EXPECT_EQ(Json(r)["reasons"][0]["rule"], "own-workspace");
+  // Percent-encoded workspace names and query strings.
+  r = ForwardAuth(Bearer("prod-importer"), "post",
+                  "/workspaces/Marketing%2DProduction/projects/p%201/import?dry=1");
+  EXPECT_EQ(r.status, 200) << r.body;
+}
+
+TEST_F(HandlersTest, ForwardAuthMissingOrBadTokenIs401) {
+  const std::string uri = "/workspaces/Marketing-Production/projects/p1/import";
+  for (const std::string auth : {"", "Basic dXNlcjpwYXNz", "Bearer", "Bearer ", "Token x"}) {
+    HttpReply r = ForwardAuth(auth, "POST", uri);
+    EXPECT_EQ(r.status, 401) << auth;
+    EXPECT_TRUE(Header(r, "WWW-Authenticate").starts_with("Bearer")) << auth;
+  }
+  for (const auto& [name, token] : BadTokens(Token("prod-importer"))) {
+    if (token.empty()) continue;
+    HttpReply r = ForwardAuth("Bearer " + token, "POST", uri);
+    EXPECT_EQ(r.status, 401) << name;
+    EXPECT_NE(Header(r, "WWW-Authenticate").find("invalid_token"), std::string::npos) << name;
+  }
+  clock_.Advance(60);
+  EXPECT_EQ(ForwardAuth(Bearer("expiring"), "POST", uri).status, 401);
+}
+
+TEST_F(HandlersTest, ForwardAuthNoOriginalUriOrUnmappedRouteIs403) {
+  HttpReply r = ForwardAuth(Bearer("prod-importer"), "", "");
+  EXPECT_EQ(r.status, 403);
+  EXPECT_EQ(Json(r)["reasons"][0]["rule"], "no-original-uri");
+  EXPECT_EQ(Json(r)["allow"], false);
+  for (auto [method, uri] : {std::pair<const char*, const char*>{
+                                 "GET", "/workspaces/Marketing-Production/projects/p1/import"},
+                             {"POST", "/workspaces/Marketing-Production/projects/p1/delete"},
+                             {"POST", "/"},
+                             {"POST", "no-leading-slash"},
+                             {"POST", "/workspaces//projects/p1/import"},
+                             {"POST", "/workspaces/%zz/projects/p1/import"}}) {
+    r = ForwardAuth(Bearer("prod-importer"), method, uri);
+    EXPECT_EQ(r.status, 403) << method << " " << uri << ": " << r.body;
+    EXPECT_EQ(Json(r)["reasons"][0]["rule"], "no-route") << uri;
+  }
+}
+
+TEST_F(HandlersTest, ForwardAuthTraefikHeaders) {
+  HttpRequest req;
+  req.method = "GET";
+  req.path = req.target = "/v1/forward-auth";
+  req.authorization = Bearer("prod-importer");
+  req.forwarded_method = "POST";
+  req.forwarded_uri = "/workspaces/Marketing-Production/projects/p1/import";
+  EXPECT_EQ(handlers_->Handle(req).status, 200);
+  req.authorization = Bearer("prod-viewer");
+  EXPECT_EQ(handlers_->Handle(req).status, 403);
+}
+
+TEST_F(HandlersTest, ForwardAuthEnvoyPathMode) {
+  HttpRequest req;
+  req.method = "POST";
+  req.target = "/v1/forward-auth/workspaces/Marketing-Production/projects/p1/import?x=1";
+  req.path = "/v1/forward-auth/workspaces/Marketing-Production/projects/p1/import";
+  req.authorization = Bearer("prod-importer");
+  EXPECT_EQ(handlers_->Handle(req).status, 200);
+  req.method = "GET";  // no route for GET
+  EXPECT_EQ(handlers_->Handle(req).status, 403);
+  req.method = "PATCH";
+  EXPECT_EQ(handlers_->Handle(req).status, 403);
+}
+
+TEST_F(HandlersTest, ForwardAuthHeaderValuesNeverCarryControlCharacters) {
+  // A workspace name with CR/LF can only come from the store; make one.
+  auto writer = Writer();
+  auto ws = writer->CreateWorkspace(demo_.org_id, "Evil\r\nX-Injected: 1", "shared", std::nullopt);
+  ASSERT_TRUE(ws.ok()) << ws.status().ToString();
+  HttpReply r = ForwardAuth(Bearer("org-bot"), "POST",
+                            "/workspaces/Evil%0D%0AX-Injected:%201/projects/p/import");
+  ASSERT_EQ(r.status, 200) << r.body;
+  for (const auto& [k, v] : r.headers) {
+    EXPECT_EQ(v.find('\r'), std::string::npos) << k;
+    EXPECT_EQ(v.find('\n'), std::string::npos) << k;
+  }
+}
+
+// ---------------------------------------------------------------- health, readiness, metrics
+
+TEST_F(HandlersTest, HealthAndReadiness) {
+  EXPECT_EQ(Call("GET", "/healthz").status, 200);
+  HttpReply r = Call("GET", "/readyz");
+  EXPECT_EQ(r.status, 200);
+  json j = Json(r);
+  EXPECT_EQ(j["ready"], true);
+  EXPECT_EQ(j["policy"]["revision"], state_->policy()->revision());
+  EXPECT_EQ(j["tokens"], 6);
+  EXPECT_EQ(Call("HEAD", "/healthz").status, 200);
+}
+
+TEST_F(HandlersTest, NotReadyAndFailClosedWhenTheStoreIsGone) {
+  // The store file moved away: /readyz says so at once.
+  std::filesystem::rename(demo_.path, demo_.path + ".moved");
+  EXPECT_EQ(Call("GET", "/readyz").status, 503);
+  std::filesystem::rename(demo_.path + ".moved", demo_.path);
+  EXPECT_EQ(Call("GET", "/readyz").status, 200);
+  // A store that cannot be read any more: every check is refused with a reason.
+  state_->SimulateStoreLossForTesting(dir_.File("gone.db"));
+  EXPECT_EQ(Call("GET", "/readyz").status, 503);
+  HttpReply r = Authorize(Token("prod-importer"), "project.import", "Marketing-Production");
+  EXPECT_EQ(r.status, 200);
+  EXPECT_EQ(Json(r)["allow"], false);
+  EXPECT_EQ(Json(r)["reasons"][0]["rule"], "store-unavailable");
+  EXPECT_EQ(Post("/v1/tokens/verify", {{"token", Token("prod-importer")}}).body,
+            "{\"active\":false}");
+  EXPECT_EQ(ForwardAuth(Bearer("prod-importer"), "POST",
+                        "/workspaces/Marketing-Production/projects/p/import")
+                .status,
+            403);
+  EXPECT_FALSE(state_->store_ok());
+  // Back: serving again.
+  state_->SimulateStoreLossForTesting(demo_.path);
+  EXPECT_EQ(Call("GET", "/readyz").status, 200);
+  EXPECT_EQ(
+      Json(Authorize(Token("prod-importer"), "project.import", "Marketing-Production"))["allow"],
+      true);
+}
+
+TEST_F(HandlersTest, MetricsCountRequestsDecisionsAndTokens) {
+  Authorize(Token("prod-importer"), "project.import", "Marketing-Production");
+  Authorize(Token("prod-viewer"), "project.import", "Marketing-Production");
+  Authorize("garbage", "project.import", "Marketing-Production");
+  Call("POST", "/v1/authorize", "{");
+  HttpReply r = Call("GET", "/metrics");
+  ASSERT_EQ(r.status, 200);
+  EXPECT_TRUE(r.content_type.starts_with("text/plain; version=0.0.4"));
+  const std::string& m = r.body;
+  EXPECT_NE(m.find("gatehouse_http_requests_total{endpoint=\"authorize\",code=\"200\"} 3"),
+            std::string::npos)
+      << m;
+  EXPECT_NE(m.find("gatehouse_http_requests_total{endpoint=\"authorize\",code=\"400\"} 1"),
+            std::string::npos);
+  EXPECT_NE(m.find("gatehouse_decisions_total{action=\"project.import\",outcome=\"allow\"} 1"),
+            std::string::npos);
+  EXPECT_NE(m.find("gatehouse_decisions_total{action=\"project.import\",outcome=\"deny\"} 2"),
+            std::string::npos);
+  EXPECT_NE(m.find("gatehouse_token_checks_total{result=\"malformed\"} 1"), std::string::npos);
+  EXPECT_NE(
+      m.find(
+          "gatehouse_http_request_duration_seconds_bucket{endpoint=\"authorize\",le=\"+Inf\"} 4"),
+      std::string::npos);
+  EXPECT_NE(m.find("gatehouse_policy_info{name=\"api-tokens\",revision=\"" +
+                   state_->policy()->revision() + "\"} 1"),
+            std::string::npos);
+  EXPECT_NE(m.find("gatehouse_token_index_size 6"), std::string::npos);
+  EXPECT_NE(m.find("gatehouse_policy_reload_failures_total 0"), std::string::npos);
+  // Unknown action names never become labels.
+  Authorize(Token("prod-importer"), "made.up", "Marketing-Production");
+  EXPECT_EQ(Call("GET", "/metrics").body.find("made.up"), std::string::npos);
+}
+
+// ---------------------------------------------------------------- decision log
+
+TEST_F(HandlersTest, DecisionLogHasTheDecisionAndNeverASecret) {
+  auto log = DecisionLog::Open(dir_.File("decisions.jsonl"));
+  ASSERT_TRUE(log.ok());
+  HandlerOptions ho;
+  ho.now_ms = [] { return kNowMs; };
+  Handlers h(state_.get(), log->get(), ho);
+  auto post = [&](const std::string& path, const json& body) {
+    HttpRequest r;
+    r.method = "POST";
+    r.path = r.target = path;
+    r.body = body.dump();
+    return h.Handle(r);
+  };
+  post("/v1/authorize", {{"token", Token("prod-viewer")},
+                         {"action", "project.import"},
+                         {"workspace", "Marketing-Production"}});
+  post("/v1/authorize", {{"token", "gat_notarealtokenatall"},
+                         {"action", "project.import"},
+                         {"workspace", "Marketing-Production"}});
+  post("/v1/tokens/verify", {{"token", Token("prod-importer")}});
+  HttpRequest fa;
+  fa.method = "GET";
+  fa.path = fa.target = "/v1/forward-auth";
+  fa.authorization = Bearer("dev-exporter");
+  fa.original_method = "POST";
+  fa.original_uri = "/workspaces/Marketing-Development/projects/p1/export";
+  h.Handle(fa);
+  log->reset();
+
+  const std::string text = gatehouse::testing::ReadAll(dir_.File("decisions.jsonl"));
+  std::vector<json> lines;
+  size_t pos = 0;
+  while (pos < text.size()) {
+    size_t nl = text.find('\n', pos);
+    lines.push_back(json::parse(text.substr(pos, nl - pos)));
+    pos = nl + 1;
+  }
+  ASSERT_EQ(lines.size(), 4u) << text;
+  EXPECT_EQ(lines[0]["time"], "2026-01-01T00:00:00.775Z");
+  EXPECT_EQ(lines[0]["endpoint"], "authorize");
+  EXPECT_EQ(lines[0]["principal"], "prod-viewer");
+  EXPECT_EQ(lines[0]["action"], "project.import");
+  EXPECT_EQ(lines[0]["workspace"], "Marketing-Production");
+  EXPECT_EQ(lines[0]["decision"], "deny");
+  EXPECT_EQ(lines[0]["rules"][0], "contributors-and-up");
+  EXPECT_EQ(lines[0]["message"],
+            "Importing a project needs workspace role contributor or higher; viewers cannot import "
+            "projects.");
+  EXPECT_EQ(lines[0]["revision"], state_->policy()->revision());
+  EXPECT_EQ(lines[0]["token_id"], demo_.tokens["prod-viewer"].id);
+  EXPECT_EQ(lines[0]["token_check"], "active");
+  EXPECT_EQ(lines[1]["token_check"], "malformed");
+  EXPECT_EQ(lines[1]["token"], "gat_nota...");
+  EXPECT_EQ(lines[2]["endpoint"], "verify");
+  EXPECT_EQ(lines[2]["decision"], "allow");
+  EXPECT_EQ(lines[3]["endpoint"], "forward_auth");
+  EXPECT_EQ(lines[3]["uri"], "/workspaces/Marketing-Development/projects/p1/export");
+  EXPECT_EQ(lines[3]["decision"], "allow");
+  for (const auto& [name, t] : demo_.tokens) {
+    EXPECT_EQ(text.find(t.secret), std::string::npos) << name;
+    EXPECT_EQ(text.find(t.secret.substr(4, 20)), std::string::npos) << name;
+  }
+  EXPECT_EQ(text.find("notarealtokenatall"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace gatehouse::sidecar

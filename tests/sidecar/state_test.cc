@@ -1,0 +1,246 @@
+// State: policy reload (file change, request, failure), the sweeper, freshness.
+#include "sidecar/state.h"
+
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "sidecar/fixture.h"
+
+namespace gatehouse::sidecar {
+namespace {
+
+using gatehouse::testing::CreateDemoStore;
+using gatehouse::testing::DefaultPolicyText;
+using gatehouse::testing::DemoStore;
+using gatehouse::testing::kNow;
+using gatehouse::testing::ReplaceFile;
+using gatehouse::testing::TempDir;
+using gatehouse::testing::WriteAll;
+
+// The default policy with project.import open to viewers.
+std::string ViewersMayImport() {
+  std::string p = DefaultPolicyText();
+  const std::string from =
+      "      - rule: contributors-and-up\n        when: principal.workspace_role >= contributor\n  "
+      "      message: Importing";
+  const std::string to =
+      "      - rule: contributors-and-up\n        when: principal.workspace_role >= viewer\n       "
+      " message: Importing";
+  const size_t at = p.find(from);
+  EXPECT_NE(at, std::string::npos);
+  if (at != std::string::npos) p.replace(at, from.size(), to);
+  return p;
+}
+
+class StateTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    demo_ = CreateDemoStore(dir_.File("gatehouse.db"));
+    std::filesystem::create_directory(dir_.File("policies"));
+    WriteAll(policy_file(), DefaultPolicyText());
+  }
+  std::string policy_file() const { return dir_.File("policies/api-tokens.yaml"); }
+  std::unique_ptr<State> Open(int poll_ms = 0, int sweep_s = 0) {
+    StateOptions o;
+    o.store_path = demo_.path;
+    o.policy_path = dir_.File("policies");
+    o.clock = &clock_;
+    o.policy_poll_ms = poll_ms;
+    o.sweep_interval_s = sweep_s;
+    auto s = State::Open(o, &metrics_, [this](std::string_view line) {
+      std::lock_guard<std::mutex> lock(mu_);
+      logs_.emplace_back(line);
+    });
+    EXPECT_TRUE(s.ok()) << s.status().ToString();
+    return s.ok() ? std::move(s).value() : nullptr;
+  }
+  std::string Logs() {
+    std::lock_guard<std::mutex> lock(mu_);
+    std::string out;
+    for (const auto& l : logs_) out += l + "\n";
+    return out;
+  }
+  template <typename F>
+  static bool WaitFor(F pred, std::chrono::milliseconds limit = std::chrono::milliseconds(5000)) {
+    const auto end = std::chrono::steady_clock::now() + limit;
+    while (std::chrono::steady_clock::now() < end) {
+      if (pred()) return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    return pred();
+  }
+
+  TempDir dir_;
+  DemoStore demo_;
+  FakeClock clock_{kNow};
+  Metrics metrics_;
+  std::mutex mu_;
+  std::vector<std::string> logs_;
+};
+
+TEST_F(StateTest, OpenRefusesABrokenPolicyWithPositions) {
+  WriteAll(policy_file(),
+           "gatehouse: v1\npolicy: x\nactions:\n  a:\n    permit:\n      - rule: r\n        when: "
+           "nonsense >= 1\n");
+  StateOptions o;
+  o.store_path = demo_.path;
+  o.policy_path = dir_.File("policies");
+  auto s = State::Open(o, &metrics_);
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.status().ToString().find("api-tokens.yaml:"), std::string::npos)
+      << s.status().ToString();
+}
+
+TEST_F(StateTest, OpenRefusesAMissingStore) {
+  StateOptions o;
+  o.store_path = dir_.File("nope.db");
+  o.policy_path = dir_.File("policies");
+  auto s = State::Open(o, &metrics_);
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.status().ToString().find("does not exist"), std::string::npos);
+}
+
+TEST_F(StateTest, ReloadSwapsAndKeepsInFlightPolicies) {
+  auto state = Open();
+  ASSERT_TRUE(state);
+  PolicyPtr before = state->policy();
+  ReplaceFile(policy_file(), ViewersMayImport());
+  ASSERT_TRUE(state->ReloadPolicy());
+  PolicyPtr after = state->policy();
+  EXPECT_NE(before->revision(), after->revision());
+  // A request holding the old policy still decides with it.
+  EXPECT_TRUE(before->FindAction("project.import").has_value());
+  EXPECT_EQ(metrics_.reloads(), 1u);
+  EXPECT_NE(Logs().find("policy reloaded"), std::string::npos);
+}
+
+TEST_F(StateTest, FailedReloadKeepsTheLastGoodPolicyAndIsCountedAndLogged) {
+  auto state = Open();
+  ASSERT_TRUE(state);
+  const std::string revision = state->policy()->revision();
+  std::string broken = DefaultPolicyText();
+  broken.replace(broken.find("principal.workspace_role >= contributor"), 39,
+                 "principal.workspace_role >= wizard");
+  WriteAll(policy_file(), broken);
+  EXPECT_FALSE(state->ReloadPolicy());
+  EXPECT_EQ(state->policy()->revision(), revision);
+  EXPECT_EQ(metrics_.reload_failures(), 1u);
+  const std::string logs = Logs();
+  EXPECT_NE(logs.find("policy reload failed"), std::string::npos) << logs;
+  EXPECT_NE(logs.find("api-tokens.yaml:"), std::string::npos) << logs;  // FILE:LINE:COL
+  EXPECT_NE(logs.find("wizard"), std::string::npos) << logs;
+  // Still serving.
+  EXPECT_TRUE(state->Fresh().ok());
+  // YAML syntax error too.
+  WriteAll(policy_file(), "gatehouse: v1\npolicy: [unclosed\n");
+  EXPECT_FALSE(state->ReloadPolicy());
+  EXPECT_EQ(state->policy()->revision(), revision);
+  EXPECT_EQ(metrics_.reload_failures(), 2u);
+}
+
+TEST_F(StateTest, FileChangeIsPickedUpByTheWatcher) {
+  auto state = Open(/*poll_ms=*/50);
+  ASSERT_TRUE(state);
+  state->Start();
+  const std::string revision = state->policy()->revision();
+  ReplaceFile(policy_file(), ViewersMayImport());
+  EXPECT_TRUE(WaitFor([&] { return state->policy()->revision() != revision; })) << Logs();
+  // An edit in place (truncate + write) too.
+  const std::string second = state->policy()->revision();
+  WriteAll(policy_file(), DefaultPolicyText());
+  EXPECT_TRUE(WaitFor([&] { return state->policy()->revision() != second; })) << Logs();
+  EXPECT_EQ(state->policy()->revision(), revision);
+  // A new file in the folder that breaks the policy is refused.
+  WriteAll(dir_.File("policies/extra.yaml"), "actions:\n  project.import: {}\n");
+  EXPECT_TRUE(WaitFor([&] { return metrics_.reload_failures() >= 1; })) << Logs();
+  EXPECT_EQ(state->policy()->revision(), revision);
+  state->Stop();
+}
+
+TEST_F(StateTest, RequestReloadWakesTheBackgroundThread) {
+  auto state = Open(/*poll_ms=*/0);
+  ASSERT_TRUE(state);
+  state->Start();
+  ReplaceFile(policy_file(), ViewersMayImport());
+  const std::string revision = state->policy()->revision();
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  EXPECT_EQ(state->policy()->revision(), revision);  // no watching
+  state->RequestReload();
+  EXPECT_TRUE(WaitFor([&] { return state->policy()->revision() != revision; })) << Logs();
+  state->Stop();
+}
+
+TEST_F(StateTest, SweeperDeletesExpiredTokens) {
+  auto state = Open();
+  ASSERT_TRUE(state);
+  EXPECT_EQ(metrics_.token_index_size(), 6);
+  auto n = state->SweepNow();
+  ASSERT_TRUE(n.ok());
+  EXPECT_EQ(*n, 0);
+  clock_.Advance(61);
+  n = state->SweepNow();
+  ASSERT_TRUE(n.ok()) << n.status().ToString();
+  EXPECT_EQ(*n, 1);
+  EXPECT_EQ(metrics_.token_index_size(), 5);
+  auto reader = OpenSqliteStore(demo_.path);
+  ASSERT_TRUE(reader.ok());
+  EXPECT_FALSE((*reader)->FindTokenById(demo_.tokens["expiring"].id).ok());
+}
+
+TEST_F(StateTest, BackgroundSweeperRuns) {
+  clock_.Advance(61);
+  auto state = Open(/*poll_ms=*/20, /*sweep_s=*/1);
+  ASSERT_TRUE(state);
+  state->Start();
+  EXPECT_TRUE(
+      WaitFor([&] { return metrics_.token_index_size() == 5; }, std::chrono::milliseconds(4000)));
+  state->Stop();
+}
+
+TEST_F(StateTest, FreshRebuildsOncePerCommitNotOncePerThread) {
+  auto state = Open();
+  ASSERT_TRUE(state);
+  auto writer = OpenSqliteStore(demo_.path);
+  ASSERT_TRUE(writer.ok());
+  // Warm up four threads' connections.
+  auto run = [&] {
+    std::vector<std::thread> ts;
+    for (int i = 0; i < 4; ++i) ts.emplace_back([&] { EXPECT_TRUE(state->Fresh().ok()); });
+    for (auto& t : ts) t.join();
+  };
+  run();
+  const SnapshotPtr before = *state->Fresh();
+  ASSERT_TRUE((*writer)->DeleteToken(demo_.tokens["prod-viewer"].id).ok());
+  run();
+  const SnapshotPtr after = *state->Fresh();
+  EXPECT_NE(before.get(), after.get());
+  EXPECT_EQ(after->tokens->size(), 5u);
+  // Nothing changed: the same snapshot.
+  run();
+  EXPECT_EQ(state->Fresh()->get(), after.get());
+}
+
+TEST_F(StateTest, NoStoreQueryWhileNothingCommits) {
+  // The WAL-index header decides: unchanged, no SQLite call at all.
+  auto state = Open();
+  ASSERT_TRUE(state);
+  for (int i = 0; i < 100; ++i) ASSERT_TRUE(state->Fresh().ok());
+  EXPECT_NE(metrics_.Render().find("gatehouse_store_checks_total 0\n"), std::string::npos);
+  auto writer = OpenSqliteStore(demo_.path);
+  ASSERT_TRUE(writer.ok());
+  ASSERT_TRUE((*writer)->DeleteToken(demo_.tokens["prod-viewer"].id).ok());
+  auto fresh = state->Fresh();
+  ASSERT_TRUE(fresh.ok());
+  EXPECT_EQ((*fresh)->tokens->size(), 5u);
+  for (int i = 0; i < 100; ++i) ASSERT_TRUE(state->Fresh().ok());
+  EXPECT_NE(metrics_.Render().find("gatehouse_store_checks_total 1\n"), std::string::npos)
+      << metrics_.Render();
+}
+
+}  // namespace
+}  // namespace gatehouse::sidecar

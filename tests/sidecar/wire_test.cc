@@ -1,0 +1,233 @@
+// The JSON codec, the config parsers and the metrics text.
+#include "sidecar/wire.h"
+
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+#include <random>
+#include <thread>
+#include <vector>
+
+#include "sidecar/config.h"
+#include "sidecar/metrics.h"
+
+namespace gatehouse::sidecar {
+namespace {
+
+using nlohmann::json;
+
+TEST(WireTest, JsonStringsAreAlwaysValid) {
+  std::string out;
+  AppendJsonString(out, std::string("a\"b\\c\n\t\x01\x7f", 9));
+  EXPECT_EQ(out, "\"a\\\"b\\\\c\\n\\t\\u0001\\u007f\"");
+  EXPECT_EQ(json::parse(out).get<std::string>(), std::string("a\"b\\c\n\t\x01\x7f", 9));
+  // Valid UTF-8 passes through; invalid bytes become U+FFFD.
+  out.clear();
+  AppendJsonString(out, "h\xC3\xA9llo \xE2\x82\xAC \xF0\x9F\x98\x80");
+  EXPECT_EQ(json::parse(out).get<std::string>(), "h\xC3\xA9llo \xE2\x82\xAC \xF0\x9F\x98\x80");
+  for (std::string bad :
+       {"\xff", "\xC3", "\xE2\x82", "\xC0\xAF", "\xED\xA0\x80", "\xF4\x90\x80\x80", "\x80"}) {
+    out.clear();
+    AppendJsonString(out, "x" + bad + "y");
+    json j = json::parse(out, nullptr, false);
+    ASSERT_FALSE(j.is_discarded()) << out;
+    EXPECT_NE(j.get<std::string>().find("\xEF\xBF\xBD"), std::string::npos);
+  }
+  // Random bytes never make invalid JSON.
+  std::mt19937 rng(42);
+  for (int i = 0; i < 2000; ++i) {
+    std::string s(rng() % 16, '\0');
+    for (char& c : s) c = static_cast<char>(rng());
+    out.clear();
+    AppendJsonString(out, s);
+    EXPECT_FALSE(json::parse(out, nullptr, false).is_discarded());
+  }
+}
+
+TEST(WireTest, FormatTimeMs) {
+  EXPECT_EQ(FormatTimeMs(1706097760775), "2024-01-24T12:02:40.775Z");  // the seed's time_thrown
+  EXPECT_EQ(FormatTimeMs(0), "1970-01-01T00:00:00.000Z");
+}
+
+TEST(WireTest, ParseAuthorize) {
+  auto p = ParseAuthorize(
+      R"({"token":"t","action":"a","workspace":"w","params":{"n":5,"b":false,"s":"x"},"extra":1})");
+  ASSERT_TRUE(std::holds_alternative<AuthorizeCheck>(p));
+  const auto& c = std::get<AuthorizeCheck>(p);
+  EXPECT_EQ(*c.token, "t");
+  EXPECT_FALSE(c.user);
+  EXPECT_EQ(c.action, "a");
+  EXPECT_EQ(c.workspace, "w");
+  ASSERT_EQ(c.params.size(), 3u);
+  EXPECT_EQ(c.params[0], (std::pair<std::string, std::string>{"b", "false"}));
+  EXPECT_EQ(c.params[1], (std::pair<std::string, std::string>{"n", "5"}));
+  EXPECT_EQ(c.params[2], (std::pair<std::string, std::string>{"s", "x"}));
+  auto e = ParseAuthorize("{\"a\":");
+  ASSERT_TRUE(std::holds_alternative<std::string>(e));
+  EXPECT_TRUE(std::get<std::string>(e).starts_with("invalid JSON: ")) << std::get<std::string>(e);
+}
+
+// The fast path for plain authorize bodies agrees with nlohmann on every
+// input: the same checks, or the same error.
+TEST(WireTest, FastAuthorizeParsingAgreesWithNlohmann) {
+  const std::vector<std::string> seeds = {
+      R"({"token":"gat_x","action":"project.import","workspace":"Marketing-Production"})",
+      R"(  { "user" : "a@b.c" , "action":"a.b", "workspace" :"W" }  )",
+      R"({"token":"t","token":"u","action":"a","workspace":"w"})",
+      R"({"token":"t","action":"a","workspace":"w","extra":"x"})",
+      R"({"token":"t","user":"u","action":"a","workspace":"w"})",
+      R"({"token":"t","action":"","workspace":"w"})",
+      R"({"token":"t","action":"a"})",
+      R"({"token":"t\u0041","action":"a","workspace":"w"})",
+      R"({"token":"t","action":"a","workspace":"w","params":{"x":1}})",
+      R"({"token":"t","action":"a","workspace":"w","params":"x"})",
+      R"({"token":1,"action":"a","workspace":"w"})",
+      R"({"token":"t","action":"a","workspace":"w"} x)",
+      R"({"token":"t","action":"a","workspace":"w",})",
+      R"({})",
+      R"([])",
+      "",
+  };
+  auto same = [](const std::string& body) {
+    auto a = ParseAuthorize(body);
+    auto b = internal::ParseAuthorizeWithNlohmann(body);
+    if (a.index() != b.index()) return false;
+    if (auto* e = std::get_if<std::string>(&a)) return *e == std::get<std::string>(b);
+    const auto& x = std::get<AuthorizeCheck>(a);
+    const auto& y = std::get<AuthorizeCheck>(b);
+    return x.token == y.token && x.user == y.user && x.action == y.action &&
+           x.workspace == y.workspace && x.params == y.params;
+  };
+  for (const std::string& s : seeds) EXPECT_TRUE(same(s)) << s;
+  // Mutations of the seeds: flipped, dropped and inserted bytes.
+  std::mt19937 rng(11);
+  const std::string alphabet = "{}[]\":, \t\n\\atokenuserwpcx0129\x01\x7f\xc3\xa9";
+  for (int i = 0; i < 20000; ++i) {
+    std::string s = seeds[rng() % seeds.size()];
+    for (int k = 1 + rng() % 3; k > 0; --k) {
+      const size_t at = s.empty() ? 0 : rng() % s.size();
+      switch (rng() % 3) {
+        case 0:
+          if (!s.empty()) s[at] = alphabet[rng() % alphabet.size()];
+          break;
+        case 1:
+          if (!s.empty()) s.erase(at, 1);
+          break;
+        default:
+          s.insert(at, 1, alphabet[rng() % alphabet.size()]);
+      }
+    }
+    ASSERT_TRUE(same(s)) << s;
+  }
+}
+
+TEST(WireTest, ParseFormField) {
+  auto v = ParseFormField("a=1&token=gat%5Fx+y&token=second", "token");
+  ASSERT_TRUE(std::holds_alternative<std::optional<std::string>>(v));
+  EXPECT_EQ(*std::get<0>(v), "gat_x y");
+  EXPECT_FALSE(std::get<0>(ParseFormField("a=1&&b", "token")));
+  EXPECT_EQ(*std::get<0>(ParseFormField("token", "token")), "");
+  EXPECT_TRUE(std::holds_alternative<std::string>(ParseFormField("token=%2", "token")));
+}
+
+TEST(WireTest, EncodeDecisionIsValidJson) {
+  DecisionView d;
+  d.allow = false;
+  d.reasons = {{"r\"1", Effect::kDeny, "m\n"}, {"r2", Effect::kAllow, ""}};
+  d.principal = PrincipalView{"api_user", "n\xff", "viewer", "none"};
+  d.policy_name = "p";
+  d.policy_revision = "sha256:00";
+  d.graphql = GraphqlTemplate{"importProject", "PreconditionError", "internal_error", "msg", 2, 3};
+  d.time_ms = 1706097760775;
+  d.graphql_response = true;
+  json j = json::parse(EncodeDecision(d));
+  EXPECT_TRUE(j["data"].is_null());
+  EXPECT_EQ(j["reasons"][0]["rule"], "r\"1");
+  EXPECT_EQ(j["reasons"][1]["effect"], "allow");
+  EXPECT_EQ(j["errors"][0]["extensions"]["time_thrown"], "2024-01-24T12:02:40.775Z");
+  json batch = json::parse(EncodeBatch({d, d}));
+  EXPECT_EQ(batch["results"].size(), 2u);
+  EXPECT_EQ(EncodeIntrospection({}), "{\"active\":false}");
+  EXPECT_EQ(json::parse(EncodeError("bad \"x\""))["error"], "bad \"x\"");
+}
+
+TEST(ConfigTest, ParseListen) {
+  auto a = ParseListen("127.0.0.1:7878");
+  ASSERT_TRUE(a.ok());
+  EXPECT_EQ(a->host, "127.0.0.1");
+  EXPECT_EQ(a->port, 7878);
+  a = ParseListen("[::1]:0");
+  ASSERT_TRUE(a.ok());
+  EXPECT_EQ(a->host, "::1");
+  EXPECT_EQ(a->port, 0);
+  a = ParseListen(":9000");
+  ASSERT_TRUE(a.ok());
+  EXPECT_EQ(a->host, "0.0.0.0");
+  for (const char* bad :
+       {"", "7878", "host:", "host:x", "host:70000", "host:-1", "::1:80", "[::1]80", "[::1"}) {
+    EXPECT_FALSE(ParseListen(bad).ok()) << bad;
+  }
+}
+
+TEST(ConfigTest, ParseConfigText) {
+  auto c = ParseConfigText(
+      "# comment\n---\nlisten: 127.0.0.1:0\nstore: \"/tmp/a b.db\"  # the store\n"
+      "decision_log: '-'\nthreads: 8 # eight\n\n",
+      "gatehoused.yaml");
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  ASSERT_EQ(c->size(), 4u);
+  EXPECT_EQ((*c)[0], (std::pair<std::string, std::string>{"listen", "127.0.0.1:0"}));
+  EXPECT_EQ((*c)[1], (std::pair<std::string, std::string>{"store", "/tmp/a b.db"}));
+  EXPECT_EQ((*c)[2], (std::pair<std::string, std::string>{"decision-log", "-"}));
+  EXPECT_EQ((*c)[3], (std::pair<std::string, std::string>{"threads", "8"}));
+  for (const char* bad :
+       {"listen\n", "a: 1\na: 2\n", "a:\n  b: 1\n", "a: [1, 2]\n", "a: \"x\n", ": x\n"}) {
+    auto r = ParseConfigText(bad, "f.yaml");
+    EXPECT_FALSE(r.ok()) << bad;
+    if (!r.ok()) {
+      EXPECT_TRUE(r.status().ToString().starts_with("f.yaml:")) << r.status().ToString();
+    }
+  }
+}
+
+TEST(MetricsTest, ConcurrentCountsAddUp) {
+  Metrics m;
+  std::vector<std::thread> ts;
+  for (int t = 0; t < 4; ++t) {
+    ts.emplace_back([&] {
+      for (int i = 0; i < 10000; ++i) {
+        m.CountRequest(Endpoint::kAuthorize, 200, std::chrono::microseconds(i % 3000));
+        m.CountDecision(i % 2 ? "a.one" : "a.two", i % 3 == 0);
+      }
+    });
+  }
+  for (auto& t : ts) t.join();
+  EXPECT_EQ(m.requests(Endpoint::kAuthorize, 200), 40000u);
+  EXPECT_EQ(m.decisions("a.one", true) + m.decisions("a.one", false), 20000u);
+  EXPECT_EQ(m.decisions("a.two", true) + m.decisions("a.two", false), 20000u);
+  const std::string text = m.Render();
+  EXPECT_NE(
+      text.find("gatehouse_http_request_duration_seconds_count{endpoint=\"authorize\"} 40000"),
+      std::string::npos);
+  EXPECT_NE(text.find("le=\"0.00005\""), std::string::npos) << text;
+  // Every sample line is NAME{labels} VALUE or NAME VALUE.
+  size_t pos = 0;
+  while (pos < text.size()) {
+    size_t nl = text.find('\n', pos);
+    std::string line = text.substr(pos, nl - pos);
+    pos = nl + 1;
+    if (line.starts_with("#")) continue;
+    EXPECT_NE(line.rfind(' '), std::string::npos) << line;
+  }
+}
+
+TEST(MetricsTest, ActionTableOverflowGoesToOther) {
+  Metrics m;
+  for (int i = 0; i < Metrics::kMaxActions + 10; ++i)
+    m.CountDecision("action." + std::to_string(i), true);
+  EXPECT_NE(m.Render().find("gatehouse_decisions_total{action=\"other\",outcome=\"allow\"} 10"),
+            std::string::npos);
+}
+
+}  // namespace
+}  // namespace gatehouse::sidecar
