@@ -9,6 +9,7 @@ packages=(
   libsqlite3-dev libssl-dev nlohmann-json3-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   nginx-light wrk sqlite3 curl
+  clang libclang-rt-14-dev
 )
 
 missing=()
