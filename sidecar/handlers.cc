@@ -9,7 +9,6 @@
 namespace gatehouse::sidecar {
 namespace {
 
-constexpr std::string_view kTokenUse = "token.use";
 constexpr std::string_view kInactiveMessage = "the token is unknown, expired, revoked or malformed";
 
 int64_t SystemMs() {
@@ -237,24 +236,15 @@ Handlers::Evaluation Handlers::Evaluate(const AuthorizeCheck& check, std::string
   e.org_role = subject.org_role;
   PrincipalView principal{e.principal_kind, subject.name, subject.org_role, "none"};
 
-  // A token acts only as its API user, and only where the policy's token.use
-  // lets it (its own workspace, or everywhere for an organization admin).
+  // Authorize() applies the token.use gate: a token acts only as its API
+  // user, and only where the policy lets it.
   const Directory& dir = *snapshot->directory;
-  AuthzOutcome outcome;
-  bool decided_by_action = true;
-  if (subject.kind == PrincipalKind::kApiUser && check.action != kTokenUse &&
-      policy->FindAction(kTokenUse)) {
-    outcome = gatehouse::Authorize(*policy, dir, subject, kTokenUse, check.workspace);
-    if (!outcome.allow) decided_by_action = false;
-  }
-  if (decided_by_action) {
-    outcome =
-        gatehouse::Authorize(*policy, dir, subject, check.action, check.workspace, check.params);
-    if (outcome.bad_request) {  // cannot happen after the checks above; stay safe
-      e.bad_request = true;
-      e.error = outcome.error;
-      return e;
-    }
+  AuthzOutcome outcome =
+      gatehouse::Authorize(*policy, dir, subject, check.action, check.workspace, check.params);
+  if (outcome.bad_request) {  // cannot happen after the checks above; stay safe
+    e.bad_request = true;
+    e.error = outcome.error;
+    return e;
   }
   if (outcome.decided) principal.workspace_role = outcome.workspace_role;
   e.view.allow = outcome.allow;

@@ -135,6 +135,17 @@ TEST_F(ScenarioTest, PromotionAfterCreationTakesEffectOnTheSameToken) {
   EXPECT_TRUE(Denied(Authorize("project.import", kDev, t.secret), "contributors-and-up"));
 }
 
+// The CLI and the sidecar decide through one path: a token used outside its
+// API user's workspace is refused by token.use first, in both.
+TEST_F(ScenarioTest, ATokenOutsideItsWorkspaceIsRefusedByTokenUseAsInTheSidecar) {
+  NewToken t = CreateToken(kOwner, kDevBot);
+  EXPECT_TRUE(Succeeded(Authorize("project.export", kDev, t.secret)));
+  EXPECT_TRUE(Denied(Authorize("project.export", kProd, t.secret), "own-workspace"));
+  // An API user with org role admin holds an organization-wide token.
+  ASSERT_TRUE(Succeeded(gh_.As(kOwner, {"apiuser", "promote", kDevBot, "--org-role", "admin"})));
+  EXPECT_TRUE(Succeeded(Authorize("project.import", kProd, t.secret)));
+}
+
 TEST_F(ScenarioTest, DeletingAnApiUserKillsItsTokens) {
   NewToken a = CreateToken(kOwner, kDevBot, "30d", "a");
   NewToken b = CreateToken(kOwner, kDevBot, "30d", "b");

@@ -94,7 +94,12 @@ struct AuthzOutcome {
   std::optional<GraphqlTemplate> graphql;  // the action's on_deny error, when denied
 };
 
-// Decides `action` in `workspace` for `subject`. `params` are request
+// The action that says where a token may act at all (optional in a policy).
+inline constexpr std::string_view kTokenUseAction = "token.use";
+
+// Decides `action` in `workspace` for `subject`. For an API user, when the
+// policy declares token.use, that is decided first and a denial of it is the
+// answer (the token may not act here at all). `params` are request
 // parameters by name (values as text: role names, integers, durations,
 // true/false); parameters the action does not declare are ignored.
 AuthzOutcome Authorize(const CompiledPolicy& policy, const Directory& dir, const Subject& subject,

@@ -197,6 +197,24 @@ AuthzOutcome Authorize(const CompiledPolicy& policy, const Directory& dir, const
 
   AuthzOutcome o;
   o.decided = true;
+  // A token acts only as its API user, and only where the policy's token.use
+  // lets it (the default policy: its own workspace, or anywhere for an
+  // organization admin). That gate is decided first, with the same principal.
+  if (auto use = policy.FindAction(kTokenUseAction);
+      use && subject.kind == PrincipalKind::kApiUser && *use != *action_id) {
+    Request gate = r;
+    gate.action = *use;
+    gate.params = {};
+    Decision d = policy.Decide(gate);
+    if (!d.allowed()) {
+      o.decision = d;
+      o.reasons = policy.Explain(d);
+      o.workspace_role = ws_role;
+      o.workspace_type = ws->type;
+      if (info.graphql) o.graphql = info.graphql;
+      return o;
+    }
+  }
   o.decision = policy.Decide(r);
   o.allow = o.decision.allowed();
   o.reasons = policy.Explain(o.decision);
