@@ -162,6 +162,10 @@ Status State::RefreshLocked(bool force) {
 }
 
 Result<SnapshotPtr> State::Fresh() {
+  // Fail closed: an in-memory snapshot of a store that is gone must not keep
+  // allowing (it could no longer see a revocation).
+  if (store_missing_.load(std::memory_order_relaxed))
+    return Status::FailedPrecondition("store " + options_.store_path + " is not there");
   const std::shared_ptr<const View> view = view_.load();
   if (view && view->has_header && view->snapshot) {
     WalHeader now;
@@ -187,8 +191,10 @@ Status State::CheckStore() {
   struct stat st;
   if (::stat(options_.store_path.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) {
     store_ok_.store(false, std::memory_order_relaxed);
+    store_missing_.store(true, std::memory_order_relaxed);
     return Status::FailedPrecondition("store " + options_.store_path + " is not there");
   }
+  store_missing_.store(false, std::memory_order_relaxed);
   std::lock_guard<std::mutex> lock(refresh_mu_);
   return RefreshLocked(/*force=*/false);  // a real query, whatever the header says
 }
@@ -348,8 +354,12 @@ void State::BackgroundLoop() {
     {
       struct stat st;
       std::lock_guard<std::mutex> rl(refresh_mu_);
-      if (::stat(options_.store_path.c_str(), &st) == 0 && store_inode_ != 0 &&
-          st.st_ino != store_inode_) {
+      const bool there = ::stat(options_.store_path.c_str(), &st) == 0 && S_ISREG(st.st_mode);
+      if (there != !store_missing_.load(std::memory_order_relaxed))
+        log_(there ? "store " + options_.store_path + " is back" : "store " + options_.store_path + " is gone: refusing every check");
+      store_missing_.store(!there, std::memory_order_relaxed);
+      if (!there) store_ok_.store(false, std::memory_order_relaxed);
+      if (there && store_inode_ != 0 && st.st_ino != store_inode_) {
         log_("store " + options_.store_path + " was replaced; reopening it");
         maintenance_.reset();
         Status s = OpenMaintenance();

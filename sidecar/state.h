@@ -193,6 +193,9 @@ class State {
   SharedCell<CompiledPolicy> policy_;
   SharedCell<View> view_;
   std::atomic<bool> store_ok_{true};
+  // Set while the store path holds no regular file (checked by the background
+  // loop every poll and by /readyz): every request is then refused.
+  std::atomic<bool> store_missing_{false};
 
   std::mutex refresh_mu_;               // guards maintenance_, shm_fd_ changes and rebuilds
   std::unique_ptr<Store> maintenance_;  // read-only: data_version and rebuilds

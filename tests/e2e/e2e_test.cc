@@ -814,4 +814,65 @@ TEST_F(E2eTest, SoakUnderLoadWithRevocationsDeletionsToggleFlipsAndPolicyEdits) 
   EXPECT_GE(Metric("gatehouse_policy_reload_failures_total"), broken > 0 ? 1 : 0);
 }
 
+
+// Fail closed (issue 5): the store moved away while serving denies and makes
+// /readyz 503, then recovers; a policy folder that vanishes keeps the last
+// good policy.
+TEST_F(E2eTest, StoreRemovedDeniesAndRecoversPolicyFolderVanishingKeepsTheLastGood) {
+  auto import_allowed = [&] {
+    HttpResponse r = Direct("POST", "/v1/authorize",
+                            json({{"token", prod_.secret}, {"action", "project.import"}, {"workspace", "Marketing-Production"}}).dump());
+    EXPECT_EQ(r.status, 200) << r.error;
+    return json::parse(r.body, nullptr, false).value("allow", false);
+  };
+  ASSERT_TRUE(import_allowed());
+  fs::rename(store(), store() + ".away");
+  EXPECT_TRUE(WaitFor([&] { return Direct("GET", "/readyz").status == 503; }));
+  EXPECT_FALSE(import_allowed()) << "a decision was allowed with the store gone";
+  EXPECT_EQ(Verify(prod_.secret), json({{"active", false}}));
+  fs::rename(store() + ".away", store());
+  EXPECT_TRUE(WaitFor([&] { return Direct("GET", "/readyz").status == 200; }));
+  EXPECT_TRUE(WaitFor([&] { return import_allowed(); }));
+
+  const std::string rev = Revision();
+  fs::rename(dir_.File("policies"), dir_.File("policies.away"));
+  std::this_thread::sleep_for(500ms);  // several polls
+  EXPECT_EQ(Revision(), rev);
+  EXPECT_TRUE(import_allowed());
+  EXPECT_EQ(Direct("GET", "/readyz").status, 200);
+  fs::rename(dir_.File("policies.away"), dir_.File("policies"));
+}
+
+// Crash safety of the sidecar (issue 5): SIGKILL under load, restart on the
+// same store, the same decisions.
+TEST_F(E2eTest, SidecarKilledUnderLoadRestartsAndServesTheSameDecisions) {
+  auto decisions = [&] {
+    std::vector<std::string> out;
+    for (const Token* t : {&dev_, &prod_, &viewer_})
+      for (const char* ws : {"Marketing-Development", "Marketing-Production"}) {
+        HttpResponse r = Direct("POST", "/v1/authorize",
+                                json({{"token", t->secret}, {"action", "project.import"}, {"workspace", ws}}).dump());
+        json j = json::parse(r.body, nullptr, false);
+        out.push_back(std::to_string(r.status) + (j.is_discarded() ? r.body : j["allow"].dump() + j["reasons"][0]["rule"].dump()));
+      }
+    return out;
+  };
+  const std::vector<std::string> before = decisions();
+  std::atomic<bool> stop{false};
+  std::vector<std::thread> load;
+  for (int i = 0; i < 4; ++i)
+    load.emplace_back([&] {
+      while (!stop) Direct("POST", "/v1/tokens/verify", json({{"token", prod_.secret}}).dump());
+    });
+  std::this_thread::sleep_for(300ms);
+  sidecar_.process->Stop(0ms, SIGKILL);
+  stop = true;
+  for (auto& t : load) t.join();
+  sidecar_ = StartSidecar({});
+  ASSERT_TRUE(sidecar_.process) << Stderr();
+  EXPECT_EQ(decisions(), before);
+  RunResult r = Cli({"token", "verify", prod_.secret});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+}
+
 }  // namespace gatehouse::testing
