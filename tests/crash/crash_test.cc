@@ -87,6 +87,13 @@ TEST_F(CrashTest, KilledAtRandomPointsTheStoreStaysWholeAndConsistent) {
   std::map<std::string, std::string> tokens;      // reported: id → secret
   int killed = 0, completed = 0;
   const int kIterations = 300;
+  // Kill within 1.5× one run's time, measured here, so that about a third of
+  // the runs complete whether the build is optimised, sanitized or loaded.
+  ASSERT_EQ(Cli({"apiuser", "create", "timing-probe", "--workspace", "W", "--workspace-role", "viewer"}).exit_code, 0);
+  const auto t0 = std::chrono::steady_clock::now();
+  ASSERT_EQ(Cli({"token", "create", "--apiuser", "timing-probe", "--name", "probe", "--expires-in", "1d"}).exit_code, 0);
+  const auto run_us = std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - t0).count();
+  const uint32_t window_us = static_cast<uint32_t>(std::max<int64_t>(2000, run_us * 3 / 2));
   for (int i = 0; i < kIterations; ++i) {
     std::vector<std::string> argv = {kCli, "--json"};
     bool make_user = api_users.empty() || rng() % 3 == 0;
@@ -102,7 +109,7 @@ TEST_F(CrashTest, KilledAtRandomPointsTheStoreStaysWholeAndConsistent) {
     auto p = Process::Start(argv, o);
     ASSERT_NE(p, nullptr);
     // Somewhere between before main() and after the commit.
-    std::this_thread::sleep_for(std::chrono::microseconds(rng() % 40000));
+    std::this_thread::sleep_for(std::chrono::microseconds(rng() % window_us));
     if (p->Running()) {
       p->Kill(SIGKILL);
       ++killed;
@@ -115,7 +122,7 @@ TEST_F(CrashTest, KilledAtRandomPointsTheStoreStaysWholeAndConsistent) {
     if (make_user) api_users.push_back(name);
     else tokens[j.at("id").get<std::string>()] = j.at("token").get<std::string>();
   }
-  std::cout << "iterations " << kIterations << ", killed " << killed << ", completed " << completed
+  std::cout << "run time " << run_us << " us; iterations " << kIterations << ", killed " << killed << ", completed " << completed
             << ", API users reported " << api_users.size() << ", tokens reported " << tokens.size() << "\n";
   EXPECT_GT(killed, 20) << "the kills must land inside runs, or this proves little";
   EXPECT_GT(completed, 20);
