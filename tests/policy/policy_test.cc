@@ -267,3 +267,22 @@ TEST(Loader, RegressionStrayByteAfterLiteralIsAnError) {
 
 }  // namespace
 }  // namespace gatehouse
+
+namespace gatehouse {
+namespace {
+
+// Found by fuzz_policy: yaml-cpp 0.7's LoadAll never stopped producing empty
+// documents on this mutated default policy (a hang, then gigabytes). Loading
+// now parses one document and refuses a second separator; it must return.
+TEST(Loader, RegressionYamlCppLoadAllNeverEndingInputReturnsWithErrors) {
+  PolicyLoad l = LoadPolicy(std::string(GATEHOUSE_SOURCE_DIR) +
+                            "/tests/fuzz/corpus/policy/regression-loadall-never-ends.yaml");
+  EXPECT_FALSE(l.ok());
+  EXPECT_FALSE(l.errors.empty());
+  PolicyLoad two = LoadPolicyFromString("gatehouse: v1\n---\npolicy: x\n", "two.yaml");
+  ASSERT_EQ(two.errors.size(), 1u);
+  EXPECT_EQ(two.errors[0].ToString(), "two.yaml:2:1: a policy file holds one YAML document; remove this separator");
+}
+
+}  // namespace
+}  // namespace gatehouse

@@ -78,6 +78,27 @@ void Convert(const YAML::Node& in, const YDoc& doc, int line, int col, size_t of
   }
 }
 
+// The 1-based line of a document separator ("---" or "...") that follows
+// content, or 0. Separators start a line; block scalar content is indented.
+int SecondDocumentLine(const std::string& text) {
+  bool content = false;
+  int line = 1;
+  for (size_t i = 0; i < text.size(); ++line) {
+    size_t end = text.find('\n', i);
+    if (end == std::string::npos) end = text.size();
+    std::string_view l(text.data() + i, end - i);
+    const bool separator = (l.starts_with("---") || l.starts_with("...")) &&
+                           (l.size() == 3 || l[3] == ' ' || l[3] == '\t' || l[3] == '\r');
+    if (separator && content) return line;
+    if (!separator) {
+      size_t first = l.find_first_not_of(" \t\r");
+      if (first != std::string_view::npos && l[first] != '#') content = true;
+    }
+    i = end + 1;
+  }
+  return 0;
+}
+
 }  // namespace
 
 bool ReadYaml(const std::string& file, std::string text, YDoc* doc, std::vector<PolicyError>* errors) {
@@ -87,14 +108,16 @@ bool ReadYaml(const std::string& file, std::string text, YDoc* doc, std::vector<
   for (size_t i = 0; i < doc->text.size(); ++i)
     if (doc->text[i] == '\n') doc->line_starts.push_back(i + 1);
   try {
-    std::vector<YAML::Node> docs = YAML::LoadAll(doc->text);
-    if (docs.size() > 1) {
-      // A second document is almost always a stray "---"; refuse rather than guess.
-      errors->push_back({file, 1, 1, "a policy file holds one YAML document; found " +
-                                         std::to_string(docs.size())});
+    // One document only. YAML::LoadAll is not used: on some malformed input
+    // yaml-cpp 0.7 never stops producing empty documents (found by
+    // fuzz_policy). A second document is almost always a stray "---"; refuse
+    // it rather than guess.
+    if (int line = SecondDocumentLine(doc->text); line > 0) {
+      errors->push_back({file, line, 1, "a policy file holds one YAML document; remove this separator"});
       return false;
     }
-    if (!docs.empty()) Convert(docs[0], *doc, 1, 1, 0, &doc->root);
+    YAML::Node root = YAML::Load(doc->text);
+    Convert(root, *doc, 1, 1, 0, &doc->root);
     return true;
   } catch (const YAML::Exception& e) {
     int line = e.mark.line + 1, col = e.mark.column + 1;
