@@ -206,14 +206,7 @@ Handlers::Evaluation Handlers::Evaluate(const AuthorizeCheck& check, std::string
 
   Subject subject;
   if (token) {
-    const TokenLookup lookup = snapshot->tokens->Verify(*token, now);
-    state_->metrics().CountTokenCheck(lookup.check);
-    e.token_check = std::string(TokenCheckName(lookup.check));
-    if (lookup.check == TokenCheck::kActive || lookup.check == TokenCheck::kExpired) {
-      e.token_id = std::string(lookup.token.token_id);
-    } else {
-      e.token_redacted = RedactToken(*token);
-    }
+    const TokenLookup lookup = CheckToken(*snapshot->tokens, *token, now, &e);
     if (!lookup.active()) {
       e.token_inactive = true;
       deny("inactive-token", std::string(kInactiveMessage));
@@ -361,14 +354,7 @@ HttpReply Handlers::Verify(const HttpRequest& request) {
     e.token_redacted = RedactToken(*token);
     e.message = snapshot.status().ToString();
   } else {
-    const TokenLookup lookup = (*snapshot)->tokens->Verify(*token, state_->clock().NowSeconds());
-    state_->metrics().CountTokenCheck(lookup.check);
-    e.token_check = std::string(TokenCheckName(lookup.check));
-    if (lookup.check == TokenCheck::kActive || lookup.check == TokenCheck::kExpired) {
-      e.token_id = std::string(lookup.token.token_id);
-    } else {
-      e.token_redacted = RedactToken(*token);
-    }
+    const TokenLookup lookup = CheckToken(*(*snapshot)->tokens, *token, state_->clock().NowSeconds(), &e);
     if (lookup.active()) {
       const TokenPrincipal& p = *lookup.token.principal;
       v.active = true;
@@ -509,6 +495,21 @@ HttpReply Handlers::ForwardAuth(const HttpRequest& request) {
   r.headers.emplace_back("X-Gatehouse-Token-Id", HeaderSafe(full.token_id));
   r.headers.emplace_back("X-Gatehouse-Action", HeaderSafe(check.action));
   return r;
+}
+
+// Verifies a presented token and notes, for the decision log, why it was
+// accepted or refused: its id when known, else only a redacted form.
+TokenLookup Handlers::CheckToken(const TokenIndex& index, std::string_view token, int64_t now,
+                                 Evaluation* e) {
+  const TokenLookup lookup = index.Verify(token, now);
+  state_->metrics().CountTokenCheck(lookup.check);
+  e->token_check = std::string(TokenCheckName(lookup.check));
+  if (lookup.check == TokenCheck::kActive || lookup.check == TokenCheck::kExpired) {
+    e->token_id = std::string(lookup.token.token_id);
+  } else {
+    e->token_redacted = RedactToken(token);
+  }
+  return lookup;
 }
 
 HttpReply Handlers::Healthz(const HttpRequest&) { return JsonReply(200, "{\"status\":\"ok\"}"); }

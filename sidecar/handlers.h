@@ -93,6 +93,7 @@ class Handlers {
   void Log(std::string_view endpoint, const Evaluation& e, int64_t now_ms,
            std::string_view method = {}, std::string_view uri = {});
   HttpReply Route(const HttpRequest& request, Endpoint* endpoint);
+  TokenLookup CheckToken(const TokenIndex& index, std::string_view token, int64_t now, Evaluation* e);
 
   State* state_;
   DecisionLog* log_;
