@@ -1,8 +1,6 @@
 #include "sidecar/state.h"
 
-#include <fcntl.h>
 #include <sys/stat.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
@@ -65,12 +63,7 @@ Result<std::unique_ptr<State>> State::Open(const StateOptions& options, Metrics*
   return s;
 }
 
-State::~State() {
-  Stop();
-  const int fd = shm_fd_.exchange(-1);
-  if (fd >= 0) ::close(fd);
-  for (int old : retired_fds_) ::close(old);
-}
+State::~State() { Stop(); }
 
 Status State::OpenMaintenance() {
   // Read-only: the sidecar never writes through it (the sweeper opens its
@@ -86,25 +79,16 @@ Status State::OpenMaintenance() {
   // A first query makes SQLite create and map the -shm file.
   auto version = maintenance_->DataVersion();
   if (!version.ok()) return version.status();
-  OpenShm();
+  // Requests holding a view of the old watch keep it open until they finish.
+  watch_ = StoreWatch::Open(options_.store_path);
   return Status::Ok();
 }
 
-void State::OpenShm() {
-  const int fd = ::open((options_.store_path + "-shm").c_str(), O_RDONLY | O_CLOEXEC);
-  const int old = shm_fd_.exchange(fd);
-  // A request may be reading the old descriptor right now; closing it could
-  // let the number be reused for another file under that read, so it stays
-  // open until exit (replacing the store file is rare).
-  if (old >= 0) retired_fds_.push_back(old);
-}
-
-bool State::ReadHeader(WalHeader* out) const {
-  const int fd = shm_fd_.load(std::memory_order_acquire);
-  if (fd < 0) return false;
-  const ssize_t n = ::pread(fd, out->data(), out->size(), 0);
-  // isInit (byte 12 of the first copy) is 1 once SQLite has built the index.
-  return n == static_cast<ssize_t>(out->size()) && (*out)[12] == 1;
+void State::ForgetStamp() {
+  auto view = std::make_shared<View>();
+  const std::shared_ptr<const View> current = view_.load();
+  if (current) view->snapshot = current->snapshot;
+  view_.store(std::move(view));
 }
 
 Status State::RefreshLocked(bool force) {
@@ -113,9 +97,7 @@ Status State::RefreshLocked(bool force) {
     store_ok_.store(false, std::memory_order_relaxed);
     metrics_->CountStoreRefresh(false, std::chrono::steady_clock::now() - start);
     maintenance_.reset();  // reopen on the next attempt (the file may have been replaced)
-    auto view = std::make_shared<View>();
-    view->snapshot = view_.load() ? view_.load()->snapshot : nullptr;
-    view_.store(std::move(view));  // no header: the next request retries
+    ForgetStamp();         // the next request retries
     return s;
   };
   if (!maintenance_) {
@@ -123,10 +105,11 @@ Status State::RefreshLocked(bool force) {
     if (!s.ok()) return fail(s);
     force = true;  // a new connection's data_version says nothing about the old one's
   }
-  // The header first, then data_version, then the build's reads: a header
+  // The stamp first, then data_version, then the build's reads: a stamp
   // equal to this one later means no commit since, so none the build missed.
   auto view = std::make_shared<View>();
-  view->has_header = ReadHeader(&view->header);
+  view->watch = watch_;
+  view->has_stamp = watch_ && watch_->Read(&view->stamp);
   auto version = maintenance_->DataVersion();
   if (!version.ok()) return fail(version.status());
   const std::shared_ptr<const View> current_view = view_.load();
@@ -161,16 +144,19 @@ Status State::RefreshLocked(bool force) {
   return Status::Ok();
 }
 
+bool State::View::Current() const {
+  if (!has_stamp || !snapshot) return false;
+  StoreStamp now;
+  return watch->Read(&now) && now == stamp;
+}
+
 Result<SnapshotPtr> State::Fresh() {
-  // Fail closed: an in-memory snapshot of a store that is gone must not keep
-  // allowing (it could no longer see a revocation).
-  if (store_missing_.load(std::memory_order_relaxed))
-    return Status::FailedPrecondition("store " + options_.store_path + " is not there");
+  // Fail closed: an in-memory snapshot of a store that cannot be read must
+  // not keep allowing (it could no longer see a revocation).
+  if (store_unavailable_.load(std::memory_order_relaxed))
+    return Status::FailedPrecondition("store " + options_.store_path + " is unavailable");
   const std::shared_ptr<const View> view = view_.load();
-  if (view && view->has_header && view->snapshot) {
-    WalHeader now;
-    if (ReadHeader(&now) && now == view->header) return view->snapshot;
-  }
+  if (view && view->Current()) return view->snapshot;
   return SlowPath();
 }
 
@@ -178,34 +164,37 @@ Result<SnapshotPtr> State::SlowPath() {
   std::lock_guard<std::mutex> lock(refresh_mu_);
   // After a commit every busy thread gets here; the first one refreshed.
   const std::shared_ptr<const View> view = view_.load();
-  if (view && view->has_header && view->snapshot) {
-    WalHeader now;
-    if (ReadHeader(&now) && now == view->header) return view->snapshot;
-  }
+  if (view && view->Current()) return view->snapshot;
   metrics_->CountSlowPath();
   GATEHOUSE_RETURN_IF_ERROR(RefreshLocked(/*force=*/false));
   return view_.load()->snapshot;
 }
 
 Status State::CheckStore() {
-  struct stat st;
-  if (::stat(options_.store_path.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) {
+  std::lock_guard<std::mutex> lock(refresh_mu_);
+  const bool was_unavailable = store_unavailable_.load(std::memory_order_relaxed);
+  Status probe = ProbeStoreFile(options_.store_path);
+  if (!probe.ok()) {
+    if (!was_unavailable) log_(probe.message() + ": refusing every check until it is back");
+    store_unavailable_.store(true, std::memory_order_relaxed);
     store_ok_.store(false, std::memory_order_relaxed);
-    store_missing_.store(true, std::memory_order_relaxed);
-    return Status::FailedPrecondition("store " + options_.store_path + " is not there");
+    ForgetStamp();  // so nothing serves the old snapshot once the flag is cleared
+    return probe;
   }
-  store_missing_.store(false, std::memory_order_relaxed);
-  std::lock_guard<std::mutex> lock(refresh_mu_);
-  return RefreshLocked(/*force=*/false);  // a real query, whatever the header says
-}
-
-void State::SimulateStoreLossForTesting(const std::string& path) {
-  std::lock_guard<std::mutex> lock(refresh_mu_);
-  options_.store_path = path;
-  maintenance_.reset();
-  auto view = std::make_shared<View>();
-  view->snapshot = view_.load()->snapshot;
-  view_.store(std::move(view));
+  struct stat st;
+  const bool replaced = store_inode_ != 0 && ::stat(options_.store_path.c_str(), &st) == 0 &&
+                        st.st_ino != store_inode_;
+  if (was_unavailable || replaced) {
+    // Its content may be another file's now (a restore, even in place):
+    // reopen every connection and rebuild from scratch.
+    log_("store " + options_.store_path + (replaced ? " was replaced" : " is back") +
+         "; reopening it");
+    maintenance_.reset();
+  }
+  Status refreshed = RefreshLocked(/*force=*/false);  // a real query, whatever the stamp says
+  // Cleared only after a rebuild from the file as it is now.
+  if (refreshed.ok()) store_unavailable_.store(false, std::memory_order_relaxed);
+  return refreshed;
 }
 
 bool State::ReloadPolicy() {
@@ -319,6 +308,7 @@ void State::BackgroundLoop() {
   const auto sweep_every = std::chrono::seconds(options_.sweep_interval_s);
   auto next_sweep = Clock::now() + sweep_every;
   bool sweep_failed_logged = false;
+  bool read_failed_logged = false;
   std::unique_lock<std::mutex> lock(bg_mu_);
   while (!bg_stop_) {
     bg_cv_.wait_for(lock, poll, [this] { return bg_stop_ || reload_requested_; });
@@ -349,24 +339,13 @@ void State::BackgroundLoop() {
       }
     }
 
-    // A store file replaced under its path (e.g. restored from a backup):
-    // every connection still reads the old file, so reopen and rebuild.
-    {
-      struct stat st;
-      std::lock_guard<std::mutex> rl(refresh_mu_);
-      const bool there = ::stat(options_.store_path.c_str(), &st) == 0 && S_ISREG(st.st_mode);
-      if (there != !store_missing_.load(std::memory_order_relaxed))
-        log_(there ? "store " + options_.store_path + " is back" : "store " + options_.store_path + " is gone: refusing every check");
-      store_missing_.store(!there, std::memory_order_relaxed);
-      if (!there) store_ok_.store(false, std::memory_order_relaxed);
-      if (there && store_inode_ != 0 && st.st_ino != store_inode_) {
-        log_("store " + options_.store_path + " was replaced; reopening it");
-        maintenance_.reset();
-        Status s = OpenMaintenance();
-        if (s.ok()) s = RefreshLocked(/*force=*/true);
-        if (!s.ok()) log_("reopening the store failed: " + s.ToString());
-      }
-    }
+    // Fail closed while the store cannot be read; reopen it when it is back
+    // or has been replaced under its path (e.g. restored from a backup).
+    // (CheckStore logs the file going and coming back; this, a failing read.)
+    Status store = CheckStore();
+    const bool read_failed = !store.ok() && !store_unavailable_.load(std::memory_order_relaxed);
+    if (read_failed && !read_failed_logged) log_("reading the store failed: " + store.ToString());
+    read_failed_logged = read_failed;
 
     if (options_.sweep_interval_s > 0 && Clock::now() >= next_sweep) {
       next_sweep = Clock::now() + sweep_every;

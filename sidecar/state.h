@@ -3,24 +3,29 @@
 //
 // Freshness. A token revoked, deleted or expired through the CLI (another
 // process) must be refused by the very next request. Every request calls
-// Fresh(). The store is SQLite in WAL mode, and every commit rewrites the
-// WAL-index header (two 48-byte copies at the start of the "-shm" file, with
-// a counter bumped per transaction; sqlite.org/walformat.html). Fresh() reads
-// those 96 bytes with one pread() — no SQLite call, no lock — and compares
-// them with the bytes read just before the serving snapshot was confirmed:
-// equal means nothing has committed since, so the snapshot is current. Any
+// Fresh(), which reads the store's StoreStamp (gatehouse/store.h: one
+// pread() of the WAL-index header, no SQLite call, no lock) and compares it
+// with the stamp read just before the serving snapshot was confirmed: equal
+// means nothing has committed since, so the snapshot is current. Any
 // difference (a commit, a checkpoint restarting the WAL, a torn read of a
 // header being written) takes the slow path: under the refresh mutex, read
-// the header again, then the maintenance connection's `PRAGMA data_version`
+// the stamp again, then the maintenance connection's `PRAGMA data_version`
 // (it changes when another connection has committed), and rebuild the
 // directory and token index only if that changed. Because a commit's header
 // write is its last step, a request that arrives after a CLI command has
-// returned always sees the new header. When the -shm file cannot be read
-// (not WAL, unusual VFS), every request takes the slow path.
+// returned always sees the new stamp. Without a stamp (not WAL, unusual VFS)
+// every request takes the slow path.
 //
 // (SQLite's own per-request check, `PRAGMA data_version` on a connection per
 // thread, was measured first: it costs a read transaction with file locks and
 // a process-wide SQLite mutex, and capped throughput ~30% lower.)
+//
+// Fail closed. The background thread probes the store file every poll
+// (ProbeStoreFile: there, readable by this process, a SQLite file). While it
+// is not, every request is refused (an in-memory snapshot of a store that is
+// gone could no longer see a revocation) and /readyz answers 503. When it
+// is back, every connection is reopened and the snapshot rebuilt from
+// scratch (the file may have been restored under the same inode).
 //
 // Expiry is checked against the Clock on every Verify, so an expired token
 // is refused at once, before the sweeper deletes it.
@@ -36,14 +41,13 @@
 // through a read-write connection of its own, then rebuilds. (The
 // maintenance connection that rebuilds is read-only.) It also
 // notices when the store file has been replaced (a new inode at the path,
-// e.g. a restore) and reopens everything.
+// e.g. a restore by rename) and reopens everything.
 //
 // Thread safety: every public method may be called from any thread.
 #pragma once
 
 #include <sys/types.h>
 
-#include <array>
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
@@ -122,9 +126,6 @@ struct Snapshot {
 };
 using SnapshotPtr = std::shared_ptr<const Snapshot>;
 
-// The WAL-index header: the first 96 bytes of the store's -shm file.
-using WalHeader = std::array<unsigned char, 96>;
-
 class State {
  public:
   // Loads the policy, opens the store and builds the first snapshot. Errors:
@@ -142,11 +143,9 @@ class State {
   // A snapshot holding every change committed to the store before this call
   // (see the header comment). Errors: the store's (the caller fails closed).
   Result<SnapshotPtr> Fresh();
-  // For /readyz: the store file is at its path and answers a query.
+  // For /readyz: the store file can be read and answers a query. Also what
+  // the background thread does every poll.
   Status CheckStore();
-  // Tests: behave as if the store had become unreadable (the next Fresh()
-  // takes the slow path and fails until the file is back at `path`).
-  void SimulateStoreLossForTesting(const std::string& path);
 
   // Loads the policy now. Returns true when a valid policy was loaded (even
   // if its revision is unchanged); false after logging the errors.
@@ -168,18 +167,23 @@ class State {
   const StateOptions& options() const { return options_; }
 
  private:
-  // What Fresh() compares: the snapshot and the WAL-index header read just
-  // before the snapshot was last confirmed current.
+  // What Fresh() compares: the snapshot and the store's stamp read just
+  // before the snapshot was last confirmed current. The view holds the watch
+  // it was read with, so a request never reads a watch that was replaced.
   struct View {
     SnapshotPtr snapshot;
-    WalHeader header{};
-    bool has_header = false;
+    std::shared_ptr<const StoreWatch> watch;
+    StoreStamp stamp{};
+    bool has_stamp = false;
+    // True when the snapshot is current: nothing has committed since `stamp`.
+    bool Current() const;
   };
 
   State(const StateOptions& options, Metrics* metrics, LogFn log);
   Status OpenMaintenance();
-  void OpenShm();
-  bool ReadHeader(WalHeader* out) const;
+  // A view without a stamp around the current snapshot: the next request
+  // takes the slow path.
+  void ForgetStamp();
   Result<SnapshotPtr> SlowPath();
   // With refresh_mu_ held: rebuild unless the snapshot is current (or always, if `force`).
   Status RefreshLocked(bool force);
@@ -193,15 +197,14 @@ class State {
   SharedCell<CompiledPolicy> policy_;
   SharedCell<View> view_;
   std::atomic<bool> store_ok_{true};
-  // Set while the store path holds no regular file (checked by the background
-  // loop every poll and by /readyz): every request is then refused.
-  std::atomic<bool> store_missing_{false};
+  // Set while ProbeStoreFile fails (checked by the background loop every poll
+  // and by /readyz): every request is then refused.
+  std::atomic<bool> store_unavailable_{false};
 
-  std::mutex refresh_mu_;               // guards maintenance_, shm_fd_ changes and rebuilds
-  std::unique_ptr<Store> maintenance_;  // read-only: data_version and rebuilds
-  std::atomic<int> shm_fd_{-1};         // the store's -shm file, read-only; -1: none
-  ino_t store_inode_ = 0;               // of the file the connections opened
-  std::vector<int> retired_fds_;        // replaced -shm descriptors, closed at exit
+  std::mutex refresh_mu_;                     // guards maintenance_, watch_, store_inode_ and rebuilds
+  std::unique_ptr<Store> maintenance_;        // read-only: data_version and rebuilds
+  std::shared_ptr<const StoreWatch> watch_;   // null: no stamp, always the slow path
+  ino_t store_inode_ = 0;                     // of the file the connections opened
 
   std::mutex bg_mu_;
   std::condition_variable bg_cv_;

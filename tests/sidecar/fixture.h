@@ -65,6 +65,13 @@ inline void WriteAll(const std::string& path, const std::string& text) {
   out << text;
 }
 
+// Overwrites the first bytes of `path` with `bytes`, in place (same inode,
+// no truncation), as a damaged disk or a careless `dd` would.
+inline void OverwriteStart(const std::string& path, const std::string& bytes) {
+  std::fstream f(path, std::ios::binary | std::ios::in | std::ios::out);
+  f.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+}
+
 // Writes `text` beside `path` and renames it over `path` (an atomic edit).
 inline void ReplaceFile(const std::string& path, const std::string& text) {
   WriteAll(path + ".tmp", text);

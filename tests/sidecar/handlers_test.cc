@@ -723,32 +723,44 @@ TEST_F(HandlersTest, HealthAndReadiness) {
   EXPECT_EQ(Call("HEAD", "/healthz").status, 200);
 }
 
-TEST_F(HandlersTest, NotReadyAndFailClosedWhenTheStoreIsGone) {
-  // The store file moved away: /readyz says so at once.
+TEST_F(HandlersTest, NotReadyAndFailClosedWhenTheStoreIsGoneOrDamaged) {
+  auto refused = [&](const std::string& why) {
+    HttpReply r = Authorize(Token("prod-importer"), "project.import", "Marketing-Production");
+    EXPECT_EQ(r.status, 200) << why;
+    EXPECT_EQ(Json(r)["allow"], false) << why;
+    EXPECT_EQ(Json(r)["reasons"][0]["rule"], "store-unavailable") << why;
+    EXPECT_EQ(Post("/v1/tokens/verify", {{"token", Token("prod-importer")}}).body,
+              "{\"active\":false}")
+        << why;
+    EXPECT_EQ(ForwardAuth(Bearer("prod-importer"), "POST",
+                          "/workspaces/Marketing-Production/projects/p/import")
+                  .status,
+              403)
+        << why;
+    EXPECT_FALSE(state_->store_ok()) << why;
+  };
+  auto serving = [&](const std::string& why) {
+    EXPECT_EQ(Call("GET", "/readyz").status, 200) << why;
+    EXPECT_EQ(
+        Json(Authorize(Token("prod-importer"), "project.import", "Marketing-Production"))["allow"],
+        true)
+        << why;
+  };
+  serving("before");
+  // The store file moved away: /readyz says so at once, and every check is refused.
   std::filesystem::rename(demo_.path, demo_.path + ".moved");
   EXPECT_EQ(Call("GET", "/readyz").status, 503);
+  refused("moved away");
   std::filesystem::rename(demo_.path + ".moved", demo_.path);
-  EXPECT_EQ(Call("GET", "/readyz").status, 200);
-  // A store that cannot be read any more: every check is refused with a reason.
-  state_->SimulateStoreLossForTesting(dir_.File("gone.db"));
+  serving("moved back");
+
+  // Damaged in place (same inode, the connections still open): refused too.
+  const std::string head = testing::ReadAll(demo_.path).substr(0, 100);
+  testing::OverwriteStart(demo_.path, std::string(100, 'x'));
   EXPECT_EQ(Call("GET", "/readyz").status, 503);
-  HttpReply r = Authorize(Token("prod-importer"), "project.import", "Marketing-Production");
-  EXPECT_EQ(r.status, 200);
-  EXPECT_EQ(Json(r)["allow"], false);
-  EXPECT_EQ(Json(r)["reasons"][0]["rule"], "store-unavailable");
-  EXPECT_EQ(Post("/v1/tokens/verify", {{"token", Token("prod-importer")}}).body,
-            "{\"active\":false}");
-  EXPECT_EQ(ForwardAuth(Bearer("prod-importer"), "POST",
-                        "/workspaces/Marketing-Production/projects/p/import")
-                .status,
-            403);
-  EXPECT_FALSE(state_->store_ok());
-  // Back: serving again.
-  state_->SimulateStoreLossForTesting(demo_.path);
-  EXPECT_EQ(Call("GET", "/readyz").status, 200);
-  EXPECT_EQ(
-      Json(Authorize(Token("prod-importer"), "project.import", "Marketing-Production"))["allow"],
-      true);
+  refused("damaged");
+  testing::OverwriteStart(demo_.path, head);
+  serving("repaired");
 }
 
 TEST_F(HandlersTest, MetricsCountRequestsDecisionsAndTokens) {

@@ -832,5 +832,59 @@ TEST_F(StoreTest, ReadSnapshotNeitherWaitsForAWriterNorSeesItsUncommittedChanges
   EXPECT_EQ(after, 2u);
 }
 
+// ---- looking at the file from outside SQLite ----
+
+TEST_F(StoreTest, ProbeStoreFileTellsWhyAStoreCannotBeRead) {
+  EXPECT_EQ(ProbeStoreFile(path_).code(), StatusCode::kFailedPrecondition);  // nothing there
+  fs::create_directory(path_);
+  EXPECT_EQ(ProbeStoreFile(path_).code(), StatusCode::kFailedPrecondition);  // not a file
+  fs::remove(path_);
+  std::ofstream(path_).close();
+  EXPECT_EQ(ProbeStoreFile(path_).code(), StatusCode::kCorruption);  // empty
+  fs::remove(path_);
+  auto store = Create();
+  ASSERT_NE(store, nullptr);
+  Populate(*store);
+  ASSERT_OK(ProbeStoreFile(path_));
+  const std::string head = ReadFile(path_).substr(0, 16);
+  {
+    std::fstream f(path_, std::ios::binary | std::ios::in | std::ios::out);
+    f.write("garbage garbage!", 16);
+  }
+  const Status damaged = ProbeStoreFile(path_);
+  EXPECT_EQ(damaged.code(), StatusCode::kCorruption);
+  EXPECT_NE(damaged.message().find(path_), std::string::npos) << damaged.ToString();
+  {
+    std::fstream f(path_, std::ios::binary | std::ios::in | std::ios::out);
+    f.write(head.data(), 16);
+  }
+  ASSERT_OK(ProbeStoreFile(path_));
+  if (::geteuid() != 0) {  // root reads whatever the mode says
+    fs::permissions(path_, fs::perms::none);
+    EXPECT_EQ(ProbeStoreFile(path_).code(), StatusCode::kPermissionDenied);
+    fs::permissions(path_, fs::perms::owner_read | fs::perms::owner_write);
+  }
+}
+
+TEST_F(StoreTest, StoreWatchStampChangesWithEveryCommitAndOnlyThen) {
+  auto writer = Create();
+  ASSERT_NE(writer, nullptr);
+  Fixture f = Populate(*writer);
+  auto reader = Open(StoreOptions{.read_only = true});
+  ASSERT_NE(reader, nullptr);
+  ASSERT_OK(reader->DataVersion().status());
+  auto watch = StoreWatch::Open(path_);
+  ASSERT_NE(watch, nullptr) << "no -shm file beside a WAL store";
+  StoreStamp before, same, after;
+  ASSERT_TRUE(watch->Read(&before));
+  ASSERT_OK(reader->ListApiUsers(f.org.id, std::nullopt).status());  // reads commit nothing
+  ASSERT_TRUE(watch->Read(&same));
+  EXPECT_EQ(before, same);
+  AddToken(*writer, f.api_user.id, kNow + 3600);
+  ASSERT_TRUE(watch->Read(&after));
+  EXPECT_NE(before, after);
+  EXPECT_EQ(StoreWatch::Open(dir_ + "/none.db"), nullptr);
+}
+
 }  // namespace
 }  // namespace gatehouse

@@ -34,6 +34,7 @@
 // Store objects and several processes may use the same file at once.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -302,5 +303,45 @@ Result<std::unique_ptr<Store>> OpenSqliteStore(const std::string& path,
 // be created (the partial file is removed).
 Result<std::unique_ptr<Store>> CreateSqliteStore(const std::string& path,
                                                  const StoreOptions& options = {});
+
+// Looking at a SQLite store file from outside SQLite, for a reader (the
+// sidecar) that must notice every commit by another process at once without
+// paying for a read transaction on every request.
+
+// A value that changes with every commit to the store: the WAL-index header,
+// two 48-byte copies at the start of the store's "-shm" file
+// (sqlite.org/walformat.html), whose change counter SQLite bumps per
+// transaction. A commit's header write is its last step, so a reader that
+// sees an unchanged stamp after a writer returned knows nothing committed.
+using StoreStamp = std::array<unsigned char, 96>;
+
+class StoreWatch {
+ public:
+  // Opens the store's "-shm" file read-only. A connection must have opened
+  // the store first (SQLite creates the file then). Null when it cannot be
+  // opened (the store is not in WAL mode, or an unusual VFS): the caller then
+  // asks the store (DataVersion) every time.
+  static std::unique_ptr<StoreWatch> Open(const std::string& store_path);
+  ~StoreWatch();
+  StoreWatch(const StoreWatch&) = delete;
+  StoreWatch& operator=(const StoreWatch&) = delete;
+
+  // Reads the stamp with one pread(): no SQLite call, no lock, safe from any
+  // thread. False when it cannot be read or SQLite has not built the index
+  // yet: treat as "changed".
+  bool Read(StoreStamp* out) const;
+
+ private:
+  explicit StoreWatch(int fd) : fd_(fd) {}
+  int fd_;
+};
+
+// Whether this process can read the file at `path` as a SQLite database now:
+// it is a regular file, opens for reading, and starts with SQLite's 16-byte
+// magic. One open() and one read(); no SQLite call. FailedPrecondition when
+// nothing (or not a regular file) is at `path`; PermissionDenied when it
+// cannot be opened for reading; Corruption when it is not a SQLite file (for
+// instance overwritten or truncated); IoError when the read fails.
+Status ProbeStoreFile(const std::string& path);
 
 }  // namespace gatehouse
