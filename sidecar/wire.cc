@@ -200,6 +200,41 @@ void AppendField(std::string& out, std::string_view name, std::string_view value
   AppendJsonString(out, value);
 }
 
+// One authorize check as a JSON object; params as strings, which decode to
+// the same text whatever type they were sent as.
+void AppendCheck(std::string& out, const AuthorizeCheck& c) {
+  out += '{';
+  if (c.token) AppendField(out, "token", *c.token, false);
+  if (c.user) AppendField(out, "user", *c.user, c.token.has_value());
+  AppendField(out, "action", c.action, c.token || c.user);
+  AppendField(out, "workspace", c.workspace);
+  if (!c.params.empty()) {
+    out += ",\"params\":{";
+    for (size_t i = 0; i < c.params.size(); ++i)
+      AppendField(out, c.params[i].first, c.params[i].second, i > 0);
+    out += '}';
+  }
+  out += '}';
+}
+
+// The inverse of FormDecode for any bytes.
+void AppendFormEncoded(std::string& out, std::string_view s) {
+  static constexpr char kHex[] = "0123456789ABCDEF";
+  for (const char ch : s) {
+    const unsigned char c = static_cast<unsigned char>(ch);
+    if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '*' ||
+        c == '-' || c == '.' || c == '_') {
+      out += ch;
+    } else if (c == ' ') {
+      out += '+';
+    } else {
+      out += '%';
+      out += kHex[c >> 4];
+      out += kHex[c & 0xF];
+    }
+  }
+}
+
 }  // namespace
 
 void AppendJsonString(std::string& out, std::string_view s) {
@@ -412,6 +447,37 @@ Parsed<std::optional<std::string>> ParseFormField(std::string_view body, std::st
     return std::optional<std::string>(std::move(*value));
   }
   return std::optional<std::string>();
+}
+
+std::string EncodeAuthorizeRequest(const AuthorizeCheck& c) {
+  std::string out;
+  AppendCheck(out, c);
+  return out;
+}
+
+std::string EncodeBatchRequest(const std::vector<AuthorizeCheck>& checks) {
+  std::string out = "{\"checks\":[";
+  for (size_t i = 0; i < checks.size(); ++i) {
+    if (i) out += ',';
+    AppendCheck(out, checks[i]);
+  }
+  out += "]}";
+  return out;
+}
+
+std::string EncodeVerifyRequest(std::string_view token) {
+  std::string out = "{";
+  AppendField(out, "token", token, false);
+  out += '}';
+  return out;
+}
+
+std::string EncodeFormField(std::string_view name, std::string_view value) {
+  std::string out;
+  AppendFormEncoded(out, name);
+  out += '=';
+  AppendFormEncoded(out, value);
+  return out;
 }
 
 std::string EncodeDecision(const DecisionView& d) {

@@ -34,8 +34,11 @@ struct AuthorizeCheck {
   std::string action;
   std::string workspace;
   // Request parameters as text: strings as they are, integers in decimal,
-  // booleans as true/false.
+  // booleans as true/false. Parsed checks hold them sorted by name, without
+  // repeated names (a repeated name: the last one wins).
   std::vector<std::pair<std::string, std::string>> params;
+
+  bool operator==(const AuthorizeCheck&) const = default;
 };
 
 // Parse results: the value, or the message for a 400 {"error": ...}.
@@ -50,6 +53,37 @@ Parsed<std::optional<std::string>> ParseVerifyJson(std::string_view body);
 // application/x-www-form-urlencoded: the value of `name`, percent-decoded
 // ('+' is a space); nullopt when absent. Malformed escapes are an error.
 Parsed<std::optional<std::string>> ParseFormField(std::string_view body, std::string_view name);
+
+// Request bodies as a client writes them (tests, fuzzing, clients). The JSON
+// ones use AppendJsonString, so they are always valid JSON; what decodes
+// again is exactly this (Parse is the matching parser):
+// - Parse(Encode(c)) accepts c iff action and workspace are non-empty and at
+//   most one of token and user is set (a batch: every check, and at most
+//   kMaxBatchChecks of them).
+// - It then gives c itself when every string of c is valid UTF-8 and params
+//   are sorted by name without repeats. Every parsed value is so (the JSON
+//   parser refuses ill-formed UTF-8 and lone surrogates), hence
+//   Parse(Encode(Parse(b))) == Parse(b) for every body b that parses.
+// - Otherwise it gives c with each byte that starts no valid UTF-8 sequence
+//   replaced by U+FFFD, and params sorted by name, the last of a repeated
+//   name kept (U+FFFD can make two names equal): a value of the kind above,
+//   which round-trips exactly. When the names were in order and distinct
+//   after that replacement, Encode(Parse(Encode(c))) == Encode(c).
+// Params are written as JSON strings: they decode to the same text as the
+// integer or boolean they may have been sent as.
+//
+// {"token"|"user", "action", "workspace", "params"}: a /v1/authorize body;
+// "params" only when there are some, token and user only when set.
+std::string EncodeAuthorizeRequest(const AuthorizeCheck& c);
+// {"checks": [...]}: a /v1/authorize/batch body, each check as above.
+std::string EncodeBatchRequest(const std::vector<AuthorizeCheck>& checks);
+// {"token": "..."}: a /v1/tokens/verify JSON body. (No token: an empty body.)
+std::string EncodeVerifyRequest(std::string_view token);
+// name=value as application/x-www-form-urlencoded: ' ' as '+', bytes other
+// than A-Z a-z 0-9 * - . _ as %XX. Any bytes round-trip exactly:
+// ParseFormField(EncodeFormField(n, v) + "&" + rest, n) == v. Join fields
+// with '&'.
+std::string EncodeFormField(std::string_view name, std::string_view value);
 
 // The principal of a decision as shown to callers.
 struct PrincipalView {

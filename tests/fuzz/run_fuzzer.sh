@@ -7,4 +7,5 @@ bin=$1; seeds=$2; secs=${3:-20}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 "$bin" -max_total_time="$secs" -print_final_stats=1 -timeout=10 -rss_limit_mb=2048 \
-  -artifact_prefix="$PWD/crash-$(basename "$bin")-" "$work" "$seeds" 2>&1 | tail -n 25
+  -artifact_prefix="$PWD/crash-$(basename "$bin")-" "$work" "$seeds" 2>&1 |
+  sed '/Recommended dictionary/,/End of recommended dictionary/d' | tail -n 25

@@ -15,6 +15,7 @@ namespace gatehouse::sidecar {
 namespace {
 
 using nlohmann::json;
+using namespace std::string_literals;
 
 TEST(WireTest, JsonStringsAreAlwaysValid) {
   std::string out;
@@ -128,6 +129,115 @@ TEST(WireTest, ParseFormField) {
   EXPECT_FALSE(std::get<0>(ParseFormField("a=1&&b", "token")));
   EXPECT_EQ(*std::get<0>(ParseFormField("token", "token")), "");
   EXPECT_TRUE(std::holds_alternative<std::string>(ParseFormField("token=%2", "token")));
+}
+
+// A parsed string field (not the error alternative, which a std::string
+// would select).
+Parsed<std::optional<std::string>> Field(std::string s) {
+  return std::optional<std::string>(std::move(s));
+}
+
+AuthorizeCheck Check(std::optional<std::string> token, std::optional<std::string> user,
+                     std::string action, std::string workspace,
+                     std::vector<std::pair<std::string, std::string>> params = {}) {
+  return AuthorizeCheck{std::move(token), std::move(user), std::move(action), std::move(workspace),
+                        std::move(params)};
+}
+
+TEST(WireTest, AuthorizeRequestsRoundTrip) {
+  const AuthorizeCheck by_token =
+      Check("gat_x", std::nullopt, "project.import", "Marketing-Production");
+  EXPECT_EQ(EncodeAuthorizeRequest(by_token),
+            R"({"token":"gat_x","action":"project.import","workspace":"Marketing-Production"})");
+  const AuthorizeCheck by_user =
+      Check(std::nullopt, "a@b.c", "token.create", "Dev", {{"b", "true"}, {"n", "-5"}, {"s", "x"}});
+  EXPECT_EQ(EncodeAuthorizeRequest(by_user),
+            R"({"user":"a@b.c","action":"token.create","workspace":"Dev",)"
+            R"("params":{"b":"true","n":"-5","s":"x"}})");
+  for (const AuthorizeCheck& c : {by_token, by_user}) {
+    EXPECT_EQ(ParseAuthorize(EncodeAuthorizeRequest(c)), Parsed<AuthorizeCheck>(c));
+    EXPECT_EQ(internal::ParseAuthorizeWithNlohmann(EncodeAuthorizeRequest(c)),
+              Parsed<AuthorizeCheck>(c));
+  }
+  // Parse(Encode(Parse(b))) == Parse(b): integers and booleans come back as
+  // the same text, written as strings.
+  for (const char* body : {
+           R"({"token":"t","action":"a","workspace":"w"})",
+           R"({"user":"u","action":"a","workspace":"w","params":{"s":"x","n":-0,"b":false,)"
+           R"("big":18446744073709551615,"neg":-9223372036854775808},"extra":[1]})",
+           R"({"token":"t","action":"a","workspace":"w","params":null})",
+       }) {
+    auto parsed = ParseAuthorize(body);
+    ASSERT_TRUE(std::holds_alternative<AuthorizeCheck>(parsed)) << body;
+    EXPECT_EQ(ParseAuthorize(EncodeAuthorizeRequest(std::get<AuthorizeCheck>(parsed))), parsed)
+        << body;
+  }
+  // Params come back sorted by name, the last of a repeated name kept.
+  auto unsorted = ParseAuthorize(EncodeAuthorizeRequest(
+      Check("t", std::nullopt, "a", "w", {{"z", "1"}, {"a", "2"}, {"z", "3"}})));
+  EXPECT_EQ(unsorted,
+            Parsed<AuthorizeCheck>(Check("t", std::nullopt, "a", "w", {{"a", "2"}, {"z", "3"}})));
+  // What the parser refuses stays refused.
+  EXPECT_TRUE(std::holds_alternative<std::string>(
+      ParseAuthorize(EncodeAuthorizeRequest(Check("t", "u", "a", "w")))));
+  EXPECT_TRUE(std::holds_alternative<std::string>(
+      ParseAuthorize(EncodeAuthorizeRequest(Check("t", std::nullopt, "", "w")))));
+}
+
+TEST(WireTest, RequestEncodersEscape) {
+  const std::string nasty = "q\"b\\s/n\nt\tc\x01\x7f nul\0 \xC3\xA9\xF0\x9F\x98\x80"s;
+  const AuthorizeCheck c = Check(nasty, std::nullopt, nasty, "w", {{nasty, nasty}, {"", ""}});
+  const std::string body = EncodeAuthorizeRequest(c);
+  EXPECT_TRUE(json::accept(body)) << body;
+  EXPECT_NE(body.find(R"(q\"b\\s/n\nt\tc\u0001\u007f nul\u0000 )"), std::string::npos) << body;
+  auto sorted = c;
+  std::swap(sorted.params[0], sorted.params[1]);
+  EXPECT_EQ(ParseAuthorize(body), Parsed<AuthorizeCheck>(sorted));
+  EXPECT_EQ(EncodeVerifyRequest("gat_\"x\""), R"({"token":"gat_\"x\""})");
+  EXPECT_EQ(ParseVerifyJson(EncodeVerifyRequest(nasty)), Field(nasty));
+}
+
+TEST(WireTest, BatchRequestsRoundTrip) {
+  const std::vector<AuthorizeCheck> checks = {
+      Check("gat_x", std::nullopt, "project.import", "Dev"),
+      Check(std::nullopt, "a@b.c", "project.delete", "Prod", {{"id", "42"}, {"force", "false"}}),
+  };
+  std::vector<AuthorizeCheck> expected = checks;
+  std::swap(expected[1].params[0], expected[1].params[1]);  // sorted by name
+  EXPECT_EQ(ParseBatch(EncodeBatchRequest(checks)), Parsed<std::vector<AuthorizeCheck>>(expected));
+  EXPECT_EQ(EncodeBatchRequest({}), R"({"checks":[]})");
+  EXPECT_EQ(ParseBatch(EncodeBatchRequest({})), Parsed<std::vector<AuthorizeCheck>>());
+  // One bad check fails the batch, as it would when sent.
+  auto bad = ParseBatch(EncodeBatchRequest({checks[0], Check("t", std::nullopt, "a", "")}));
+  ASSERT_TRUE(std::holds_alternative<std::string>(bad));
+  EXPECT_EQ(std::get<std::string>(bad), "checks[1]: field \"workspace\" must not be empty");
+}
+
+TEST(WireTest, FormFieldsPercentEncode) {
+  EXPECT_EQ(EncodeFormField("token", "gat_x y&z=1%+~"), "token=gat_x+y%26z%3D1%25%2B%7E");
+  EXPECT_EQ(EncodeFormField("a b", ""), "a+b=");
+  EXPECT_EQ(EncodeFormField("k", "\xC3\xA9\xFF"), "k=%C3%A9%FF");
+  std::string every_byte;
+  for (int b = 0; b < 256; ++b) every_byte += static_cast<char>(b);
+  const std::string body =
+      "a=1&" + EncodeFormField(every_byte, every_byte) + "&" + EncodeFormField(every_byte, "later");
+  EXPECT_EQ(ParseFormField(body, every_byte), Field(every_byte));
+  EXPECT_EQ(ParseFormField(EncodeFormField("", ""), ""), Field(""));
+}
+
+// Invalid UTF-8 cannot be in JSON: each bad byte comes back as U+FFFD, after
+// which the value round-trips exactly. Form bodies keep any bytes.
+TEST(WireTest, InvalidUtf8RoundTripsAsReplacement) {
+  const std::string fffd = "\xEF\xBF\xBD";
+  auto parsed = ParseAuthorize(EncodeAuthorizeRequest(
+      Check("ab\xFF"s + "cd", std::nullopt, "a\xC3", "w\xE2\x82", {{"\xFE", "1"}, {"\xFF", "2"}})));
+  const AuthorizeCheck replaced =
+      Check("ab" + fffd + "cd", std::nullopt, "a" + fffd, "w" + fffd + fffd, {{fffd, "2"}});
+  EXPECT_EQ(parsed, Parsed<AuthorizeCheck>(replaced));
+  EXPECT_EQ(ParseAuthorize(EncodeAuthorizeRequest(replaced)), parsed);
+  EXPECT_EQ(ParseVerifyJson(EncodeVerifyRequest("\xED\xA0\x80")), Field(fffd + fffd + fffd));
+  EXPECT_EQ(ParseFormField(EncodeFormField("token", "\xED\xA0\x80"), "token"),
+            Field("\xED\xA0\x80"));
 }
 
 TEST(WireTest, EncodeDecisionIsValidJson) {
