@@ -886,5 +886,32 @@ TEST_F(StoreTest, StoreWatchStampChangesWithEveryCommitAndOnlyThen) {
   EXPECT_EQ(StoreWatch::Open(dir_ + "/none.db"), nullptr);
 }
 
+// Regression: the probe used to open and close the store file each poll, which
+// dropped the POSIX locks SQLite held on it in this process; another process
+// then thought itself the last connection and deleted the WAL under the
+// sidecar (the soak test saw revoked tokens allowed and a "malformed" store).
+TEST_F(StoreTest, ProbingAndWatchingLeaveSqlitesLocksInThisProcessAlone) {
+  if (::access("/usr/bin/sqlite3", X_OK) != 0) GTEST_SKIP() << "no sqlite3 shell (setup.sh installs it)";
+  {
+    auto writer = Create();
+    ASSERT_NE(writer, nullptr);
+    Populate(*writer);
+  }
+  auto reader = Open(StoreOptions{.read_only = true});
+  ASSERT_NE(reader, nullptr);
+  ASSERT_OK(reader->DataVersion().status());
+  ASSERT_TRUE(fs::exists(path_ + "-wal"));
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_OK(ProbeStoreFile(path_));
+    ASSERT_NE(StoreWatch::Open(path_), nullptr);
+  }
+  // Another process opens and closes the store: it must see this process's
+  // connection, so it is not the last one and leaves the WAL in place.
+  const std::string cmd = "/usr/bin/sqlite3 '" + path_ + "' 'SELECT count(*) FROM tokens;' >/dev/null";
+  ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
+  EXPECT_TRUE(fs::exists(path_ + "-wal")) << "another process deleted the WAL: this process's locks were gone";
+  ASSERT_OK(reader->DataVersion().status());
+}
+
 }  // namespace
 }  // namespace gatehouse

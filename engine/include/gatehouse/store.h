@@ -315,6 +315,10 @@ Result<std::unique_ptr<Store>> CreateSqliteStore(const std::string& path,
 // sees an unchanged stamp after a writer returned knows nothing committed.
 using StoreStamp = std::array<unsigned char, 96>;
 
+// Neither StoreWatch nor ProbeStoreFile ever closes a descriptor of the
+// store's files: closing one would drop the POSIX locks SQLite holds on them
+// in this process (sqlite.org/howtocorrupt.html, 2.2). Each file (device and
+// inode) is opened once and kept until the process exits.
 class StoreWatch {
  public:
   // Opens the store's "-shm" file read-only. A connection must have opened
@@ -322,9 +326,6 @@ class StoreWatch {
   // opened (the store is not in WAL mode, or an unusual VFS): the caller then
   // asks the store (DataVersion) every time.
   static std::unique_ptr<StoreWatch> Open(const std::string& store_path);
-  ~StoreWatch();
-  StoreWatch(const StoreWatch&) = delete;
-  StoreWatch& operator=(const StoreWatch&) = delete;
 
   // Reads the stamp with one pread(): no SQLite call, no lock, safe from any
   // thread. False when it cannot be read or SQLite has not built the index
@@ -333,15 +334,16 @@ class StoreWatch {
 
  private:
   explicit StoreWatch(int fd) : fd_(fd) {}
-  int fd_;
+  int fd_;  // kept open until the process exits (see above)
 };
 
 // Whether this process can read the file at `path` as a SQLite database now:
-// it is a regular file, opens for reading, and starts with SQLite's 16-byte
-// magic. One open() and one read(); no SQLite call. FailedPrecondition when
-// nothing (or not a regular file) is at `path`; PermissionDenied when it
-// cannot be opened for reading; Corruption when it is not a SQLite file (for
-// instance overwritten or truncated); IoError when the read fails.
+// it is a regular file, its mode lets this process read it, and it starts
+// with SQLite's 16-byte magic. A stat, an access check and one pread(); no
+// SQLite call. FailedPrecondition when nothing (or not a regular file) is at
+// `path`; PermissionDenied when this process may not read it; Corruption
+// when it is not a SQLite file (for instance overwritten or truncated);
+// IoError when the checks themselves fail.
 Status ProbeStoreFile(const std::string& path);
 
 }  // namespace gatehouse
