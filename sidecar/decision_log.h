@@ -2,11 +2,17 @@
 // file or to stdout. Lines hold a token's public id or its redacted prefix,
 // never its secret.
 //
+// Each line goes out in one write(2) as it is made (no buffering), so
+// `tail -f` and tests see it at once. A process killed inside that write (a
+// SIGKILL between two pages of the file) can leave a line without its end;
+// opening the file cuts such a torn last line off, so the next line does not
+// continue it and the file stays one JSON object per line. (So: one sidecar
+// per decision-log file.)
+//
 // Thread safety: Write and Reopen may be called from any thread; a mutex
-// keeps lines whole. Each line is flushed, so `tail -f` and tests see it at once.
+// keeps lines whole.
 #pragma once
 
-#include <cstdio>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -18,7 +24,8 @@ namespace gatehouse::sidecar {
 
 class DecisionLog {
  public:
-  // "-" is stdout; anything else a file opened for appending (created 0600).
+  // "-" is stdout; anything else a file opened for appending (created 0600),
+  // after cutting off a torn last line.
   static Result<std::unique_ptr<DecisionLog>> Open(const std::string& path);
   ~DecisionLog();
   DecisionLog(const DecisionLog&) = delete;
@@ -26,7 +33,8 @@ class DecisionLog {
 
   // Appends `line` and a newline. False when the write failed.
   bool Write(std::string_view line);
-  // Reopens the file (after log rotation; gatehoused does it on SIGHUP).
+  // Reopens the file (after log rotation; gatehoused does it on SIGHUP),
+  // cutting off a torn last line as Open does.
   Status Reopen();
   const std::string& path() const { return path_; }
 
@@ -36,7 +44,7 @@ class DecisionLog {
 
   std::string path_;
   std::mutex mu_;
-  FILE* file_ = nullptr;
+  int fd_ = -1;
   bool owned_ = false;
 };
 

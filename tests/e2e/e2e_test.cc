@@ -18,6 +18,7 @@
 #include <thread>
 #include <vector>
 
+#include "e2e/demo.h"
 #include "e2e/process.h"
 #include "gatehouse/policy.h"
 #include "e2e/upstream.h"
@@ -31,8 +32,6 @@ namespace fs = std::filesystem;
 using nlohmann::json;
 using namespace std::chrono_literals;
 
-const std::string kCli = std::string(GATEHOUSE_BINARY_DIR) + "/cli/gatehouse";
-const std::string kSidecar = std::string(GATEHOUSE_BINARY_DIR) + "/sidecar/gatehoused";
 const std::string kNginx = "/usr/sbin/nginx";
 const std::string kImport = "/workspaces/Marketing-Production/projects/p1/import";
 const std::string kExport = "/workspaces/Marketing-Development/projects/p1/export";
@@ -64,11 +63,6 @@ std::string Replace(std::string text, const std::string& from, const std::string
   if (at != std::string::npos) text.replace(at, from.size(), to);
   return text;
 }
-
-struct Sidecar {
-  std::unique_ptr<Process> process;
-  int port = 0;
-};
 
 class E2eTest : public ::testing::Test {
  protected:
@@ -114,38 +108,19 @@ class E2eTest : public ::testing::Test {
   std::string Stderr() const { return ReadAll(dir_.File("gatehoused.stderr")); }
 
   RunResult Cli(std::vector<std::string> args) {
-    args.insert(args.begin(), kCli);
-    return RunCommand(args, env_, dir_.path());
+    return RunCli(std::move(args), env_, dir_.path());
   }
 
-  struct Token {
-    std::string secret, id;
-  };
+  using Token = CliToken;
   Token CreateToken(const std::string& api_user, const std::string& expires_in = "30d") {
     RunResult r = Cli({"token", "create", "--apiuser", api_user, "--name",
                        "t" + std::to_string(++token_count_), "--expires-in", expires_in, "--json"});
-    EXPECT_EQ(r.exit_code, 0) << r.err;
-    json j = json::parse(r.out, nullptr, false);
-    if (j.is_discarded() || !j.contains("token")) {
-      ADD_FAILURE() << "token create --json printed: " << r.out;
-      return {};
-    }
-    return {j["token"], j["id"]};
+    return CreatedToken(r);
   }
 
   // The README's demo (scripts/demo.sh), made with the real CLI.
   void CreateDemo() {
-    for (const auto& args : std::vector<std::vector<std::string>>{
-             {"init", "--org", "Demo", "--owner", "owner@demo.test"},
-             {"user", "add", "alice@demo.test", "--org-role", "contributor"},
-             {"workspace", "create", "Marketing-Development", "--type", "shared"},
-             {"workspace", "create", "Marketing-Production", "--type", "shared"},
-             {"apiuser", "create", "dev-exporter", "--workspace", "Marketing-Development",
-              "--workspace-role", "contributor"},
-             {"apiuser", "create", "prod-importer", "--workspace", "Marketing-Production",
-              "--workspace-role", "contributor"},
-             {"apiuser", "create", "prod-viewer", "--workspace", "Marketing-Production",
-              "--workspace-role", "viewer"}}) {
+    for (const auto& args : DemoCommands()) {
       RunResult r = Cli(args);
       ASSERT_EQ(r.exit_code, 0) << args[0] << " " << args[1] << ": " << r.err;
     }
@@ -172,19 +147,7 @@ class E2eTest : public ::testing::Test {
       argv.push_back(value);
     }
     argv.insert(argv.end(), extra.begin(), extra.end());
-    Sidecar s;
-    s.process = Process::Start(argv, {}, dir_.File("gatehoused.stderr"));
-    if (!s.process) return {};
-    auto line = s.process->ReadLine(10s);
-    const std::string kListening = "listening on 127.0.0.1:";
-    const size_t at = line ? line->find(kListening) : std::string::npos;
-    if (at == std::string::npos) {
-      ADD_FAILURE() << "gatehoused did not say where it listens: " << line.value_or("<nothing>");
-      s.process->Stop(2s);
-      return {};
-    }
-    s.port = std::atoi(line->c_str() + at + kListening.size());
-    return s;
+    return LaunchSidecar(argv, dir_.File("gatehoused.stderr"));
   }
 
   void StartNginx() {
@@ -844,38 +807,6 @@ TEST_F(E2eTest, StoreRemovedDeniesAndRecoversPolicyFolderVanishingKeepsTheLastGo
   EXPECT_TRUE(import_allowed());
   EXPECT_EQ(Direct("GET", "/readyz").status, 200);
   fs::rename(dir_.File("policies.away"), dir_.File("policies"));
-}
-
-// Crash safety of the sidecar (issue 5): SIGKILL under load, restart on the
-// same store, the same decisions.
-TEST_F(E2eTest, SidecarKilledUnderLoadRestartsAndServesTheSameDecisions) {
-  auto decisions = [&] {
-    std::vector<std::string> out;
-    for (const Token* t : {&dev_, &prod_, &viewer_})
-      for (const char* ws : {"Marketing-Development", "Marketing-Production"}) {
-        HttpResponse r = Direct("POST", "/v1/authorize",
-                                json({{"token", t->secret}, {"action", "project.import"}, {"workspace", ws}}).dump());
-        json j = json::parse(r.body, nullptr, false);
-        out.push_back(std::to_string(r.status) + (j.is_discarded() ? r.body : j["allow"].dump() + j["reasons"][0]["rule"].dump()));
-      }
-    return out;
-  };
-  const std::vector<std::string> before = decisions();
-  std::atomic<bool> stop{false};
-  std::vector<std::thread> load;
-  for (int i = 0; i < 4; ++i)
-    load.emplace_back([&] {
-      while (!stop) Direct("POST", "/v1/tokens/verify", json({{"token", prod_.secret}}).dump());
-    });
-  std::this_thread::sleep_for(300ms);
-  sidecar_.process->Stop(0ms, SIGKILL);
-  stop = true;
-  for (auto& t : load) t.join();
-  sidecar_ = StartSidecar({});
-  ASSERT_TRUE(sidecar_.process) << Stderr();
-  EXPECT_EQ(decisions(), before);
-  RunResult r = Cli({"token", "verify", prod_.secret});
-  EXPECT_EQ(r.exit_code, 0) << r.err;
 }
 
 }  // namespace gatehouse::testing

@@ -798,6 +798,35 @@ TEST_F(HandlersTest, MetricsCountRequestsDecisionsAndTokens) {
 
 // ---------------------------------------------------------------- decision log
 
+// A sidecar killed inside a line's write leaves it without its end; the next
+// one must not glue its first line onto that (found by SidecarCrashTest).
+TEST_F(HandlersTest, DecisionLogCutsATornLastLineOffWhenOpened) {
+  namespace t = gatehouse::testing;
+  const std::string path = dir_.File("decisions.jsonl");
+  const std::string whole = "{\"n\":1}\n{\"n\":2}\n";
+  struct Case {
+    std::string before, kept;
+  } cases[] = {
+      {whole + "{\"time\":\"2026-01-0", whole},                  // torn short line
+      {whole + "{\"uri\":\"" + std::string(10000, 'a'), whole},  // torn past a 4 KiB page
+      {"{\"time\":", ""},                                        // nothing whole
+      {whole, whole},                                              // nothing torn
+      {"", ""},
+  };
+  for (const Case& c : cases) {
+    t::WriteAll(path, c.before);
+    auto log = DecisionLog::Open(path);
+    ASSERT_TRUE(log.ok()) << log.status().ToString();
+    ASSERT_TRUE((*log)->Write("{\"n\":3}"));
+    EXPECT_EQ(t::ReadAll(path), c.kept + "{\"n\":3}\n") << c.before.substr(0, 40);
+    // Reopening (log rotation, SIGHUP) repairs the same way.
+    t::WriteAll(path, c.before);
+    ASSERT_TRUE((*log)->Reopen().ok());
+    ASSERT_TRUE((*log)->Write("{\"n\":4}"));
+    EXPECT_EQ(t::ReadAll(path), c.kept + "{\"n\":4}\n") << c.before.substr(0, 40);
+  }
+}
+
 TEST_F(HandlersTest, DecisionLogHasTheDecisionAndNeverASecret) {
   auto log = DecisionLog::Open(dir_.File("decisions.jsonl"));
   ASSERT_TRUE(log.ok());
