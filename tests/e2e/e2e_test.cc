@@ -6,6 +6,7 @@
 #include <mutex>
 #include <sstream>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
@@ -807,6 +808,56 @@ TEST_F(E2eTest, StoreRemovedDeniesAndRecoversPolicyFolderVanishingKeepsTheLastGo
   EXPECT_TRUE(import_allowed());
   EXPECT_EQ(Direct("GET", "/readyz").status, 200);
   fs::rename(dir_.File("policies.away"), dir_.File("policies"));
+}
+
+// Fail closed (issue 5): a store the sidecar's user may no longer read (an
+// operator's chmod, a wrong owner after a restore) denies every check and
+// makes /readyz 503, then recovers. Root reads whatever the mode says, so when
+// the test runs as root this sidecar runs as nobody, on files nobody owns.
+TEST_F(E2eTest, StoreMadeUnreadableToTheSidecarDeniesAndRecovers) {
+  std::vector<std::string> argv;
+  std::string binary = kSidecar;
+  if (::geteuid() == 0) {
+    ASSERT_EQ(::access("/usr/bin/setpriv", X_OK), 0) << "setpriv (util-linux) is missing";
+    binary = dir_.File("gatehoused");  // the build tree may not be open to nobody
+    fs::copy_file(kSidecar, binary);
+    ASSERT_EQ(::chown(dir_.path().c_str(), 65534, 65534), 0);
+    for (const auto& entry : fs::recursive_directory_iterator(dir_.path()))
+      ASSERT_EQ(::lchown(entry.path().c_str(), 65534, 65534), 0) << entry.path();
+    argv = {"/usr/bin/setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--"};
+  }
+  argv.insert(argv.end(), {binary, "--listen", "127.0.0.1:0", "--store", store(), "--policy",
+                           dir_.File("policies"), "--policy-poll-ms", "100"});
+  Sidecar unprivileged = LaunchSidecar(argv, dir_.File("unprivileged.stderr"));
+  ASSERT_TRUE(unprivileged.process) << ReadAll(dir_.File("unprivileged.stderr"));
+  const int port = unprivileged.port;
+  auto import_allowed = [&] {
+    HttpResponse r = Direct("POST", "/v1/authorize",
+                            json({{"token", prod_.secret},
+                                  {"action", "project.import"},
+                                  {"workspace", "Marketing-Production"}})
+                                .dump(),
+                            {}, port);
+    EXPECT_EQ(r.status, 200) << r.error;
+    return json::parse(r.body, nullptr, false).value("allow", false);
+  };
+  auto ready = [&] { return Direct("GET", "/readyz", "", {}, port).status; };
+  ASSERT_TRUE(import_allowed());
+
+  fs::permissions(store(), fs::perms::none);
+  EXPECT_TRUE(WaitFor([&] { return ready() == 503; }));
+  EXPECT_FALSE(import_allowed()) << "allowed from a store its user cannot read";
+  EXPECT_EQ(Direct("POST", "/v1/tokens/verify", json({{"token", prod_.secret}}).dump(), {}, port)
+                .body,
+            "{\"active\":false}");
+
+  fs::permissions(store(), fs::perms::owner_read | fs::perms::owner_write);
+  EXPECT_TRUE(WaitFor([&] { return ready() == 200; }));
+  EXPECT_TRUE(WaitFor([&] { return import_allowed(); }));
+  const int st = unprivileged.process->Stop(10s);
+  EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << ReadAll(dir_.File("unprivileged.stderr"));
+  EXPECT_NE(ReadAll(dir_.File("unprivileged.stderr")).find("cannot be read"), std::string::npos)
+      << ReadAll(dir_.File("unprivileged.stderr"));
 }
 
 }  // namespace gatehouse::testing
