@@ -1,7 +1,8 @@
-// Helpers for end-to-end tests of the real `gatehouse` binary: temporary
-// directories, a runner that passes the store/policy/identity, assertions on
-// the contract's exit statuses and its one-line stderr, and a read-only look
-// into the SQLite store (to prove that a failed command changed nothing).
+// Helpers for end-to-end tests of the real `gatehouse` binary: a runner that
+// passes the store/policy/identity, assertions on the contract's exit
+// statuses and its one-line stderr, and a read-only look into the SQLite
+// store (to prove that a failed command changed nothing). TempDir comes from
+// support/temp_dir.h.
 #pragma once
 
 #include <gtest/gtest.h>
@@ -13,6 +14,7 @@
 #include <vector>
 
 #include "support/process.h"
+#include "support/temp_dir.h"
 
 namespace gatehouse::testing {
 
@@ -25,21 +27,6 @@ std::string DefaultPolicyDir();
 std::string ReadFileBytes(const std::string& path);  // "" when it does not exist
 void WriteFileBytes(const std::string& path, const std::string& bytes);
 bool FileExists(const std::string& path);
-
-// A fresh directory (mkdtemp under $TMPDIR or /tmp), removed with everything
-// in it when the object goes.
-class TempDir {
- public:
-  TempDir();
-  ~TempDir();
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  const std::string& path() const { return path_; }
-  std::string File(const std::string& name) const { return path_ + "/" + name; }
-
- private:
-  std::string path_;
-};
 
 // Runs `gatehouse` on one store: `gatehouse --store STORE [--policy P] [--as WHO] ARGS...`
 // (global options first; tests of the other order build their own argv).

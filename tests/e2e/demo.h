@@ -13,20 +13,18 @@
 #include <utility>
 #include <vector>
 
-#include "e2e/process.h"
+#include "support/process.h"
 
 namespace gatehouse::testing {
 
 inline const std::string kCli = std::string(GATEHOUSE_BINARY_DIR) + "/cli/gatehouse";
 inline const std::string kSidecar = std::string(GATEHOUSE_BINARY_DIR) + "/sidecar/gatehoused";
 
-using Environment = std::vector<std::pair<std::string, std::string>>;
-
-// Runs `gatehouse ARGS...` to completion with `env`; `scratch_dir` holds its stderr.
-inline RunResult RunCli(std::vector<std::string> args, const Environment& env,
-                        const std::string& scratch_dir) {
+// Runs `gatehouse ARGS...` to completion with `env` ("NAME=VALUE") added to
+// ChildEnvironment().
+inline ProcessResult RunCli(std::vector<std::string> args, const std::vector<std::string>& env) {
   args.insert(args.begin(), kCli);
-  return RunCommand(args, env, scratch_dir);
+  return RunProcess(args, {.env = ChildEnvironment(env)});
 }
 
 // The README's demo (scripts/demo.sh) as CLI commands, in order: organization
@@ -54,7 +52,7 @@ struct CliToken {
 
 // What `gatehouse token create ... --json` printed; an empty token (and a
 // test failure) when it failed.
-inline CliToken CreatedToken(const RunResult& r) {
+inline CliToken CreatedToken(const ProcessResult& r) {
   EXPECT_EQ(r.exit_code, 0) << r.err;
   nlohmann::json j = nlohmann::json::parse(r.out, nullptr, false);
   if (j.is_discarded() || !j.contains("token")) {
@@ -75,7 +73,7 @@ struct Sidecar {
 inline Sidecar LaunchSidecar(const std::vector<std::string>& argv, const std::string& stderr_path,
                              std::chrono::milliseconds timeout = std::chrono::seconds(10)) {
   Sidecar s;
-  s.process = Process::Start(argv, {}, stderr_path);
+  s.process = Process::Start(argv, {.stderr_path = stderr_path});
   if (!s.process) return {};
   auto line = s.process->ReadLine(timeout);
   const std::string kListening = "listening on 127.0.0.1:";

@@ -20,7 +20,6 @@
 #include <vector>
 
 #include "e2e/demo.h"
-#include "e2e/process.h"
 #include "gatehouse/policy.h"
 #include "e2e/upstream.h"
 #include "sidecar/fixture.h"
@@ -73,9 +72,8 @@ class E2eTest : public ::testing::Test {
     ASSERT_TRUE(fs::exists(kNginx)) << "nginx is not installed (scripts/setup.sh installs it)";
     fs::create_directories(dir_.File("policies"));
     WriteAll(policy_file(), DefaultPolicyText());
-    env_ = {{"GATEHOUSE_STORE", store()},
-            {"GATEHOUSE_POLICY", dir_.File("policies")},
-            {"GATEHOUSE_AS", "owner@demo.test"}};
+    env_ = {"GATEHOUSE_STORE=" + store(), "GATEHOUSE_POLICY=" + dir_.File("policies"),
+            "GATEHOUSE_AS=owner@demo.test"};
     CreateDemo();
     if (HasFatalFailure()) return;
     sidecar_ = StartSidecar({});
@@ -90,10 +88,8 @@ class E2eTest : public ::testing::Test {
       nginx_.reset();
     }
     if (sidecar_.process) {
-      const int st = sidecar_.process->Stop(10s);
-      EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0)
-          << "gatehoused did not exit 0 on SIGTERM: " << st << "\n"
-          << Stderr();
+      const ProcessResult st = sidecar_.process->Stop(10s);
+      EXPECT_EQ(st.exit_code, 0) << "gatehoused did not exit 0 on SIGTERM" << st << Stderr();
       sidecar_.process.reset();
     }
     if (upstream_) upstream_->Stop();
@@ -108,13 +104,11 @@ class E2eTest : public ::testing::Test {
   std::string policy_file() const { return dir_.File("policies/api-tokens.yaml"); }
   std::string Stderr() const { return ReadAll(dir_.File("gatehoused.stderr")); }
 
-  RunResult Cli(std::vector<std::string> args) {
-    return RunCli(std::move(args), env_, dir_.path());
-  }
+  ProcessResult Cli(std::vector<std::string> args) { return RunCli(std::move(args), env_); }
 
   using Token = CliToken;
   Token CreateToken(const std::string& api_user, const std::string& expires_in = "30d") {
-    RunResult r = Cli({"token", "create", "--apiuser", api_user, "--name",
+    ProcessResult r = Cli({"token", "create", "--apiuser", api_user, "--name",
                        "t" + std::to_string(++token_count_), "--expires-in", expires_in, "--json"});
     return CreatedToken(r);
   }
@@ -122,7 +116,7 @@ class E2eTest : public ::testing::Test {
   // The README's demo (scripts/demo.sh), made with the real CLI.
   void CreateDemo() {
     for (const auto& args : DemoCommands()) {
-      RunResult r = Cli(args);
+      ProcessResult r = Cli(args);
       ASSERT_EQ(r.exit_code, 0) << args[0] << " " << args[1] << ": " << r.err;
     }
     dev_ = CreateToken("dev-exporter");
@@ -173,13 +167,13 @@ class E2eTest : public ::testing::Test {
     nginx_ = Process::Start(
         {kNginx, "-p", root + "/", "-c", root + "/nginx.conf", "-e", root + "/error.log", "-g",
          "daemon off; master_process off; pid " + root + "/nginx.pid;"},
-        {}, root + "/stderr.txt");
+        {.stderr_path = root + "/stderr.txt"});
     ASSERT_TRUE(nginx_);
     ASSERT_TRUE(WaitFor([&] {
-      return HttpConnection(nginx_port_, 1000).connected() || !nginx_->running();
+      return HttpConnection(nginx_port_, 1000).connected() || !nginx_->Running();
     })) << ReadAll(root + "/stderr.txt")
         << ReadAll(root + "/error.log");
-    ASSERT_TRUE(nginx_->running()) << ReadAll(root + "/stderr.txt") << ReadAll(root + "/error.log");
+    ASSERT_TRUE(nginx_->Running()) << ReadAll(root + "/stderr.txt") << ReadAll(root + "/error.log");
   }
 
   // Through nginx, as a client of the protected service would call.
@@ -213,7 +207,7 @@ class E2eTest : public ::testing::Test {
   }
 
   TempDir dir_;
-  std::vector<std::pair<std::string, std::string>> env_;
+  std::vector<std::string> env_;  // NAME=VALUE for the CLI
   Token dev_, prod_, viewer_;
   int token_count_ = 0;
   Sidecar sidecar_;
@@ -294,7 +288,7 @@ TEST_F(E2eTest, NginxRefusesWhatTheSidecarRefuses) {
 TEST_F(E2eTest, RevocationThroughTheCliIsRefusedByTheNextRequest) {
   ASSERT_EQ(ViaNginx("POST", kImport, prod_.secret).status, 200);
   EXPECT_EQ(Verify(prod_.secret)["active"], true);
-  RunResult r = Cli({"token", "revoke", prod_.id});
+  ProcessResult r = Cli({"token", "revoke", prod_.id});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   // The very next request, with no pause.
   EXPECT_EQ(ViaNginx("POST", kImport, prod_.secret).status, 401);
@@ -329,7 +323,7 @@ TEST_F(E2eTest, ExpiredTokenIsRefusedAtOnceAndSwept) {
   EXPECT_EQ(Verify(brief.secret), json({{"active", false}}));
   // The sweeper (every second here) deletes it from the store.
   EXPECT_TRUE(WaitFor([&] { return Metric("gatehouse_swept_tokens_total") > swept_before; }, 5s));
-  RunResult list = Cli({"token", "list", "--json"});
+  ProcessResult list = Cli({"token", "list", "--json"});
   EXPECT_EQ(list.out.find(brief.id), std::string::npos) << list.out;
 }
 
@@ -395,10 +389,9 @@ TEST_F(E2eTest, SighupReloadsThePolicy) {
   ReplaceFile(dir_.File("hup/api-tokens.yaml"), ViewersMayImport());
   std::this_thread::sleep_for(400ms);
   EXPECT_EQ(Revision(hup.port), original);  // not watching
-  hup.process->Signal(SIGHUP);
+  hup.process->Kill(SIGHUP);
   EXPECT_TRUE(WaitFor([&] { return Revision(hup.port) != original; })) << Stderr();
-  const int st = hup.process->Stop(10s);
-  EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+  EXPECT_EQ(hup.process->Stop(10s).exit_code, 0);
 }
 
 TEST_F(E2eTest, HttpApiAndBadInputOverTheWire) {
@@ -463,7 +456,7 @@ TEST_F(E2eTest, HttpApiAndBadInputOverTheWire) {
     EXPECT_LT(r.status, 500) << path << " " << body;
     EXPECT_EQ(r.body.find("\"allow\":true"), std::string::npos) << path << " " << body;
   }
-  EXPECT_TRUE(sidecar_.process->running());
+  EXPECT_TRUE(sidecar_.process->Running());
   EXPECT_EQ(Direct("GET", "/healthz").status, 200);
 }
 
@@ -506,36 +499,34 @@ TEST_F(E2eTest, GracefulShutdownFinishesInFlightRequests) {
   ASSERT_TRUE(c.SendRaw("POST /v1/authorize HTTP/1.1\r\nHost: x\r\nContent-Length: " +
                         std::to_string(body.size()) + "\r\n\r\n" + body.substr(0, 10)));
   std::this_thread::sleep_for(200ms);
-  s.process->Signal(SIGTERM);
+  s.process->Kill(SIGTERM);
   std::this_thread::sleep_for(200ms);
   EXPECT_EQ(HttpConnection(s.port, 500).connected(), false);  // no longer accepting
   ASSERT_TRUE(c.SendRaw(body.substr(10)));
   HttpResponse r = c.ReadResponse();
   EXPECT_EQ(r.status, 200) << r.error;
   EXPECT_EQ(json::parse(r.body, nullptr, false)["allow"], true);
-  auto st = s.process->Wait(8s);
-  ASSERT_TRUE(st.has_value());
-  EXPECT_TRUE(WIFEXITED(*st) && WEXITSTATUS(*st) == 0) << *st;
+  const ProcessResult st = s.process->Wait(8s);
+  ASSERT_FALSE(st.timed_out) << st;
+  EXPECT_EQ(st.exit_code, 0) << st;
 }
 
 TEST_F(E2eTest, CommandLineConfigFileAndErrors) {
   // --help.
-  RunResult r = RunCommand({kSidecar, "--help"}, {}, dir_.path());
+  ProcessResult r = RunProcess({kSidecar, "--help"});
   EXPECT_EQ(r.exit_code, 0);
   EXPECT_NE(r.out.find("--listen"), std::string::npos);
   // Usage errors exit 2.
-  EXPECT_EQ(RunCommand({kSidecar, "--bogus"}, {}, dir_.path()).exit_code, 2);
-  EXPECT_EQ(RunCommand({kSidecar, "--listen", "nonsense"}, {}, dir_.path()).exit_code, 2);
-  EXPECT_EQ(RunCommand({kSidecar, "--threads", "0"}, {}, dir_.path()).exit_code, 2);
+  EXPECT_EQ(RunProcess({kSidecar, "--bogus"}).exit_code, 2);
+  EXPECT_EQ(RunProcess({kSidecar, "--listen", "nonsense"}).exit_code, 2);
+  EXPECT_EQ(RunProcess({kSidecar, "--threads", "0"}).exit_code, 2);
   // A missing store or a broken policy: exit 1 with the reason.
-  r = RunCommand({kSidecar, "--store", dir_.File("none.db"), "--listen", "127.0.0.1:0"}, {},
-                 dir_.path());
+  r = RunProcess({kSidecar, "--store", dir_.File("none.db"), "--listen", "127.0.0.1:0"});
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_NE(r.err.find("does not exist"), std::string::npos) << r.err;
   WriteAll(dir_.File("broken.yaml"), "gatehouse: v1\npolicy: x\nactions: [\n");
-  r = RunCommand({kSidecar, "--store", store(), "--policy", dir_.File("broken.yaml"), "--listen",
-                  "127.0.0.1:0"},
-                 {}, dir_.path());
+  r = RunProcess({kSidecar, "--store", store(), "--policy", dir_.File("broken.yaml"), "--listen",
+                  "127.0.0.1:0"});
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_NE(r.err.find("broken.yaml:"), std::string::npos) << r.err;
   // A config file, with the store from the environment winning over it.
@@ -543,41 +534,40 @@ TEST_F(E2eTest, CommandLineConfigFileAndErrors) {
            "# test\nlisten: 127.0.0.1:0\nstore: /nonexistent.db\npolicy: " + dir_.File("policies") +
                "\nthreads: 4\nsweep_interval: 0\n");
   auto p = Process::Start({kSidecar, "--config", dir_.File("gatehoused.yaml")},
-                          {{"GATEHOUSE_STORE", store()}}, dir_.File("config.stderr"));
+                          {.env = ChildEnvironment({"GATEHOUSE_STORE=" + store()}),
+                           .stderr_path = dir_.File("config.stderr")});
   ASSERT_TRUE(p);
   auto line = p->ReadLine(10s);
   ASSERT_TRUE(line) << ReadAll(dir_.File("config.stderr"));
   EXPECT_NE(line->find("4 threads"), std::string::npos) << *line;
   EXPECT_NE(line->find(store()), std::string::npos) << *line;
-  const int st = p->Stop(10s);
-  EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+  EXPECT_EQ(p->Stop(10s).exit_code, 0);
   WriteAll(dir_.File("bad.yaml"), "colour: blue\n");
-  EXPECT_EQ(RunCommand({kSidecar, "--config", dir_.File("bad.yaml")}, {}, dir_.path()).exit_code,
+  EXPECT_EQ(RunProcess({kSidecar, "--config", dir_.File("bad.yaml")}).exit_code,
             2);
 }
 
 TEST_F(E2eTest, ServesHttpsWithTls) {
-  RunResult gen = RunCommand(
-      {"/usr/bin/openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj",
-       "/CN=localhost", "-keyout", dir_.File("key.pem"), "-out", dir_.File("cert.pem")},
-      {}, dir_.path());
+  ProcessResult gen =
+      RunProcess({"/usr/bin/openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                  "-subj", "/CN=localhost", "-keyout", dir_.File("key.pem"), "-out",
+                  dir_.File("cert.pem")});
   if (gen.exit_code != 0) GTEST_SKIP() << "openssl cannot make a certificate: " << gen.err;
   Sidecar tls =
       StartSidecar({"--tls-cert", dir_.File("cert.pem"), "--tls-key", dir_.File("key.pem")});
   ASSERT_TRUE(tls.process);
   if (!fs::exists("/usr/bin/curl")) GTEST_SKIP() << "no curl";
-  RunResult r = RunCommand({"/usr/bin/curl", "-sS", "--cacert", dir_.File("cert.pem"), "--resolve",
-                            "localhost:" + std::to_string(tls.port) + ":127.0.0.1",
-                            "https://localhost:" + std::to_string(tls.port) + "/v1/tokens/verify",
-                            "-H", "Authorization: Bearer " + prod_.secret, "-X", "POST"},
-                           {}, dir_.path());
+  ProcessResult r =
+      RunProcess({"/usr/bin/curl", "-sS", "--cacert", dir_.File("cert.pem"), "--resolve",
+                  "localhost:" + std::to_string(tls.port) + ":127.0.0.1",
+                  "https://localhost:" + std::to_string(tls.port) + "/v1/tokens/verify", "-H",
+                  "Authorization: Bearer " + prod_.secret, "-X", "POST"});
   EXPECT_EQ(r.exit_code, 0) << r.err;
   EXPECT_NE(r.out.find("\"active\":true"), std::string::npos) << r.out;
-  EXPECT_EQ(tls.process->Stop(10s), 0);
+  EXPECT_EQ(tls.process->Stop(10s).exit_code, 0);
   // Unreadable key material: exit 1.
-  EXPECT_EQ(RunCommand({kSidecar, "--store", store(), "--listen", "127.0.0.1:0", "--tls-cert",
-                        dir_.File("nope.pem"), "--tls-key", dir_.File("key.pem")},
-                       {}, dir_.path())
+  EXPECT_EQ(RunProcess({kSidecar, "--store", store(), "--listen", "127.0.0.1:0", "--tls-cert",
+                        dir_.File("nope.pem"), "--tls-key", dir_.File("key.pem")})
                 .exit_code,
             1);
 }
@@ -727,7 +717,7 @@ TEST_F(E2eTest, SoakUnderLoadWithRevocationsDeletionsToggleFlipsAndPolicyEdits) 
       const size_t pick = rng() % live.size();
       Tok& t = *toks[live[pick]];
       live.erase(live.begin() + static_cast<long>(pick));
-      RunResult r = Cli({"token", "revoke", t.id});
+      ProcessResult r = Cli({"token", "revoke", t.id});
       if (r.exit_code == 0) {
         t.revoked_at = now_ns();  // committed: every request starting now must be refused
         ++revocations;
@@ -854,8 +844,8 @@ TEST_F(E2eTest, StoreMadeUnreadableToTheSidecarDeniesAndRecovers) {
   fs::permissions(store(), fs::perms::owner_read | fs::perms::owner_write);
   EXPECT_TRUE(WaitFor([&] { return ready() == 200; }));
   EXPECT_TRUE(WaitFor([&] { return import_allowed(); }));
-  const int st = unprivileged.process->Stop(10s);
-  EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << ReadAll(dir_.File("unprivileged.stderr"));
+  EXPECT_EQ(unprivileged.process->Stop(10s).exit_code, 0)
+      << ReadAll(dir_.File("unprivileged.stderr"));
   EXPECT_NE(ReadAll(dir_.File("unprivileged.stderr")).find("cannot be read"), std::string::npos)
       << ReadAll(dir_.File("unprivileged.stderr"));
 }

@@ -48,7 +48,6 @@
 #include <vector>
 
 #include "e2e/demo.h"
-#include "e2e/process.h"
 #include "gatehouse/store.h"
 #include "gatehouse/tokens.h"
 #include "sidecar/fixture.h"
@@ -266,9 +265,8 @@ class SidecarCrashTest : public ::testing::Test {
     ASSERT_TRUE(fs::exists(kSidecar)) << kSidecar;
     fs::create_directories(dir_.File("policies"));
     WriteAll(dir_.File("policies/api-tokens.yaml"), DefaultPolicyText());
-    env_ = {{"GATEHOUSE_STORE", store()},
-            {"GATEHOUSE_POLICY", dir_.File("policies")},
-            {"GATEHOUSE_AS", "owner@demo.test"}};
+    env_ = {"GATEHOUSE_STORE=" + store(), "GATEHOUSE_POLICY=" + dir_.File("policies"),
+            "GATEHOUSE_AS=owner@demo.test"};
     CreateStore();
     if (HasFatalFailure()) return;
     BuildProbes();
@@ -285,9 +283,7 @@ class SidecarCrashTest : public ::testing::Test {
   std::string store() const { return dir_.File("gatehouse.db"); }
   std::string decision_log() const { return dir_.File("decisions.jsonl"); }
 
-  RunResult Cli(std::vector<std::string> args) {
-    return RunCli(std::move(args), env_, dir_.path());
-  }
+  ProcessResult Cli(std::vector<std::string> args) { return RunCli(std::move(args), env_); }
   TokenCase CreateToken(const std::string& name, const std::string& api_user) {
     CliToken t = CreatedToken(Cli({"token", "create", "--apiuser", api_user, "--name", name,
                                    "--expires-in", "30d", "--json"}));
@@ -299,7 +295,7 @@ class SidecarCrashTest : public ::testing::Test {
   // as the CLI makes no expired tokens) an expired one.
   void CreateStore() {
     for (const auto& args : DemoCommands()) {
-      RunResult r = Cli(args);
+      ProcessResult r = Cli(args);
       ASSERT_EQ(r.exit_code, 0) << args[0] << " " << args[1] << ": " << r.err;
     }
     for (const auto& args : std::vector<std::vector<std::string>>{
@@ -307,7 +303,7 @@ class SidecarCrashTest : public ::testing::Test {
               "--workspace-role", "viewer", "--org-role", "admin"},
              {"apiuser", "create", "doomed", "--workspace", "Marketing-Production",
               "--workspace-role", "contributor"}}) {
-      RunResult r = Cli(args);
+      ProcessResult r = Cli(args);
       ASSERT_EQ(r.exit_code, 0) << args[2] << ": " << r.err;
     }
     tokens_ = {
@@ -316,7 +312,7 @@ class SidecarCrashTest : public ::testing::Test {
         CreateToken("revoked", "prod-importer"),     CreateToken("deleted", "doomed")};
     ASSERT_FALSE(HasFailure());
     tokens_[4].refused = tokens_[5].refused = true;
-    RunResult r = Cli({"token", "revoke", tokens_[4].id});
+    ProcessResult r = Cli({"token", "revoke", tokens_[4].id});
     ASSERT_EQ(r.exit_code, 0) << r.err;
     r = Cli({"apiuser", "delete", "doomed"});
     ASSERT_EQ(r.exit_code, 0) << r.err;
@@ -569,7 +565,7 @@ class SidecarCrashTest : public ::testing::Test {
   int tears_ = 0;
 
   TempDir dir_;
-  Environment env_;
+  std::vector<std::string> env_;  // NAME=VALUE for the CLI
   std::vector<TokenCase> tokens_;  // 1 prod-importer, 2 prod-viewer, 7 unknown
   int64_t viewer_id_ = 0;
   std::vector<Probe> probes_;
@@ -601,7 +597,7 @@ TEST_F(SidecarCrashTest, KilledUnderLoadHundredsOfTimesRestartsAndServesTheSameD
     EXPECT_EQ(again[i].log_lines, baseline[i].log_lines) << probes_[i].name;
     expected_log_lines += 2 * baseline[i].log_lines;
   }
-  EXPECT_EQ(first.process->Stop(10s), 0) << "the first sidecar did not stop cleanly";
+  EXPECT_EQ(first.process->Stop(10s).exit_code, 0) << "the first sidecar did not stop cleanly";
   first.process.reset();
   log_lines += CheckLog("the baseline", &log_offset);
   ASSERT_FALSE(HasFailure()) << "the baseline is not sound";
@@ -649,7 +645,7 @@ TEST_F(SidecarCrashTest, KilledUnderLoadHundredsOfTimesRestartsAndServesTheSameD
     std::pair<int64_t, int64_t> wal{0, 0};
     bool sweep_seen = false;
     if (kill == Kill::kWhileStarting) {
-      process = Process::Start(SidecarArgv(), {}, dir_.File("gatehoused.stderr"));
+      process = Process::Start(SidecarArgv(), {.stderr_path = dir_.File("gatehoused.stderr")});
       ASSERT_TRUE(process);
       // Within 1.2 times the restarts' mean time to ready so far.
       const double mean_ms = readies ? ready_ms_sum / readies : start_ms;
@@ -694,13 +690,13 @@ TEST_F(SidecarCrashTest, KilledUnderLoadHundredsOfTimesRestartsAndServesTheSameD
     }
 
     if (load) load->Killing();
-    if (auto died = process->Wait(0ms)) {
-      ADD_FAILURE() << when << ": gatehoused died before the kill, status " << *died;
+    if (!process->Running()) {
+      ADD_FAILURE() << when << ": gatehoused died before the kill" << process->Wait(10s);
     }
-    process->Signal(SIGKILL);
-    const std::optional<int> status = process->Wait(10s);
-    EXPECT_TRUE(status && WIFSIGNALED(*status) && WTERMSIG(*status) == SIGKILL)
-        << when << ": gatehoused ended with status " << status.value_or(-1);
+    process->Kill(SIGKILL);
+    const ProcessResult status = process->Wait(10s);
+    EXPECT_TRUE(!status.timed_out && status.term_signal == SIGKILL)
+        << when << ": gatehoused did not end by the SIGKILL" << status;
     if (load) load->Stop();
     if (kill == Kill::kWhileStarting && !process->ReadLine(1s)) ++killed_before_listening;
     process.reset();
@@ -721,7 +717,8 @@ TEST_F(SidecarCrashTest, KilledUnderLoadHundredsOfTimesRestartsAndServesTheSameD
   ASSERT_TRUE(last.process);
   CheckProbes(last.port, "after the last restart", baseline, tally);
   ++probe_sets;
-  EXPECT_EQ(last.process->Stop(10s), 0) << "the last sidecar did not stop cleanly on SIGTERM";
+  EXPECT_EQ(last.process->Stop(10s).exit_code, 0)
+      << "the last sidecar did not stop cleanly on SIGTERM";
   last.process.reset();
   log_lines += CheckLog("after the last restart", &log_offset, /*final=*/true);
   expected_log_lines += tally.log_lines.load();
@@ -736,7 +733,7 @@ TEST_F(SidecarCrashTest, KilledUnderLoadHundredsOfTimesRestartsAndServesTheSameD
   EXPECT_GT(sweeps_committed, 0) << "no kill came after a sweep: the sweep window is wrong";
 
   EXPECT_EQ(QueryValue(store(), "PRAGMA integrity_check"), "ok");
-  RunResult r = Cli({"token", "verify", tokens_[1].secret});
+  ProcessResult r = Cli({"token", "verify", tokens_[1].secret});
   EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
   r = Cli({"token", "verify", tokens_[4].secret});
   EXPECT_EQ(r.exit_code, 3) << "the revoked token: " << r.out << r.err;

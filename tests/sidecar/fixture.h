@@ -1,6 +1,6 @@
-// Test helpers for the sidecar: a temporary directory, and the seed's demo
-// store written straight through the Store API (so tests can choose every
-// time with a FakeClock and mint tokens of any shape).
+// Test helpers for the sidecar: a temporary directory (support/temp_dir.h),
+// and the seed's demo store written straight through the Store API (so tests
+// can choose every time with a FakeClock and mint tokens of any shape).
 //
 // The demo store: organization Demo, owner owner@demo.test; alice@demo.test
 // (org contributor, admin of Marketing-Development); workspaces Organization
@@ -15,7 +15,6 @@
 #pragma once
 
 #include <gtest/gtest.h>
-#include <stdlib.h>
 
 #include <cstdint>
 #include <filesystem>
@@ -27,31 +26,12 @@
 
 #include "gatehouse/store.h"
 #include "gatehouse/tokens.h"
+#include "support/temp_dir.h"
 
 namespace gatehouse::testing {
 
 inline constexpr int64_t kNow = 1'767'225'600;  // 2026-01-01T00:00:00Z
 inline constexpr int64_t kDay = 86'400;
-
-class TempDir {
- public:
-  TempDir() {
-    char tmpl[] = "/tmp/gatehouse-sidecar-XXXXXX";
-    const char* d = ::mkdtemp(tmpl);
-    path_ = d != nullptr ? d : "/tmp";
-  }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  const std::string& path() const { return path_; }
-  std::string File(const std::string& name) const { return path_ + "/" + name; }
-
- private:
-  std::string path_;
-};
 
 inline std::string ReadAll(const std::string& path) {
   std::ifstream in(path, std::ios::binary);

@@ -19,6 +19,7 @@
 
 #include "gatehouse/tokens.h"
 #include "store/sqlite_store_testing.h"
+#include "support/temp_dir.h"
 
 namespace gatehouse {
 namespace {
@@ -54,14 +55,8 @@ uint32_t BigEndian32(const std::string& bytes, size_t offset) {
 class StoreTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    char tmpl[] = "/tmp/gatehouse-store-test-XXXXXX";
-    ASSERT_NE(::mkdtemp(tmpl), nullptr);
-    dir_ = tmpl;
-    path_ = dir_ + "/gatehouse.db";
-  }
-  void TearDown() override {
-    std::error_code ec;
-    fs::remove_all(dir_, ec);
+    ASSERT_FALSE(dir_.path().empty());
+    path_ = dir_.File("gatehouse.db");
   }
 
   std::unique_ptr<Store> Create(StoreOptions options = {}) {
@@ -102,7 +97,7 @@ class StoreTest : public ::testing::Test {
     return m;
   }
 
-  std::string dir_;
+  testing::TempDir dir_;
   std::string path_;
 };
 
@@ -116,7 +111,7 @@ TEST_F(StoreTest, CreateRefusesAnExistingFile) {
   EXPECT_NE(s.status().message().find(path_), std::string::npos);
   EXPECT_EQ(ReadFile(path_), "precious");  // untouched
 
-  path_ = dir_ + "/other.db";  // a fresh path works, then a second create fails
+  path_ = dir_.File("other.db");  // a fresh path works, then a second create fails
   ASSERT_TRUE(CreateSqliteStore(path_).ok());
   EXPECT_TRUE(CreateSqliteStore(path_).status().IsAlreadyExists());
 }
@@ -130,7 +125,7 @@ TEST_F(StoreTest, OpenRefusesAMissingFileAndSaysToRunInit) {
 }
 
 TEST_F(StoreTest, CreateInAMissingDirectoryIsAnIoError) {
-  path_ = dir_ + "/no/such/dir/gatehouse.db";
+  path_ = dir_.File("no/such/dir/gatehouse.db");
   auto s = CreateSqliteStore(path_);
   ASSERT_FALSE(s.ok());
   EXPECT_EQ(s.status().code(), StatusCode::kIoError) << s.status().ToString();
@@ -178,7 +173,7 @@ TEST_F(StoreTest, TruncatedFileIsCorruptionNotACrash) {
   for (auto keep :
        {size / 2, size - 4096, size - 1, uintmax_t{4096}, uintmax_t{100}, uintmax_t{50}}) {
     SCOPED_TRACE("truncated to " + std::to_string(keep));
-    std::string copy = dir_ + "/truncated.db";
+    std::string copy = dir_.File("truncated.db");
     fs::copy_file(path_, copy, fs::copy_options::overwrite_existing);
     fs::resize_file(copy, keep);
     auto s = OpenSqliteStore(copy);
@@ -225,7 +220,7 @@ TEST_F(StoreTest, FileIsCreatedWithMode0600WhateverTheUmask) {
       EXPECT_EQ(st.st_mode & 0777, 0600u) << suffix;
     }
   }
-  path_ = dir_ + "/strict-umask.db";
+  path_ = dir_.File("strict-umask.db");
   const mode_t old2 = ::umask(0277);  // would leave 0400: unwritable
   auto strict = CreateSqliteStore(path_);
   ::umask(old2);
@@ -883,7 +878,7 @@ TEST_F(StoreTest, StoreWatchStampChangesWithEveryCommitAndOnlyThen) {
   AddToken(*writer, f.api_user.id, kNow + 3600);
   ASSERT_TRUE(watch->Read(&after));
   EXPECT_NE(before, after);
-  EXPECT_EQ(StoreWatch::Open(dir_ + "/none.db"), nullptr);
+  EXPECT_EQ(StoreWatch::Open(dir_.File("none.db")), nullptr);
 }
 
 // Regression: the probe used to open and close the store file each poll, which
