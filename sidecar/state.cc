@@ -120,8 +120,21 @@ Status State::RefreshLocked(bool force) {
     store_ok_.store(true, std::memory_order_relaxed);
     return Status::Ok();
   }
+  // A commit. Only audit records (a denied or read-only CLI command)? Then
+  // the snapshot is still current: keep it, without a rebuild.
+  auto generation = maintenance_->ContentGeneration();
+  if (!generation.ok()) return fail(generation.status());
+  if (!force && current && current->generation == *generation) {
+    auto same = std::make_shared<Snapshot>(*current);
+    same->maintenance_version = *version;
+    view->snapshot = std::move(same);
+    view_.store(std::move(view));
+    store_ok_.store(true, std::memory_order_relaxed);
+    return Status::Ok();
+  }
   auto snap = std::make_shared<Snapshot>();
   snap->maintenance_version = *version;
+  snap->generation = *generation;
   snap->built_at = options_.clock->NowSeconds();
   auto dir = Directory::Load(*maintenance_);
   if (!dir.ok()) return fail(dir.status());

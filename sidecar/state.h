@@ -10,8 +10,10 @@
 // difference (a commit, a checkpoint restarting the WAL, a torn read of a
 // header being written) takes the slow path: under the refresh mutex, read
 // the stamp again, then the maintenance connection's `PRAGMA data_version`
-// (it changes when another connection has committed), and rebuild the
-// directory and token index only if that changed. Because a commit's header
+// (it changes when another connection has committed) and the store's
+// ContentGeneration (it changes when the commit touched anything but the
+// audit log), and rebuild the directory and token index only if both
+// changed: a denied or read-only CLI command appends audit records only. Because a commit's header
 // write is its last step, a request that arrives after a CLI command has
 // returned always sees the new stamp. Without a stamp (not WAL, unusual VFS)
 // every request takes the slow path.
@@ -122,6 +124,7 @@ struct Snapshot {
   std::shared_ptr<const Directory> directory;
   std::shared_ptr<const TokenIndex> tokens;
   int64_t maintenance_version = -1;  // the maintenance connection's data_version before the build
+  int64_t generation = -1;           // the store's ContentGeneration before the build
   int64_t built_at = 0;              // clock seconds
 };
 using SnapshotPtr = std::shared_ptr<const Snapshot>;

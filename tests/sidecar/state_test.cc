@@ -242,5 +242,47 @@ TEST_F(StateTest, NoStoreQueryWhileNothingCommits) {
       << metrics_.Render();
 }
 
+// A commit that only appends audit records (a denied or read-only CLI
+// command) keeps the snapshot; any change to what decisions read rebuilds it.
+TEST_F(StateTest, AnAuditOnlyCommitKeepsTheSnapshotAnyOtherRebuildsIt) {
+  auto state = Open();
+  ASSERT_TRUE(state);
+  auto writer = OpenSqliteStore(demo_.path);
+  ASSERT_TRUE(writer.ok());
+  Store& w = **writer;
+  auto rebuilt = [&](const SnapshotPtr& before) {
+    auto now = state->Fresh();
+    EXPECT_TRUE(now.ok());
+    return now.ok() && ((*now)->tokens.get() != before->tokens.get() ||
+                        (*now)->directory.get() != before->directory.get());
+  };
+  SnapshotPtr before = *state->Fresh();
+  AuditRecord audit;
+  audit.time = kNow;
+  audit.actor = "owner@demo.test";
+  audit.action = "token.list";
+  audit.decision = AuditDecision::kAllow;
+  ASSERT_TRUE(w.AppendAudit(audit).ok());
+  EXPECT_FALSE(rebuilt(before)) << "an audit record alone rebuilt the index";
+  const std::string refreshes = "gatehouse_store_refreshes_total 1\n";  // the first build
+  EXPECT_NE(metrics_.Render().find(refreshes), std::string::npos) << metrics_.Render();
+
+  before = *state->Fresh();
+  ASSERT_TRUE(w.SetSetting(demo_.org_id, "workspace_admins_can_create_tokens", "on").ok());
+  EXPECT_TRUE(rebuilt(before)) << "a settings change";
+  before = *state->Fresh();
+  ASSERT_TRUE(w.DeleteToken(demo_.tokens["prod-viewer"].id).ok());
+  EXPECT_TRUE(rebuilt(before)) << "a revocation";
+  EXPECT_EQ((*state->Fresh())->tokens->size(), 5u);
+  // A revocation committed together with its audit record, as the CLI does.
+  before = *state->Fresh();
+  ASSERT_TRUE(w.Transaction([&] {
+                 GATEHOUSE_RETURN_IF_ERROR(w.DeleteToken(demo_.tokens["prod-importer"].id));
+                 return w.AppendAudit(audit).status();
+               }).ok());
+  EXPECT_TRUE(rebuilt(before)) << "a revocation with its audit record";
+  EXPECT_EQ((*state->Fresh())->tokens->size(), 4u);
+}
+
 }  // namespace
 }  // namespace gatehouse::sidecar

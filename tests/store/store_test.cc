@@ -908,5 +908,84 @@ TEST_F(StoreTest, ProbingAndWatchingLeaveSqlitesLocksInThisProcessAlone) {
   ASSERT_OK(reader->DataVersion().status());
 }
 
+// ---- the content generation (schema version 2) ----
+
+TEST_F(StoreTest, ContentGenerationMovesWithTheDataNotWithTheAuditLog) {
+  auto store = Create();
+  ASSERT_NE(store, nullptr);
+  Store& s = *store;
+  Fixture f = Populate(s);
+  int64_t last = s.ContentGeneration().value();
+  auto moved = [&](const char* what) {
+    auto now = s.ContentGeneration();
+    EXPECT_TRUE(now.ok()) << now.status().ToString();
+    const bool changed = now.ok() && *now != last;
+    if (now.ok()) last = *now;
+    EXPECT_TRUE(changed) << what << " left the generation as it was";
+  };
+  AuditRecord audit;
+  audit.time = kNow;
+  audit.actor = "owner@example.com";
+  audit.action = "token.list";
+  ASSERT_OK(s.AppendAudit(audit).status());
+  EXPECT_EQ(s.ContentGeneration().value(), last) << "an audit record moved it";
+
+  ASSERT_OK(s.CreateOrganization("Other").status());
+  moved("an organization");
+  auto user = s.AddUser(f.org.id, "alice@example.com", "viewer");
+  ASSERT_OK(user.status());
+  moved("a user");
+  ASSERT_OK(s.CreateWorkspace(f.org.id, "Dev", "shared", std::nullopt).status());
+  moved("a workspace");
+  ASSERT_OK(s.SetMembership(f.ws.id, user->id, "viewer"));
+  moved("a membership");
+  ASSERT_OK(s.SetMembership(f.ws.id, user->id, "admin"));
+  moved("a membership's role");
+  ASSERT_OK(s.SetApiUserWorkspaceRole(f.api_user.id, "admin"));
+  moved("an API user's role");
+  MintedToken t = AddToken(s, f.api_user.id, kNow + 3600);
+  moved("a token");
+  ASSERT_OK(s.SetSetting(f.org.id, "workspace_admins_can_create_tokens", "true"));
+  moved("a setting");
+  ASSERT_OK(s.DeleteToken(t.id));
+  moved("a revocation");
+  AddToken(s, f.api_user.id, kNow - 1);
+  moved("an expired token");
+  ASSERT_OK(s.DeleteExpiredTokens(kNow).status());
+  moved("a sweep");
+  ASSERT_OK(s.DeleteApiUser(f.api_user.id).status());
+  moved("an API user's deletion");
+}
+
+TEST_F(StoreTest, AVersion1StoreIsMigratedByTheNextWriter) {
+  {
+    auto store = Create();
+    ASSERT_NE(store, nullptr);
+    Populate(*store);
+    // Back to version 1, as a store made by the previous release.
+    std::string down = "DROP TABLE generation; PRAGMA user_version = 1;";
+    for (const char* table : {"organizations", "users", "workspaces", "memberships", "api_users",
+                              "tokens", "settings"})
+      for (const char* op : {"insert", "update", "delete"})
+        down = "DROP TRIGGER " + std::string(table) + "_" + op + "_bumps; " + down;
+    ASSERT_OK(internal::ExecSqliteForTesting(*store, down));
+  }
+  // A reader (the sidecar) does not migrate: it says what to do.
+  auto refused = OpenSqliteStore(path_, StoreOptions{.read_only = true});
+  EXPECT_EQ(refused.status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_NE(refused.status().message().find("needs a migration"), std::string::npos)
+      << refused.status().ToString();
+  auto writer = Open();
+  ASSERT_NE(writer, nullptr);
+  EXPECT_EQ(writer->SchemaVersion().value(), kStoreSchemaVersion);
+  EXPECT_EQ(writer->FindOrganization("Acme").status().code(), StatusCode::kOk);
+  const int64_t before = writer->ContentGeneration().value();
+  ASSERT_OK(writer->CreateOrganization("Other").status());
+  EXPECT_NE(writer->ContentGeneration().value(), before);
+  auto reader = Open(StoreOptions{.read_only = true});
+  ASSERT_NE(reader, nullptr);
+  EXPECT_EQ(reader->ContentGeneration().value(), writer->ContentGeneration().value());
+}
+
 }  // namespace
 }  // namespace gatehouse

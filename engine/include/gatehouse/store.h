@@ -283,12 +283,18 @@ class Store {
   // sidecar calls it per request to notice CLI writes.
   virtual Result<int64_t> DataVersion() = 0;
 
+  // A number that changes with every committed change to the data decisions
+  // read — organizations, users, workspaces, memberships, API users, tokens,
+  // settings — and not when only audit records were appended. The sidecar
+  // re-reads everything only when it moved.
+  virtual Result<int64_t> ContentGeneration() = 0;
+
   // The schema version of the store (after any migration done by Open).
   virtual Result<int> SchemaVersion() = 0;
 };
 
 // The newest schema version this build reads and writes.
-inline constexpr int kStoreSchemaVersion = 1;
+inline constexpr int kStoreSchemaVersion = 2;
 
 // Opens an existing SQLite store, migrating an older schema (unless read-only).
 // FailedPrecondition "store PATH does not exist; run `gatehouse init`" when

@@ -102,8 +102,30 @@ BEGIN
 END;
 )sql";
 
+// Version 2: a generation number that every change to the data a decision
+// reads bumps (triggers on every table but the audit log), so that a reader
+// (the sidecar) can tell a commit that only appended audit records (a denied
+// or read-only CLI command) from one it must re-read everything for.
+#define GH_BUMPS_GENERATION(table)                                                \
+  "CREATE TRIGGER " table "_insert_bumps AFTER INSERT ON " table                  \
+  " BEGIN UPDATE generation SET n = n + 1; END;\n"                                \
+  "CREATE TRIGGER " table "_update_bumps AFTER UPDATE ON " table                  \
+  " BEGIN UPDATE generation SET n = n + 1; END;\n"                                \
+  "CREATE TRIGGER " table "_delete_bumps AFTER DELETE ON " table                  \
+  " BEGIN UPDATE generation SET n = n + 1; END;\n"
+constexpr char kSchemaV2[] =
+    "CREATE TABLE generation (id INTEGER PRIMARY KEY CHECK (id = 1), n INTEGER NOT NULL) "
+    "STRICT;\n"
+    "INSERT INTO generation (id, n) VALUES (1, 0);\n"
+    GH_BUMPS_GENERATION("organizations") GH_BUMPS_GENERATION("users")
+    GH_BUMPS_GENERATION("workspaces") GH_BUMPS_GENERATION("memberships")
+    GH_BUMPS_GENERATION("api_users") GH_BUMPS_GENERATION("tokens")
+    GH_BUMPS_GENERATION("settings");
+#undef GH_BUMPS_GENERATION
+
 constexpr Migration kMigrations[] = {
     {1, kSchemaV1},
+    {2, kSchemaV2},
 };
 
 constexpr const char* kTables[] = {

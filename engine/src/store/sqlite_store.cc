@@ -38,6 +38,7 @@ enum class Sql : int {
   kRollbackTo,
   kDataVersion,
   kUserVersion,
+  kContentGeneration,
 
   kInsertOrg,
   kFindOrg,
@@ -111,6 +112,7 @@ constexpr std::array<const char*, static_cast<size_t>(Sql::kCount)> kSqlText = {
     "ROLLBACK TO gatehouse",
     "PRAGMA data_version",
     "PRAGMA user_version",
+    "SELECT n FROM generation WHERE id = 1",
 
     "INSERT INTO organizations(name) VALUES (?1)",
     "SELECT id, name FROM organizations WHERE name = ?1",
@@ -332,6 +334,7 @@ class SqliteStore final : public Store {
   Status Transaction(const std::function<Status()>& body) override;
   Status ReadSnapshot(const std::function<Status()>& body) override;
   Result<int64_t> DataVersion() override;
+  Result<int64_t> ContentGeneration() override;
   Result<int> SchemaVersion() override;
 
   // Test hooks (sqlite_store_testing.h).
@@ -719,6 +722,13 @@ Result<int64_t> SqliteStore::DataVersion() {
   GH_ASSIGN_OR_RETURN(s, Use(Sql::kDataVersion));
   int rc = s.Step();
   if (rc != SQLITE_ROW) return Error(rc, "reading the data version");
+  return s.Int(0);
+}
+
+Result<int64_t> SqliteStore::ContentGeneration() {
+  GH_ASSIGN_OR_RETURN(s, Use(Sql::kContentGeneration));
+  int rc = s.Step();
+  if (rc != SQLITE_ROW) return Error(rc, "reading the content generation");
   return s.Int(0);
 }
 
