@@ -314,6 +314,26 @@ TEST_F(E2eTest, RevocationThroughTheCliIsRefusedByTheNextRequest) {
   EXPECT_EQ(ViaNginx("POST", kImport, viewer_.secret).status, 200);
 }
 
+// Every CLI command appends an audit record; one that changes nothing else
+// (a list, a denied create) must not make the sidecar rebuild its index,
+// while a revocation still does, before the next answer.
+TEST_F(E2eTest, ReadOnlyAndDeniedCliCommandsCostTheSidecarNoRebuild) {
+  EXPECT_EQ(Verify(prod_.secret)["active"], true);
+  const double rebuilds = Metric("gatehouse_store_refreshes_total");
+  ASSERT_GE(rebuilds, 1);
+  ASSERT_EQ(Cli({"token", "list"}).exit_code, 0);
+  ASSERT_EQ(Cli({"audit", "--limit", "5"}).exit_code, 0);
+  // alice is a contributor: she may not create tokens.
+  ProcessResult denied = Cli({"--as", "alice@demo.test", "token", "create", "--apiuser",
+                              "prod-importer", "--name", "nope", "--expires-in", "1d"});
+  EXPECT_EQ(denied.exit_code, 3) << denied;
+  EXPECT_EQ(Verify(prod_.secret)["active"], true);
+  EXPECT_EQ(Metric("gatehouse_store_refreshes_total"), rebuilds);
+  ASSERT_EQ(Cli({"token", "revoke", prod_.id}).exit_code, 0);
+  EXPECT_EQ(Verify(prod_.secret), json({{"active", false}}));
+  EXPECT_EQ(Metric("gatehouse_store_refreshes_total"), rebuilds + 1);
+}
+
 TEST_F(E2eTest, ExpiredTokenIsRefusedAtOnceAndSwept) {
   Token brief = CreateToken("prod-importer", "2s");
   ASSERT_FALSE(brief.secret.empty());
