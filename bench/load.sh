@@ -43,7 +43,7 @@ command -v wrk >/dev/null || { echo "load.sh: wrk is not installed (scripts/setu
 build_type=$(sed -n 's/^CMAKE_BUILD_TYPE:STRING=//p' "$BUILD/CMakeCache.txt" 2>/dev/null || true)
 [ "$build_type" = "Release" ] || echo "load.sh: warning: $BUILD is a '$build_type' build, not Release" >&2
 
-WORK=$(mktemp -d /tmp/gatehouse-load-XXXXXX)
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/gatehouse-load-XXXXXX")
 PIDS=()
 cleanup() {
   for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done

@@ -8,7 +8,7 @@ packages=(
   libyaml-cpp-dev libboost-program-options-dev libcpp-httplib-dev
   libsqlite3-dev libssl-dev nlohmann-json3-dev
   libgtest-dev libgmock-dev libbenchmark-dev
-  nginx-light wrk sqlite3 curl
+  nginx-light wrk sqlite3 curl openssl
   clang libclang-rt-14-dev
 )
 

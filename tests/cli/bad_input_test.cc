@@ -219,7 +219,7 @@ TEST_F(LockTest, TheCliWaitsForAnotherWriterThenSucceeds) {
   EXPECT_TRUE(Succeeded(gh_.Run({"token", "verify", j["token"].get<std::string>()})));
 }
 
-// The same with the lock held by another program: the sqlite3 shell, when installed.
+// The same with the lock held by another program: the sqlite3 shell (scripts/setup.sh installs it).
 TEST_F(LockTest, TheCliWaitsForASqlite3ShellHoldingTheLock) {
   std::string sqlite3_shell;
   const char* path = std::getenv("PATH");
@@ -234,7 +234,7 @@ TEST_F(LockTest, TheCliWaitsForASqlite3ShellHoldingTheLock) {
     }
     start = end + 1;
   }
-  if (sqlite3_shell.empty()) GTEST_SKIP() << "no sqlite3 shell installed";
+  ASSERT_FALSE(sqlite3_shell.empty()) << "no sqlite3 shell on PATH (scripts/setup.sh installs it)";
   ProcessOptions o;
   o.env = ChildEnvironment();
   auto holder = Process::Start({sqlite3_shell, "-cmd", ".timeout 10000", gh_.store,

@@ -5,6 +5,10 @@
 #include <fuzzer/FuzzedDataProvider.h>
 #include <stdlib.h>
 
+#include <cstdlib>
+#include <filesystem>
+#include <string>
+
 #include <nlohmann/json.hpp>
 
 #include "fuzz_check.h"
@@ -24,8 +28,18 @@ struct World {
   std::unique_ptr<Handlers> handlers;
 
   World() {
-    char tmpl[] = "/tmp/gatehouse-fuzz-XXXXXX";
-    dir = ::mkdtemp(tmpl);
+    const char* base = std::getenv("TMPDIR");
+    std::string tmpl = std::string(base != nullptr && *base != '\0' ? base : "/tmp") +
+                       "/gatehouse-fuzz-XXXXXX";
+    FUZZ_CHECK(::mkdtemp(tmpl.data()) != nullptr);
+    dir = tmpl;
+    // The world lives as long as the fuzzer; its files go when the fuzzer exits.
+    static std::string to_remove;
+    to_remove = dir;
+    std::atexit([] {
+      std::error_code ec;
+      std::filesystem::remove_all(to_remove, ec);
+    });
     auto store = CreateSqliteStore(dir + "/g.db");
     FUZZ_CHECK(store.ok());
     Store& s = **store;

@@ -886,7 +886,7 @@ TEST_F(StoreTest, StoreWatchStampChangesWithEveryCommitAndOnlyThen) {
 // then thought itself the last connection and deleted the WAL under the
 // sidecar (the soak test saw revoked tokens allowed and a "malformed" store).
 TEST_F(StoreTest, ProbingAndWatchingLeaveSqlitesLocksInThisProcessAlone) {
-  if (::access("/usr/bin/sqlite3", X_OK) != 0) GTEST_SKIP() << "no sqlite3 shell (setup.sh installs it)";
+  ASSERT_EQ(::access("/usr/bin/sqlite3", X_OK), 0) << "no sqlite3 shell (scripts/setup.sh installs it)";
   {
     auto writer = Create();
     ASSERT_NE(writer, nullptr);
