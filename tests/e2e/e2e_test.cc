@@ -216,18 +216,6 @@ class E2eTest : public ::testing::Test {
   int nginx_port_ = 0;
 };
 
-std::string ViewersMayImport() {
-  std::string p = DefaultPolicyText();
-  const std::string from =
-      "when: principal.workspace_role >= contributor\n        message: Importing";
-  const size_t at = p.find(from);
-  EXPECT_NE(at, std::string::npos);
-  if (at != std::string::npos)
-    p.replace(at, from.size(),
-              "when: principal.workspace_role >= viewer\n        message: Importing");
-  return p;
-}
-
 // ---------------------------------------------------------------------------
 
 TEST_F(E2eTest, SeedEnvironmentPromotionThroughNginx) {

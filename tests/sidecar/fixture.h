@@ -167,4 +167,17 @@ inline std::string DefaultPolicyText() {
   return ReadAll(std::string(GATEHOUSE_SOURCE_DIR) + "/policies/api-tokens.yaml");
 }
 
+// The default policy with project.import open to viewers: a policy edit whose
+// effect a test can see (prod-viewer's import turns from denied to allowed).
+inline std::string ViewersMayImport() {
+  std::string p = DefaultPolicyText();
+  const std::string from =
+      "when: principal.workspace_role >= contributor\n        message: Importing";
+  const size_t at = p.find(from);
+  EXPECT_NE(at, std::string::npos) << "the default policy no longer has the import rule";
+  if (at != std::string::npos)
+    p.replace(at, from.size(), "when: principal.workspace_role >= viewer\n        message: Importing");
+  return p;
+}
+
 }  // namespace gatehouse::testing

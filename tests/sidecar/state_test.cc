@@ -20,22 +20,8 @@ using gatehouse::testing::DemoStore;
 using gatehouse::testing::kNow;
 using gatehouse::testing::ReplaceFile;
 using gatehouse::testing::TempDir;
+using gatehouse::testing::ViewersMayImport;
 using gatehouse::testing::WriteAll;
-
-// The default policy with project.import open to viewers.
-std::string ViewersMayImport() {
-  std::string p = DefaultPolicyText();
-  const std::string from =
-      "      - rule: contributors-and-up\n        when: principal.workspace_role >= contributor\n  "
-      "      message: Importing";
-  const std::string to =
-      "      - rule: contributors-and-up\n        when: principal.workspace_role >= viewer\n       "
-      " message: Importing";
-  const size_t at = p.find(from);
-  EXPECT_NE(at, std::string::npos);
-  if (at != std::string::npos) p.replace(at, from.size(), to);
-  return p;
-}
 
 class StateTest : public ::testing::Test {
  protected:
