@@ -31,18 +31,38 @@
 
 namespace gatehouse::sidecar {
 
-// A request as the server parsed it. Header fields are "" when absent.
+// Bits of HttpRequest::present / ::repeated: which of the headers that
+// choose a forward-auth source arrived, and which arrived more than once.
+enum HeaderBit : uint32_t {
+  kHdrOriginalMethod = 1u << 0,   // X-Original-Method (nginx)
+  kHdrOriginalUri = 1u << 1,      // X-Original-URI (nginx)
+  kHdrForwardedMethod = 1u << 2,  // X-Forwarded-Method (Traefik, Caddy)
+  kHdrForwardedUri = 1u << 3,     // X-Forwarded-Uri (Traefik, Caddy)
+  kHdrAuthorization = 1u << 4,    // Authorization
+  kHdrCaller = 1u << 5,           // X-Gatehouse-Caller
+};
+
+// A request as the server parsed it. Every value is the exact bytes the
+// client sent: nothing here is percent-decoded or otherwise rewritten.
+// Header fields are "" when absent (see `present` to tell absent from empty);
+// of a repeated header the first value is kept and its bit set in `repeated`.
 struct HttpRequest {
-  std::string method;  // GET, POST, ...
-  std::string path;    // percent-decoded path, no query
+  std::string method;  // GET, POST, ... as sent
+  std::string path;    // the raw path of the target: up to the first '?', not decoded
   std::string target;  // the raw request target: path and query as sent
   std::string body;
   std::string authorization;     // Authorization
   std::string content_type;      // Content-Type
   std::string original_method;   // X-Original-Method (nginx)
   std::string original_uri;      // X-Original-URI (nginx)
-  std::string forwarded_method;  // X-Forwarded-Method (Traefik)
-  std::string forwarded_uri;     // X-Forwarded-Uri (Traefik)
+  std::string forwarded_method;  // X-Forwarded-Method (Traefik, Caddy)
+  std::string forwarded_uri;     // X-Forwarded-Uri (Traefik, Caddy)
+  std::string caller_secret;     // X-Gatehouse-Caller
+  // The request id: the caller's X-Request-Id when well-formed, else one the
+  // server made up. The reply carries it back as X-Request-Id.
+  std::string request_id;
+  uint32_t present = 0;   // HeaderBit: headers that arrived (even empty)
+  uint32_t repeated = 0;  // HeaderBit: headers that arrived more than once
 };
 
 struct HttpReply {
