@@ -1,5 +1,6 @@
 #include "sidecar/metrics.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 
@@ -312,6 +313,24 @@ std::string Metrics::Render() const {
   Header(out, "gatehouse_decision_log_failures_total", "counter",
          "Decision-log lines that could not be written.");
   Line(out, "gatehouse_decision_log_failures_total", "", log_failures_.load());
+  Header(out, "gatehouse_caller_rejected_total", "counter",
+         "Requests refused for a missing or wrong X-Gatehouse-Caller secret.");
+  Line(out, "gatehouse_caller_rejected_total", "", caller_rejected_.load());
+  Header(out, "gatehouse_http_connections_open", "gauge", "Client connections open now.");
+  Line(out, "gatehouse_http_connections_open", "",
+       static_cast<uint64_t>(std::max<int64_t>(0, connections_open_.load())));
+  Header(out, "gatehouse_http_connections_refused_total", "counter",
+         "Connections refused at once because --max-connections were open.");
+  Line(out, "gatehouse_http_connections_refused_total", "", connections_refused_.load());
+  Header(out, "gatehouse_http_connection_closes_total", "counter",
+         "Connections the server closed, by reason.");
+  static constexpr std::array<const char*, static_cast<int>(ConnectionClose::kCount)> kWhy = {
+      "header_timeout", "body_timeout",   "idle_timeout", "bad_framing",
+      "header_too_large", "body_too_large", "tls_handshake"};
+  for (size_t i = 0; i < kWhy.size(); ++i) {
+    Line(out, "gatehouse_http_connection_closes_total",
+         std::string("reason=\"") + kWhy[i] + "\"", connection_closes_[i].load());
+  }
   Header(out, "gatehouse_start_time_seconds", "gauge",
          "When the sidecar started, seconds since the epoch.");
   Line(out, "gatehouse_start_time_seconds", "", static_cast<uint64_t>(start_time_));

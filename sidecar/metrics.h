@@ -72,6 +72,33 @@ class Metrics {
   void CountSweepFailure() { sweep_failures_.fetch_add(1, std::memory_order_relaxed); }
   // Decision-log lines that could not be written.
   void CountLogFailure() { log_failures_.fetch_add(1, std::memory_order_relaxed); }
+  // A request refused for a missing or wrong X-Gatehouse-Caller secret.
+  void CountCallerRejected() { caller_rejected_.fetch_add(1, std::memory_order_relaxed); }
+  // The server's connections: one accepted (open gauge up), one closed
+  // (down), one refused at once because --max-connections were open, and
+  // one closed for a reason the server names (ConnectionClose).
+  void ConnectionOpened() { connections_open_.fetch_add(1, std::memory_order_relaxed); }
+  void ConnectionClosed() { connections_open_.fetch_sub(1, std::memory_order_relaxed); }
+  void CountConnectionRefused() { connections_refused_.fetch_add(1, std::memory_order_relaxed); }
+  enum class ConnectionClose : uint8_t {
+    kHeaderTimeout = 0,  // the request header did not arrive whole in time
+    kBodyTimeout,        // the body did not arrive in time
+    kIdleTimeout,        // a keep-alive connection idle too long
+    kBadFraming,         // 400: unparsable or conflicting framing
+    kHeaderTooLarge,     // 431
+    kBodyTooLarge,       // 413
+    kTlsHandshake,       // TLS handshake failed (e.g. no valid client certificate)
+    kCount,
+  };
+  void CountConnectionClose(ConnectionClose why) {
+    connection_closes_[static_cast<int>(why)].fetch_add(1, std::memory_order_relaxed);
+  }
+  int64_t connections_open() const { return connections_open_.load(); }
+  uint64_t connections_refused() const { return connections_refused_.load(); }
+  uint64_t connection_closes(ConnectionClose why) const {
+    return connection_closes_[static_cast<int>(why)].load();
+  }
+  uint64_t caller_rejected() const { return caller_rejected_.load(); }
 
   // The whole exposition, text format 0.0.4.
   std::string Render() const;
@@ -121,6 +148,9 @@ class Metrics {
   std::atomic<uint64_t> store_refreshes_{0}, store_refresh_failures_{0}, store_refresh_ns_{0};
   std::atomic<int64_t> token_index_size_{0}, directory_users_{0}, directory_workspaces_{0};
   std::atomic<uint64_t> swept_tokens_{0}, sweep_failures_{0}, log_failures_{0};
+  std::atomic<uint64_t> caller_rejected_{0}, connections_refused_{0};
+  std::atomic<int64_t> connections_open_{0};
+  std::array<std::atomic<uint64_t>, static_cast<int>(ConnectionClose::kCount)> connection_closes_{};
   const int64_t start_time_;
 
   mutable std::mutex names_mu_;  // guards action_names_, policy_name_, policy_revision_
