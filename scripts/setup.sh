@@ -5,10 +5,10 @@ set -euo pipefail
 
 packages=(
   build-essential cmake ninja-build pkg-config
-  libyaml-cpp-dev libboost-program-options-dev libcpp-httplib-dev
+  libyaml-cpp-dev libboost-dev libboost-program-options-dev libcpp-httplib-dev
   libsqlite3-dev libssl-dev nlohmann-json3-dev
   libgtest-dev libgmock-dev libbenchmark-dev
-  nginx-light wrk sqlite3 curl openssl
+  nginx-light caddy wrk sqlite3 curl openssl
   clang libclang-rt-14-dev
 )
 
@@ -24,6 +24,6 @@ if [ ${#missing[@]} -gt 0 ]; then
   echo "setup: installing ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
-  # nginx-light must not grab port 80 as a service: tests start their own.
+  # nginx-light and caddy must not grab port 80 as services: tests start their own.
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
