@@ -18,6 +18,18 @@ std::string_view Trim(std::string_view s) {
 
 Result<ListenAddress> ParseListen(std::string_view text) {
   ListenAddress out;
+  if (text.substr(0, 5) == "unix:") {
+    out.unix_path = std::string(text.substr(5));
+    if (out.unix_path.empty()) return Status::InvalidArgument("--listen unix: needs a path");
+    // sockaddr_un's sun_path holds 108 bytes with the terminating NUL.
+    if (out.unix_path.size() > 107) {
+      return Status::InvalidArgument("--listen unix:PATH: the path is longer than 107 bytes");
+    }
+    if (out.unix_path.find('\0') != std::string::npos) {
+      return Status::InvalidArgument("--listen unix:PATH: the path holds a NUL byte");
+    }
+    return out;
+  }
   std::string_view port;
   if (!text.empty() && text.front() == '[') {
     const size_t close = text.find(']');
@@ -49,6 +61,36 @@ Result<ListenAddress> ParseListen(std::string_view text) {
   }
   out.port = value;
   return out;
+}
+
+Result<unsigned> ParseSocketMode(std::string_view text) {
+  unsigned value = 0;
+  auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), value, 8);
+  if (text.empty() || ec != std::errc() || ptr != text.data() + text.size() || value > 0777) {
+    return Status::InvalidArgument("--socket-mode: '" + std::string(text.substr(0, 16)) +
+                                   "' is not an octal mode such as 0660");
+  }
+  return value;
+}
+
+Result<std::string> ReadCallerSecret(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return Status::IoError("cannot read --caller-secret-file " + path);
+  std::string secret(4098, '\0');
+  in.read(secret.data(), static_cast<std::streamsize>(secret.size()));
+  secret.resize(static_cast<size_t>(in.gcount()));
+  while (!secret.empty() && (secret.back() == '\n' || secret.back() == '\r')) secret.pop_back();
+  if (secret.size() < 16 || secret.size() > 4096) {
+    return Status::InvalidArgument("--caller-secret-file " + path +
+                                   ": the secret must be 16 to 4096 bytes");
+  }
+  for (char c : secret) {
+    if (c <= 0x20 || c >= 0x7F) {
+      return Status::InvalidArgument("--caller-secret-file " + path +
+                                     ": the secret must be visible ASCII, one line");
+    }
+  }
+  return secret;
 }
 
 Result<std::vector<std::pair<std::string, std::string>>> ParseConfigText(std::string_view text,

@@ -30,11 +30,21 @@ namespace gatehouse::sidecar {
 struct ListenAddress {
   std::string host;
   int port = 0;
+  std::string unix_path;  // set for unix:PATH (host and port then unused)
 };
 
-// "HOST:PORT", "[IPv6]:PORT" or ":PORT" (all interfaces: 0.0.0.0). Port 0
-// asks for a free port. InvalidArgument otherwise.
+// "HOST:PORT", "[IPv6]:PORT", ":PORT" (all interfaces: 0.0.0.0) or
+// "unix:PATH" (a Unix-domain socket; PATH absolute or relative, at most 107
+// bytes). Port 0 asks for a free port. InvalidArgument otherwise.
 Result<ListenAddress> ParseListen(std::string_view text);
+
+// An octal permission mode such as "0660" or "660" (at most 0777).
+Result<unsigned> ParseSocketMode(std::string_view text);
+
+// The shared secret of --caller-secret-file: the file's content without its
+// trailing newline. It must be 16 to 4096 bytes of visible ASCII (it travels
+// as a header value). The error never quotes the content.
+Result<std::string> ReadCallerSecret(const std::string& path);
 
 // Parses config text; `file` names it in errors. Keys are returned as written
 // (underscores turned into dashes); the caller checks they are known options.

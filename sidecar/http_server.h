@@ -1,21 +1,52 @@
-// HttpServer: cpp-httplib around Handlers. The only file that includes
-// httplib.h (http_server.cc); everything it does is turn an httplib request
-// into an HttpRequest, call Handlers::Handle, and write the HttpReply back.
+// HttpServer: the sidecar's HTTP/1.1 server, Boost.Beast over Boost.Asio.
+// The only file that includes Beast or Asio is http_server.cc; everything it
+// does is read a request off a socket into an HttpRequest (raw bytes, nothing
+// decoded), call Handlers::Handle, and write the HttpReply back.
 //
-// cpp-httplib 0.11.4 as Debian ships it is tuned here (../shared/NOTES.md):
-// TCP_NODELAY on (otherwise every small reply waits ~40 ms for a delayed ACK),
-// a high keep-alive request count (the default closes a connection after 5
-// requests), a thread pool sized by `threads`, a payload limit (the default
-// has none), and read/write timeouts so a slow client cannot hold a worker.
+// Why not cpp-httplib (the client side still uses it): as Debian 12 ships it
+// (0.11.4) it percent-decodes every header value, so forward-auth checked a
+// different path than the service received; it holds one thread per open
+// connection (300 slow-header connections starved everyone, 64 busy
+// keep-alive clients starved fresh ones); header bytes were unbounded (400 MB
+// on one connection); its payload limit missed chunked bodies; pipelined
+// requests lost answers; it accepted duplicate and conflicting framing; and it
+// set SO_REUSEPORT, so a second sidecar silently shared a busy port. See the
+// README ("Why the sidecar's server is Beast").
 //
-// The thread-pool trade-off: cpp-httplib holds one worker thread for each
-// open connection, for as long as it stays open (up to keep_alive_timeout_s
-// idle). Connections beyond `threads` wait in a queue until a worker frees:
-// size `threads` to the number of connections your proxies keep open (nginx
-// `keepalive`, Envoy's pool), or requests queue and tails grow to seconds.
-// Idle threads cost little (a stack mapping, no CPU).
+// The design: `threads` I/O threads (default: one per core), each running its
+// own io_context; one acceptor hands each new connection to the next thread in
+// turn. A connection is a chain of asynchronous operations, so an idle or slow
+// one holds no thread, only its socket and a small buffer. Handlers run on the
+// I/O thread (a decision is microseconds; a batch is bounded by the payload
+// limit).
 //
-// Thread safety: Stop() may be called from any thread (e.g. a signal thread).
+// Per connection, every limit is enforced by the server, not the handler:
+//   - the whole request header must arrive within read_timeout_s of the
+//     first byte (of the accept, for the first request): trickling bytes does
+//     not extend it;
+//   - header bytes are capped at header_max_bytes and fields at
+//     header_max_fields (431, then close);
+//   - the body is capped at payload_max_bytes in every transfer coding (413)
+//     and must arrive within read_timeout_s;
+//   - an idle keep-alive connection is closed after keep_alive_timeout_s;
+//   - past max_connections open, a new connection gets 503 at once and is
+//     closed (counted), so the open ones keep being served.
+// Framing (RFC 9112): more than one Content-Length, a Content-Length list,
+// Content-Length with Transfer-Encoding, a Transfer-Encoding other than a
+// single `chunked`, a malformed length, and a missing or repeated Host in
+// HTTP/1.1 are 400 and close. Pipelined requests are answered one by one, in
+// order; a client that half-closes after sending still gets its reply. A
+// reply that closes the connection is followed by a lingering close (unread
+// bytes are drained for a moment) so the client reads the reply instead of a
+// reset.
+//
+// Binding never shares an address: no SO_REUSEPORT, so a second sidecar on a
+// busy port fails (main exits 1). A Unix-domain socket (unix_path) is created
+// with socket_mode; a stale socket file nobody listens on is replaced, a live
+// one or any other file is an error.
+//
+// Thread safety: Stop() may be called from any thread (e.g. a signal thread),
+// any number of times, before or after Run().
 #pragma once
 
 #include <cstddef>
@@ -29,48 +60,65 @@
 namespace gatehouse::sidecar {
 
 struct ServerOptions {
-  // Address to listen on. Port 0 picks a free port (Bind() returns it).
+  // TCP address to listen on. Port 0 picks a free port (Bind() returns it).
   std::string host = "127.0.0.1";
   int port = 7878;
-  // Worker threads = open connections served at once. Default 64.
-  int threads = 64;
-  // Requests served on one keep-alive connection before it is closed. Default 100000.
-  size_t keep_alive_max_count = 100000;
-  // Seconds an idle keep-alive connection is kept (holding a worker). Default 5.
-  time_t keep_alive_timeout_s = 5;
-  // Seconds to wait for a request's bytes / for the client to take the reply. Default 5.
+  // When set, listen on this Unix-domain socket path instead of TCP.
+  std::string unix_path;
+  // Permission bits of the Unix socket file. Default 0660.
+  unsigned socket_mode = 0660;
+  // I/O threads. 0 (the default): one per core.
+  int threads = 0;
+  // Open connections served at once; more are refused with 503. Default 16384.
+  size_t max_connections = 16384;
+  // Listen backlog (the kernel caps it at net.core.somaxconn). Default 4096.
+  int backlog = 4096;
+  // Seconds the whole request header may take (from the first byte; from the
+  // accept for a connection's first request), and separately the body. Default 5.
   time_t read_timeout_s = 5;
+  // Seconds the client may take to read a reply. Default 5.
   time_t write_timeout_s = 5;
-  // Largest request body accepted; larger ones get 413. Default 64 KiB.
-  // (Request line and each header line are limited to 8 KiB by cpp-httplib.)
+  // Seconds an idle keep-alive connection is kept open. Default 60.
+  time_t keep_alive_timeout_s = 60;
+  // Request line plus header fields, in bytes (431 past it). Default 16 KiB.
+  size_t header_max_bytes = 16 * 1024;
+  // Header fields in one request (431 past it). Default 100.
+  size_t header_max_fields = 100;
+  // Largest request body, whatever its transfer coding (413). Default 64 KiB.
   size_t payload_max_bytes = 64 * 1024;
-  // TLS: both set serves HTTPS (OpenSSL through cpp-httplib).
+  // Seconds Stop() waits for in-flight requests before closing them. Default 5.
+  time_t drain_timeout_s = 5;
+  // TLS: both set serves HTTPS (TLS 1.2 or later).
   std::string tls_cert;
   std::string tls_key;
+  // With TLS: a PEM bundle of CAs; a client without a certificate signed by
+  // one of them is refused at the handshake (mutual TLS).
+  std::string tls_client_ca;
 };
 
 class HttpServer {
  public:
-  // Errors: InvalidArgument when TLS files cannot be loaded.
+  // Errors: InvalidArgument when the TLS files cannot be loaded or the
+  // options are inconsistent.
   static Result<std::unique_ptr<HttpServer>> Create(const ServerOptions& options,
                                                     Handlers* handlers, Metrics* metrics);
   ~HttpServer();
   HttpServer(const HttpServer&) = delete;
   HttpServer& operator=(const HttpServer&) = delete;
 
-  // Binds the listening socket; returns the port (the chosen one for port 0).
-  // IoError when the address cannot be bound.
+  // Binds and listens; returns the port (the chosen one for port 0; 0 for a
+  // Unix socket). IoError when the address is in use or cannot be bound.
   Result<int> Bind();
-  // Serves until Stop(). Returns after in-flight requests have finished.
+  // Serves until Stop(), on `threads` threads (this one among them). Returns
+  // once every connection is closed.
   Status Run();
-  // Stops accepting at once; Run() returns once in-flight requests are
-  // answered. cpp-httplib 0.11 lets an idle keep-alive connection run out its
-  // keep_alive_timeout_s before its worker notices, so a stop takes at most
-  // that long (5 s by default).
+  // Stops accepting at once and closes idle connections; requests in flight
+  // are answered (for at most drain_timeout_s), then Run() returns.
   void Stop();
 
+  struct Impl;  // opaque; public only so the connection code in the .cc can name it
+
  private:
-  struct Impl;
   explicit HttpServer(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
 };

@@ -6,6 +6,7 @@
 // 2 for a usage error.
 #include <pthread.h>
 #include <signal.h>
+#include <sys/resource.h>
 
 #include <atomic>
 #include <boost/program_options.hpp>
@@ -19,7 +20,9 @@
 #include "gatehouse/policy.h"
 #include "sidecar/config.h"
 #include "sidecar/decision_log.h"
+#include "sidecar/forward_auth.h"
 #include "sidecar/handlers.h"
+#include "sidecar/healthcheck.h"
 #include "sidecar/http_server.h"
 #include "sidecar/metrics.h"
 #include "sidecar/state.h"
@@ -40,9 +43,61 @@ int Fail(const std::string& message) {
   return 1;
 }
 
+// Every open connection is a descriptor: take the hard limit, not the
+// shell's usual soft 1024 (max_connections defaults to 16384).
+void RaiseDescriptorLimit() {
+  rlimit r{};
+  if (::getrlimit(RLIMIT_NOFILE, &r) == 0 && r.rlim_cur < r.rlim_max) {
+    r.rlim_cur = r.rlim_max;
+    (void)::setrlimit(RLIMIT_NOFILE, &r);
+  }
+}
+
+// gatehoused healthcheck [--listen ADDR] [--timeout-ms N]: exit 0 when the
+// sidecar there says it is ready, 1 when not (or no answer), 2 usage.
+int HealthcheckMain(int argc, char** argv) {
+  std::string listen;
+  int timeout_ms = 2000;
+  po::options_description desc(
+      "usage: gatehoused healthcheck [--listen ADDR] [--timeout-ms N]\n\n"
+      "Asks the sidecar at ADDR for GET /readyz; exits 0 when it is ready, 1 when not.\n"
+      "For container and systemd health checks without curl.\n\noptions");
+  // clang-format off
+  desc.add_options()
+      ("help,h", "this help")
+      ("listen", po::value(&listen)->default_value("127.0.0.1:7878"),
+       "HOST:PORT or unix:PATH of the sidecar (env GATEHOUSE_LISTEN)")
+      ("timeout-ms", po::value(&timeout_ms)->default_value(timeout_ms), "how long to wait for the answer");
+  // clang-format on
+  po::variables_map vm;
+  try {
+    po::store(po::command_line_parser(argc - 1, argv + 1).options(desc).run(), vm);
+    if (vm.count("help")) {
+      std::cout << desc << "\n";
+      return 0;
+    }
+    po::store(po::parse_environment(desc,
+                                    [](const std::string& var) -> std::string {
+                                      return var == "GATEHOUSE_LISTEN" ? "listen" : "";
+                                    }),
+              vm);
+    po::notify(vm);
+  } catch (const po::error& e) {
+    return Usage(e.what());
+  }
+  auto address = ParseListen(listen);
+  if (!address.ok()) return Usage(address.status().ToString());
+  if (timeout_ms < 1 || timeout_ms > 600000) return Usage("--timeout-ms must be 1-600000");
+  const HealthcheckResult r = Healthcheck(*address, timeout_ms);
+  if (!r.ready) return Fail("not ready: " + r.detail);
+  std::cout << "ready: " << r.detail << "\n";
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
+  if (argc >= 2 && std::string(argv[1]) == "healthcheck") return HealthcheckMain(argc, argv);
   // Signals are taken by one thread with sigwait, so block them before any
   // thread starts (every thread inherits the mask).
   sigset_t signals;
@@ -55,9 +110,14 @@ int main(int argc, char** argv) {
 
   ServerOptions server_options;
   StateOptions state_options;
-  std::string listen, decision_log_path, config_path;
+  HandlerOptions handler_options;
+  std::string listen, decision_log_path, config_path, socket_mode = "0660", forward_auth_source,
+      caller_secret_file;
   int threads = server_options.threads;
   size_t payload_max = server_options.payload_max_bytes;
+  size_t max_connections = server_options.max_connections;
+  size_t header_max = server_options.header_max_bytes;
+  size_t header_fields = server_options.header_max_fields;
   int read_timeout = static_cast<int>(server_options.read_timeout_s);
   int keep_alive_timeout = static_cast<int>(server_options.keep_alive_timeout_s);
 
@@ -69,24 +129,45 @@ int main(int argc, char** argv) {
   desc.add_options()
       ("help,h", "this help")
       ("listen", po::value(&listen)->default_value("127.0.0.1:7878"),
-       "HOST:PORT to listen on; port 0 picks a free port (printed on stdout)")
+       "HOST:PORT to listen on (port 0 picks a free port, printed on stdout), or unix:PATH "
+       "for a Unix-domain socket")
+      ("socket-mode", po::value(&socket_mode)->default_value(socket_mode),
+       "permissions of the unix:PATH socket file (octal)")
       ("store", po::value(&state_options.store_path)->default_value("./gatehouse.db"),
        "the SQLite store (env GATEHOUSE_STORE)")
       ("policy", po::value(&state_options.policy_path),
        "a policy file or folder (env GATEHOUSE_POLICY; default: the installed policies/)")
-      ("threads", po::value(&threads)->default_value(threads),
-       "worker threads: one per open connection (size it to your proxies' keep-alive pools)")
+      ("io-threads", po::value(&threads)->default_value(threads),
+       "I/O threads serving every connection (0: one per core); an idle or slow connection "
+       "holds none")
+      ("threads", po::value(&threads), "the same as --io-threads (the older name)")
+      ("max-connections", po::value(&max_connections)->default_value(max_connections),
+       "open connections served at once; more are refused at once with 503")
+      ("header-max", po::value(&header_max)->default_value(header_max),
+       "largest request line plus header, in bytes (larger: 431)")
+      ("header-max-fields", po::value(&header_fields)->default_value(header_fields),
+       "most header fields in one request (more: 431)")
+      ("forward-auth-source", po::value(&forward_auth_source)->default_value("auto"),
+       "which proxy's headers forward-auth reads: nginx (X-Original-*), traefik "
+       "(X-Forwarded-*, also Caddy), envoy (the path under /v1/forward-auth), or auto (exactly "
+       "one of them must be present; two are refused)")
+      ("caller-secret-file", po::value(&caller_secret_file),
+       "require the header X-Gatehouse-Caller: SECRET (the file's one line) on every endpoint "
+       "but /healthz and /readyz")
       ("decision-log", po::value(&decision_log_path),
        "write one JSON line per decision to PATH, or to stdout with -")
       ("tls-cert", po::value(&server_options.tls_cert), "serve HTTPS with this PEM certificate (needs --tls-key)")
       ("tls-key", po::value(&server_options.tls_key), "the PEM private key of --tls-cert")
+      ("tls-client-ca", po::value(&server_options.tls_client_ca),
+       "with --tls-cert: require a client certificate signed by a CA in this PEM file "
+       "(mutual TLS; others are refused at the handshake)")
       ("payload-max", po::value(&payload_max)->default_value(payload_max),
        "largest request body in bytes (larger: 413)")
       ("read-timeout", po::value(&read_timeout)->default_value(read_timeout),
-       "seconds a client may take to send a request")
+       "seconds a client may take to send a whole request header (trickling does not extend it), "
+       "and again its body")
       ("keep-alive-timeout", po::value(&keep_alive_timeout)->default_value(keep_alive_timeout),
-       "seconds an idle keep-alive connection is kept open (holding a worker; also the longest a "
-       "shutdown waits for idle connections)")
+       "seconds an idle keep-alive connection is kept open")
       ("sweep-interval", po::value(&state_options.sweep_interval_s)->default_value(state_options.sweep_interval_s),
        "seconds between deletions of expired tokens (0: never)")
       ("policy-poll-ms", po::value(&state_options.policy_poll_ms)->default_value(state_options.policy_poll_ms),
@@ -102,6 +183,7 @@ int main(int argc, char** argv) {
           << desc << "\n"
           << "Endpoints: POST /v1/authorize, POST /v1/authorize/batch, POST /v1/tokens/verify,\n"
           << "ANY /v1/forward-auth[/PATH], GET /healthz, /readyz, /metrics.\n"
+          << "Subcommand: gatehoused healthcheck [--listen ADDR] (exit 0 when ready).\n"
           << "Signals: SIGHUP reloads the policy and reopens the decision log; SIGTERM/SIGINT\n"
           << "stop accepting, finish in-flight requests and exit 0.\n";
       return 0;
@@ -138,7 +220,31 @@ int main(int argc, char** argv) {
   if (!address.ok()) return Usage(address.status().ToString());
   server_options.host = address->host;
   server_options.port = address->port;
-  if (threads < 1 || threads > 10000) return Usage("--threads must be between 1 and 10000");
+  server_options.unix_path = address->unix_path;
+  auto mode = ParseSocketMode(socket_mode);
+  if (!mode.ok()) return Usage(mode.status().ToString());
+  server_options.socket_mode = *mode;
+  if (threads < 0 || threads > 1024) return Usage("--io-threads must be between 0 and 1024");
+  if (max_connections < 1 || max_connections > 1000000)
+    return Usage("--max-connections must be between 1 and 1000000");
+  if (header_max < 1024 || header_max > 1024 * 1024)
+    return Usage("--header-max must be between 1024 and 1048576 bytes");
+  if (header_fields < 8 || header_fields > 10000)
+    return Usage("--header-max-fields must be between 8 and 10000");
+  server_options.max_connections = max_connections;
+  server_options.header_max_bytes = header_max;
+  server_options.header_max_fields = header_fields;
+  auto source = ParseForwardAuthSource(forward_auth_source);
+  if (!source) {
+    return Usage("--forward-auth-source must be auto, nginx, traefik or envoy, not '" +
+                 forward_auth_source.substr(0, 32) + "'");
+  }
+  handler_options.forward_auth_source = *source;
+  if (!caller_secret_file.empty()) {
+    auto secret = ReadCallerSecret(caller_secret_file);
+    if (!secret.ok()) return Fail(secret.status().ToString());
+    handler_options.caller_secret = std::move(secret).value();
+  }
   if (payload_max < 1) return Usage("--payload-max must be positive");
   if (read_timeout < 1 || keep_alive_timeout < 1)
     return Usage("timeouts must be at least 1 second");
@@ -162,7 +268,8 @@ int main(int argc, char** argv) {
     decision_log = std::move(log).value();
   }
 
-  Handlers handlers(state->get(), decision_log.get());
+  RaiseDescriptorLimit();
+  Handlers handlers(state->get(), decision_log.get(), std::move(handler_options));
   auto server = HttpServer::Create(server_options, &handlers, &metrics);
   if (!server.ok()) return Fail(server.status().ToString());
   auto port = (*server)->Bind();
@@ -170,10 +277,15 @@ int main(int argc, char** argv) {
 
   const PolicyPtr policy = (*state)->policy();
   const bool v6 = server_options.host.find(':') != std::string::npos;
-  std::printf("gatehoused listening on %s%s%s:%d (%s) policy %s %s, store %s, %d threads\n",
-              v6 ? "[" : "", server_options.host.c_str(), v6 ? "]" : "", *port,
-              server_options.tls_cert.empty() ? "http" : "https", policy->name().c_str(),
-              policy->revision().c_str(), state_options.store_path.c_str(), threads);
+  const std::string where =
+      !server_options.unix_path.empty()
+          ? "unix:" + server_options.unix_path
+          : (v6 ? "[" : "") + server_options.host + (v6 ? "]" : "") + ":" + std::to_string(*port);
+  std::printf("gatehoused listening on %s (%s%s) policy %s %s, store %s, forward-auth source %s\n",
+              where.c_str(), server_options.tls_cert.empty() ? "http" : "https",
+              server_options.tls_client_ca.empty() ? "" : ", client certificates required",
+              policy->name().c_str(), policy->revision().c_str(), state_options.store_path.c_str(),
+              std::string(ForwardAuthSourceName(*source)).c_str());
   std::fflush(stdout);
 
   (*state)->Start();

@@ -8,6 +8,7 @@
 #include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <sys/time.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -51,9 +52,28 @@ class HttpConnection {
       fd_ = -1;
     }
   }
+  // A connection to a Unix-domain socket.
+  HttpConnection(const std::string& unix_path, int timeout_ms) {
+    fd_ = ::socket(AF_UNIX, SOCK_STREAM, 0);
+    if (fd_ < 0) return;
+    timeval tv{timeout_ms / 1000, (timeout_ms % 1000) * 1000};
+    ::setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    ::setsockopt(fd_, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    std::memcpy(addr.sun_path, unix_path.data(),
+                std::min(unix_path.size(), sizeof addr.sun_path - 1));
+    if (::connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+      ::close(fd_);
+      fd_ = -1;
+    }
+  }
   ~HttpConnection() {
     if (fd_ >= 0) ::close(fd_);
   }
+  int fd() const { return fd_; }
+  // Half-closes: the server sees EOF after what was sent.
+  void ShutdownWrite() { ::shutdown(fd_, SHUT_WR); }
   HttpConnection(const HttpConnection&) = delete;
   HttpConnection& operator=(const HttpConnection&) = delete;
   bool connected() const { return fd_ >= 0; }
