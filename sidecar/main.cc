@@ -8,6 +8,7 @@
 #include <signal.h>
 #include <sys/resource.h>
 
+#include <algorithm>
 #include <atomic>
 #include <boost/program_options.hpp>
 #include <chrono>
@@ -281,11 +282,15 @@ int main(int argc, char** argv) {
       !server_options.unix_path.empty()
           ? "unix:" + server_options.unix_path
           : (v6 ? "[" : "") + server_options.host + (v6 ? "]" : "") + ":" + std::to_string(*port);
-  std::printf("gatehoused listening on %s (%s%s) policy %s %s, store %s, forward-auth source %s\n",
+  const unsigned io_threads =
+      threads > 0 ? static_cast<unsigned>(threads) : std::max(1u, std::thread::hardware_concurrency());
+  std::printf(
+      "gatehoused listening on %s (%s%s) policy %s %s, store %s, forward-auth source %s, %u I/O "
+      "threads\n",
               where.c_str(), server_options.tls_cert.empty() ? "http" : "https",
               server_options.tls_client_ca.empty() ? "" : ", client certificates required",
               policy->name().c_str(), policy->revision().c_str(), state_options.store_path.c_str(),
-              std::string(ForwardAuthSourceName(*source)).c_str());
+              std::string(ForwardAuthSourceName(*source)).c_str(), io_threads);
   std::fflush(stdout);
 
   (*state)->Start();

@@ -527,7 +527,11 @@ TEST_F(E2eTest, CommandLineConfigFileAndErrors) {
   // Usage errors exit 2.
   EXPECT_EQ(RunProcess({kSidecar, "--bogus"}).exit_code, 2);
   EXPECT_EQ(RunProcess({kSidecar, "--listen", "nonsense"}).exit_code, 2);
-  EXPECT_EQ(RunProcess({kSidecar, "--threads", "0"}).exit_code, 2);
+  EXPECT_EQ(RunProcess({kSidecar, "--io-threads", "5000"}).exit_code, 2);
+  EXPECT_EQ(RunProcess({kSidecar, "--max-connections", "0"}).exit_code, 2);
+  EXPECT_EQ(RunProcess({kSidecar, "--socket-mode", "999"}).exit_code, 2);
+  EXPECT_EQ(RunProcess({kSidecar, "--forward-auth-source", "apache"}).exit_code, 2);
+  EXPECT_EQ(RunProcess({kSidecar, "--listen", "unix:"}).exit_code, 2);
   // A missing store or a broken policy: exit 1 with the reason.
   r = RunProcess({kSidecar, "--store", dir_.File("none.db"), "--listen", "127.0.0.1:0"});
   EXPECT_EQ(r.exit_code, 1);
@@ -547,7 +551,7 @@ TEST_F(E2eTest, CommandLineConfigFileAndErrors) {
   ASSERT_TRUE(p);
   auto line = p->ReadLine(10s);
   ASSERT_TRUE(line) << ReadAll(dir_.File("config.stderr"));
-  EXPECT_NE(line->find("4 threads"), std::string::npos) << *line;
+  EXPECT_NE(line->find("4 I/O threads"), std::string::npos) << *line;
   EXPECT_NE(line->find(store()), std::string::npos) << *line;
   EXPECT_EQ(p->Stop(10s).exit_code, 0);
   WriteAll(dir_.File("bad.yaml"), "colour: blue\n");
@@ -578,6 +582,102 @@ TEST_F(E2eTest, ServesHttpsWithTls) {
                         dir_.File("nope.pem"), "--tls-key", dir_.File("key.pem")})
                 .exit_code,
             1);
+}
+
+TEST_F(E2eTest, MutualTlsRefusesCallersWithoutACertificateFromTheCa) {
+  auto ssl = [&](std::vector<std::string> args) {
+    args.insert(args.begin(), "/usr/bin/openssl");
+    ProcessResult r = RunProcess(args);
+    EXPECT_EQ(r.exit_code, 0) << r;
+  };
+  const auto f = [&](const char* name) { return dir_.File(name); };
+  ssl({"req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
+       "-keyout", f("key.pem"), "-out", f("cert.pem")});
+  ssl({"req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=callers-ca",
+       "-keyout", f("ca.key"), "-out", f("ca.pem")});
+  ssl({"req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=nginx", "-keyout", f("client.key"),
+       "-out", f("client.csr")});
+  ssl({"x509", "-req", "-in", f("client.csr"), "-CA", f("ca.pem"), "-CAkey", f("ca.key"),
+       "-CAcreateserial", "-days", "1", "-out", f("client.pem")});
+  // Signed by nobody the sidecar trusts.
+  ssl({"req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=rogue",
+       "-keyout", f("rogue.key"), "-out", f("rogue.pem")});
+  Sidecar tls = StartSidecar({"--tls-cert", f("cert.pem"), "--tls-key", f("key.pem"),
+                              "--tls-client-ca", f("ca.pem")});
+  ASSERT_TRUE(tls.process);
+  const std::string port = std::to_string(tls.port);
+  auto curl = [&](std::vector<std::string> extra) {
+    std::vector<std::string> args = {"/usr/bin/curl", "-sS", "--max-time", "5", "--cacert",
+                                     f("cert.pem"), "--resolve",
+                                     "localhost:" + port + ":127.0.0.1"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    args.insert(args.end(), {"https://localhost:" + port + "/v1/tokens/verify", "-H",
+                             "Authorization: Bearer " + prod_.secret, "-X", "POST"});
+    return RunProcess(args);
+  };
+  ProcessResult ok = curl({"--cert", f("client.pem"), "--key", f("client.key")});
+  EXPECT_EQ(ok.exit_code, 0) << ok.err;
+  EXPECT_NE(ok.out.find("\"active\":true"), std::string::npos) << ok.out;
+  ProcessResult none = curl({});
+  EXPECT_NE(none.exit_code, 0) << none.out;
+  EXPECT_EQ(none.out.find("active"), std::string::npos) << none.out;
+  ProcessResult rogue = curl({"--cert", f("rogue.pem"), "--key", f("rogue.key")});
+  EXPECT_NE(rogue.exit_code, 0) << rogue.out;
+  EXPECT_EQ(rogue.out.find("active"), std::string::npos) << rogue.out;
+  // The refused handshakes are counted.
+  ProcessResult metrics = RunProcess(
+      {"/usr/bin/curl", "-sS", "--max-time", "5", "--cacert", f("cert.pem"), "--resolve",
+       "localhost:" + port + ":127.0.0.1", "--cert", f("client.pem"), "--key", f("client.key"),
+       "https://localhost:" + port + "/metrics"});
+  EXPECT_NE(metrics.out.find("gatehouse_http_connection_closes_total{reason=\"tls_handshake\"} 2"),
+            std::string::npos)
+      << metrics.out;
+  EXPECT_EQ(tls.process->Stop(10s).exit_code, 0);
+  // A client CA without a server certificate is a usage mistake: exit 1.
+  EXPECT_EQ(RunProcess({kSidecar, "--store", store(), "--listen", "127.0.0.1:0",
+                        "--tls-client-ca", f("ca.pem")})
+                .exit_code,
+            1);
+}
+
+TEST_F(E2eTest, HealthcheckSubcommandAndUnixSocketListener) {
+  Sidecar tcp = StartSidecar({});
+  ASSERT_TRUE(tcp.process);
+  ProcessResult r =
+      RunProcess({kSidecar, "healthcheck", "--listen", "127.0.0.1:" + std::to_string(tcp.port)});
+  EXPECT_EQ(r.exit_code, 0) << r;
+  EXPECT_NE(r.out.find("ready"), std::string::npos) << r.out;
+  EXPECT_EQ(tcp.process->Stop(10s).exit_code, 0);
+  r = RunProcess({kSidecar, "healthcheck", "--listen", "127.0.0.1:" + std::to_string(tcp.port),
+                  "--timeout-ms", "500"});
+  EXPECT_EQ(r.exit_code, 1) << r;  // nobody there any more
+  EXPECT_EQ(RunProcess({kSidecar, "healthcheck", "--listen", "nonsense"}).exit_code, 2);
+
+  // The same over a Unix socket, created with --socket-mode.
+  const std::string sock = dir_.File("gh.sock");
+  auto p = Process::Start({kSidecar, "--listen", "unix:" + sock, "--socket-mode", "0600",
+                           "--store", store(), "--policy", dir_.File("policies")},
+                          {.stderr_path = dir_.File("unix.stderr")});
+  ASSERT_TRUE(p);
+  auto line = p->ReadLine(10s);
+  ASSERT_TRUE(line) << ReadAll(dir_.File("unix.stderr"));
+  EXPECT_NE(line->find("listening on unix:" + sock), std::string::npos) << *line;
+  EXPECT_EQ(fs::status(sock).type(), fs::file_type::socket);
+  EXPECT_EQ(static_cast<int>(fs::status(sock).permissions() & fs::perms::all), 0600);
+  r = RunProcess({kSidecar, "healthcheck", "--listen", "unix:" + sock});
+  EXPECT_EQ(r.exit_code, 0) << r;
+  r = RunProcess({"/usr/bin/curl", "-sS", "--max-time", "5", "--unix-socket", sock,
+                  "http://localhost/v1/tokens/verify", "-H", "Authorization: Bearer " + prod_.secret,
+                  "-X", "POST"});
+  EXPECT_NE(r.out.find("\"active\":true"), std::string::npos) << r.out << r.err;
+  // A second sidecar on the live socket exits 1 and leaves the first serving.
+  r = RunProcess({kSidecar, "--listen", "unix:" + sock, "--store", store(), "--policy",
+                  dir_.File("policies")});
+  EXPECT_EQ(r.exit_code, 1) << r;
+  EXPECT_NE(r.err.find("in use"), std::string::npos) << r.err;
+  EXPECT_EQ(RunProcess({kSidecar, "healthcheck", "--listen", "unix:" + sock}).exit_code, 0);
+  EXPECT_EQ(p->Stop(10s).exit_code, 0);
+  EXPECT_FALSE(fs::exists(sock));  // removed on a clean stop
 }
 
 }  // namespace
