@@ -116,8 +116,16 @@ class CompiledPolicy {
   int64_t max_token_lifetime_seconds() const;  // tokens.max_lifetime; 0 when unset
 
   // Maps a method and a request target (path, optional query) to an action
-  // and the {workspace} segment using the policy's routes.
+  // and the {workspace} segment using the policy's routes. Splits the path at
+  // '/' and percent-decodes each segment once (a malformed escape or one
+  // decoding to '/' or NUL matches nothing), then matches as below.
   std::optional<RouteMatch> MatchRoute(std::string_view method, std::string_view target) const;
+  // The same for a path already split into segments, each percent-decoded
+  // exactly once by the caller (the sidecar's forward-auth path rule does it,
+  // sidecar/forward_auth.h): nothing here decodes again. "/" is no segments.
+  // Literals compare exactly; a placeholder matches any non-empty segment.
+  std::optional<RouteMatch> MatchRoute(std::string_view method,
+                                       const std::vector<std::string>& segments) const;
 
   // The reasons of a decision: every rule that matched, or the missing
   // permit(s) for a default deny. Allocates; not for the hot path.

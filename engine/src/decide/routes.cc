@@ -51,6 +51,11 @@ std::optional<RouteMatch> CompiledPolicy::MatchRoute(std::string_view method,
     if (slash == std::string_view::npos) break;
     start = slash + 1;
   }
+  return MatchRoute(method, segs);
+}
+
+std::optional<RouteMatch> CompiledPolicy::MatchRoute(std::string_view method,
+                                                     const std::vector<std::string>& segs) const {
   for (const internal::RouteModel& r : impl_->model.routes) {
     if (r.method != "*" && r.method != method) continue;
     if (r.segments.size() != segs.size()) continue;
