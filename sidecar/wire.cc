@@ -566,7 +566,9 @@ std::string EncodeDecisionLog(const DecisionLogEntry& e) {
   out += '{';
   AppendField(out, "time", FormatTimeMs(e.time_ms), false);
   AppendField(out, "endpoint", e.endpoint);
-  if (!e.method.empty() || !e.uri.empty()) {
+  AppendField(out, "request_id", e.request_id);
+  if (!e.source.empty() || !e.method.empty() || !e.uri.empty()) {
+    AppendField(out, "source", e.source);
     AppendField(out, "method", e.method);
     AppendField(out, "uri", e.uri);
   }

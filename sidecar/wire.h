@@ -145,7 +145,12 @@ struct DecisionLogEntry {
   std::string_view token_id;        // the token's public id when known
   std::string_view token_check;     // active, malformed, unknown, expired; "" for users
   std::string_view token_redacted;  // RedactToken(token) when the id is unknown
-  std::string_view method;          // forward-auth: the original request
+  std::string_view request_id;      // the request's id (X-Request-Id); always written
+  // Forward-auth only (written when any is set): which source the original
+  // request was read from (nginx, traefik, envoy; "" when none), its
+  // method, and its raw target exactly as the proxy sent it.
+  std::string_view source;
+  std::string_view method;
   std::string_view uri;
 };
 std::string EncodeDecisionLog(const DecisionLogEntry& e);
