@@ -36,12 +36,6 @@ std::string_view Trim(std::string_view s) {
   return s;
 }
 
-std::string Upper(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
-  return out;
-}
-
 // Header values come from the store and from request paths: never let a
 // control character (CR/LF) through into a response header.
 std::string HeaderSafe(std::string_view s) {
@@ -67,6 +61,20 @@ HttpReply MethodNotAllowed(std::string_view allow) {
   HttpReply r = ErrorReply(405, "method not allowed; use " + std::string(allow));
   r.headers.emplace_back("Allow", std::string(allow));
   return r;
+}
+
+// Compares a presented secret with the configured one in time that depends
+// on the configured secret's length only: every byte of it is compared,
+// whatever the presented value holds, and a length mismatch is folded into
+// the result instead of returning early. (No OpenSSL here: CRYPTO_memcmp
+// needs equal lengths, and the handlers stay free of it.)
+bool ConstantTimeEquals(std::string_view presented, std::string_view secret) {
+  unsigned diff = presented.size() == secret.size() ? 0u : 1u;
+  for (size_t i = 0; i < secret.size(); ++i) {
+    const unsigned char p = i < presented.size() ? static_cast<unsigned char>(presented[i]) : 0;
+    diff |= static_cast<unsigned>(p ^ static_cast<unsigned char>(secret[i]));
+  }
+  return diff == 0;
 }
 
 }  // namespace
@@ -96,6 +104,9 @@ struct Handlers::Evaluation {
   std::string token_redacted;
   std::string message;  // the deciding message
   bool token_inactive = false;
+  // The workspace decided on as the store spells it ("" until decided);
+  // `workspace` keeps the request's spelling for the log.
+  std::string stored_workspace;
 };
 
 Handlers::Handlers(State* state, DecisionLog* log, HandlerOptions options)
@@ -133,6 +144,14 @@ HttpReply Handlers::Handle(const HttpRequest& request) {
 
 HttpReply Handlers::Route(const HttpRequest& request, Endpoint* endpoint) {
   *endpoint = Classify(request.path);
+  // Liveness and readiness stay open (orchestrators probe them without a
+  // secret); everything else, unknown paths included, needs the caller's.
+  if (*endpoint != Endpoint::kHealthz && *endpoint != Endpoint::kReadyz &&
+      !CallerAuthenticated(request)) {
+    state_->metrics().CountCallerRejected();
+    return ErrorReply(401, "this sidecar answers only callers that send the " +
+                               std::string(kCallerHeader) + " header with its caller secret");
+  }
   const bool get = request.method == "GET" || request.method == "HEAD";
   switch (*endpoint) {
     case Endpoint::kAuthorize:
@@ -152,6 +171,13 @@ HttpReply Handlers::Route(const HttpRequest& request, Endpoint* endpoint) {
     default:
       return ErrorReply(404, "no such endpoint: " + request.path);
   }
+}
+
+bool Handlers::CallerAuthenticated(const HttpRequest& request) const {
+  if (options_.caller_secret.empty()) return true;
+  // Two copies: one may be the proxy's and one a client's; believe neither.
+  if (request.repeated & kHdrCaller) return false;
+  return ConstantTimeEquals(request.caller_secret, options_.caller_secret);
 }
 
 Handlers::Evaluation Handlers::Evaluate(const AuthorizeCheck& check, std::string_view header_token,
@@ -224,38 +250,48 @@ Handlers::Evaluation Handlers::Evaluate(const AuthorizeCheck& check, std::string
     }
     subject = std::move(*user);
   }
-  e.principal_kind = subject.kind == PrincipalKind::kApiUser ? "api_user" : "user";
-  e.principal_name = subject.name;
-  e.org_role = subject.org_role;
-  PrincipalView principal{e.principal_kind, subject.name, subject.org_role, "none"};
-
-  // Authorize() applies the token.use gate: a token acts only as its API
-  // user, and only where the policy lets it.
-  const Directory& dir = *snapshot->directory;
-  AuthzOutcome outcome =
-      gatehouse::Authorize(*policy, dir, subject, check.action, check.workspace, check.params);
-  if (outcome.bad_request) {  // cannot happen after the checks above; stay safe
-    e.bad_request = true;
-    e.error = outcome.error;
-    return e;
-  }
-  if (outcome.decided) principal.workspace_role = outcome.workspace_role;
-  e.view.allow = outcome.allow;
-  e.view.reasons = std::move(outcome.reasons);
-  if (outcome.decided) {
-    e.message = policy->DecidingMessage(outcome.decision);
-  } else if (!e.view.reasons.empty()) {
-    e.message = e.view.reasons.front().message;
-  }
-  // The action's GraphQL error goes with any denial of a known principal.
-  if (!e.view.allow && info.graphql) e.view.graphql = info.graphql;
-  e.view.principal = std::move(principal);
-  state_->metrics().CountDecision(check.action, e.view.allow);
+  Decide(subject, check, info, *policy, *snapshot->directory, &e);
   return e;
 }
 
+void Handlers::Decide(const Subject& subject, const AuthorizeCheck& check, const ActionInfo& info,
+                      const CompiledPolicy& policy, const Directory& dir, Evaluation* e) {
+  e->principal_kind = subject.kind == PrincipalKind::kApiUser ? "api_user" : "user";
+  e->principal_name = subject.name;
+  e->org_role = subject.org_role;
+  PrincipalView principal{e->principal_kind, subject.name, subject.org_role, "none"};
+
+  // Authorize() applies the token.use gate: a token acts only as its API
+  // user, and only where the policy lets it.
+  AuthzOutcome outcome =
+      gatehouse::Authorize(policy, dir, subject, check.action, check.workspace, check.params);
+  if (outcome.bad_request) {  // cannot happen after the checks above; stay safe
+    e->bad_request = true;
+    e->error = outcome.error;
+    return;
+  }
+  if (outcome.decided) {
+    principal.workspace_role = outcome.workspace_role;
+    // The lookup is case-insensitive: report the name the store has, never
+    // the request's spelling of it.
+    if (const Directory::WorkspaceEntry* ws = dir.FindWorkspace(subject.org_id, check.workspace))
+      e->stored_workspace = ws->name;
+  }
+  e->view.allow = outcome.allow;
+  e->view.reasons = std::move(outcome.reasons);
+  if (outcome.decided) {
+    e->message = policy.DecidingMessage(outcome.decision);
+  } else if (!e->view.reasons.empty()) {
+    e->message = e->view.reasons.front().message;
+  }
+  // The action's GraphQL error goes with any denial of a known principal.
+  if (!e->view.allow && info.graphql) e->view.graphql = info.graphql;
+  e->view.principal = std::move(principal);
+  state_->metrics().CountDecision(check.action, e->view.allow);
+}
+
 void Handlers::Log(std::string_view endpoint, const Evaluation& e, int64_t now_ms,
-                   std::string_view method, std::string_view uri) {
+                   const HttpRequest& request, const OriginalRequest* original) {
   if (log_ == nullptr) return;
   DecisionLogEntry entry;
   entry.time_ms = now_ms;
@@ -271,8 +307,14 @@ void Handlers::Log(std::string_view endpoint, const Evaluation& e, int64_t now_m
   entry.token_id = e.token_id;
   entry.token_check = e.token_check;
   entry.token_redacted = e.token_redacted;
-  entry.method = method;
-  entry.uri = uri;
+  entry.request_id = request.request_id;
+  if (original != nullptr) {
+    entry.source = original->source == ForwardAuthSource::kAuto
+                       ? std::string_view("none")
+                       : ForwardAuthSourceName(original->source);
+    entry.method = original->method;
+    entry.uri = original->target;
+  }
   if (!log_->Write(EncodeDecisionLog(entry))) state_->metrics().CountLogFailure();
 }
 
@@ -287,7 +329,7 @@ HttpReply Handlers::Authorize(const HttpRequest& request) {
   Evaluation e = Evaluate(check, header_token, policy, snapshot.ok() ? snapshot->get() : nullptr,
                           snapshot.status(), state_->clock().NowSeconds(), now_ms);
   if (e.bad_request) return ErrorReply(400, e.error);
-  Log("authorize", e, now_ms);
+  Log("authorize", e, now_ms, request);
   return JsonReply(200, EncodeDecision(e.view));
 }
 
@@ -313,7 +355,7 @@ HttpReply Handlers::AuthorizeBatch(const HttpRequest& request) {
   std::vector<DecisionView> views;
   views.reserve(evaluations.size());
   for (Evaluation& e : evaluations) {
-    Log("authorize_batch", e, now_ms);
+    Log("authorize_batch", e, now_ms, request);
     views.push_back(std::move(e.view));
   }
   return JsonReply(200, EncodeBatch(views));
@@ -372,7 +414,7 @@ HttpReply Handlers::Verify(const HttpRequest& request) {
       e.view.allow = true;
     }
   }
-  Log("verify", e, now_ms);
+  Log("verify", e, now_ms, request);
   return JsonReply(200, EncodeIntrospection(v));
 }
 
@@ -386,114 +428,105 @@ HttpReply Handlers::ForwardAuth(const HttpRequest& request) {
     return r;
   };
 
-  // The original request: nginx's X-Original-*, Traefik's X-Forwarded-*, or
-  // (Envoy ext_authz, HTTP mode) the path under our prefix and this method.
-  std::string method;
-  std::string uri;
-  if (!request.original_uri.empty()) {
-    uri = request.original_uri;
-    method = request.original_method;
-  } else if (!request.forwarded_uri.empty()) {
-    uri = request.forwarded_uri;
-    method = request.forwarded_method;
-  } else {
-    const std::string_view prefix = options_.forward_auth_prefix;
-    std::string_view target = request.target;
-    if (target.substr(0, prefix.size()) == prefix && target.size() > prefix.size() &&
-        target[prefix.size()] == '/') {
-      uri = std::string(target.substr(prefix.size()));
-    }
+  // 1. Translate: which request the proxy asks about, exactly as it saw it.
+  const ForwardAuthTranslation t =
+      TranslateForwardAuth(request, options_.forward_auth_source, options_.forward_auth_prefix);
+  const OriginalRequest& original = t.request;
+  const PolicyPtr policy = state_->policy();
+  Evaluation e;
+  e.view.policy_name = policy->name();
+  e.view.policy_revision = policy->revision();
+  e.view.time_ms = now_ms;
+  auto note = [&e](std::string rule, std::string message) {
+    e.message = message;
+    e.view.reasons.push_back({std::move(rule), Effect::kDeny, std::move(message)});
+  };
+  auto deny403 = [&](std::string rule, std::string message) {
+    note(std::move(rule), std::move(message));
+    Log("forward_auth", e, now_ms, request, &original);
+    return JsonReply(403, EncodeDecision(e.view));
+  };
+  // Contradictory proxy headers are a bad request whoever sends them; say so
+  // before looking at the token.
+  if (t.refusal && t.refusal->status == 400) {
+    note(t.refusal->rule, t.refusal->message);
+    Log("forward_auth", e, now_ms, request, &original);
+    return ErrorReply(400, t.refusal->message);
   }
-  if (method.empty())
-    method = !request.original_method.empty()    ? request.original_method
-             : !request.forwarded_method.empty() ? request.forwarded_method
-                                                 : request.method;
-  method = Upper(method);
 
+  // 2. Authenticate, verifying the token once (401 before any 403).
   const auto bearer = BearerToken(request.authorization);
   if (!bearer) {
     return unauthorized("", request.authorization.empty()
                                 ? "missing Authorization: Bearer token"
                                 : "the Authorization header is not a Bearer token");
   }
-  const PolicyPtr policy = state_->policy();
   auto snapshot = state_->Fresh();
-
-  Evaluation e;
-  e.view.policy_name = policy->name();
-  e.view.policy_revision = policy->revision();
-  e.view.time_ms = now_ms;
-  auto deny403 = [&](std::string rule, std::string message) {
-    e.message = message;
-    e.view.reasons.push_back({std::move(rule), Effect::kDeny, std::move(message)});
-    Log("forward_auth", e, now_ms, method, uri);
-    return JsonReply(403, EncodeDecision(e.view));
-  };
   if (!snapshot.ok()) {
     e.token_redacted = RedactToken(*bearer);
     return deny403("store-unavailable",
                    "the sidecar cannot read its store (" + snapshot.status().ToString() + ")");
   }
-
-  // Authenticate first (401), then map the route (403 when unmapped).
-  const TokenLookup lookup = (*snapshot)->tokens->Verify(*bearer, state_->clock().NowSeconds());
+  const TokenLookup lookup =
+      CheckToken(*(*snapshot)->tokens, *bearer, state_->clock().NowSeconds(), &e);
   if (!lookup.active()) {
-    state_->metrics().CountTokenCheck(lookup.check);
-    e.token_check = std::string(TokenCheckName(lookup.check));
-    if (lookup.check == TokenCheck::kExpired)
-      e.token_id = std::string(lookup.token.token_id);
-    else
-      e.token_redacted = RedactToken(*bearer);
-    e.message = std::string(kInactiveMessage);
-    e.view.reasons.push_back({"inactive-token", Effect::kDeny, e.message});
-    Log("forward_auth", e, now_ms, method, uri);
+    e.token_inactive = true;
+    note("inactive-token", std::string(kInactiveMessage));
+    Log("forward_auth", e, now_ms, request, &original);
     return unauthorized("invalid_token", kInactiveMessage);
   }
-  e.token_id = std::string(lookup.token.token_id);
-  e.token_check = "active";
+  const Subject subject = SubjectOfToken(lookup.token);
   e.principal_kind = "api_user";
-  e.principal_name = lookup.token.principal->api_user_name;
-  if (uri.empty()) {
-    state_->metrics().CountTokenCheck(lookup.check);
-    return deny403("no-original-uri",
-                   "forward-auth needs the original request: X-Original-URI (nginx), "
-                   "X-Forwarded-Uri (Traefik), or "
-                   "the original path under " +
-                       options_.forward_auth_prefix + "/ (Envoy)");
-  }
-  const auto route = policy->MatchRoute(method, uri);
-  if (!route) {
-    state_->metrics().CountTokenCheck(lookup.check);
-    const std::string path = uri.substr(0, uri.find_first_of("?#"));
-    return deny403("no-route", "no route of policy " + policy->name() + " maps " + method + " " +
-                                   path + " to an action (unmapped requests are denied)");
-  }
+  e.principal_name = subject.name;
+  e.org_role = subject.org_role;
 
+  // 3. Decide: a target refused by the path rule, or one no route maps, is
+  // denied; otherwise the route's action in the route's workspace.
+  if (t.refusal) return deny403(t.refusal->rule, t.refusal->message);
+  const auto route = policy->MatchRoute(original.method, original.segments);
+  if (!route) {
+    const std::string_view path =
+        std::string_view(original.target).substr(0, std::string_view(original.target).find('?'));
+    return deny403("no-route", "no route of policy " + policy->name() + " maps " + original.method +
+                                   " " + std::string(path) +
+                                   " to an action (unmapped requests are denied)");
+  }
   AuthorizeCheck check;
   check.action = policy->action(route->action)->name;
-  check.workspace =
-      route->workspace.empty() ? lookup.token.principal->workspace_name : route->workspace;
-  check.token = std::string(*bearer);
-  Evaluation full = Evaluate(check, {}, policy, snapshot->get(), Status::Ok(),
-                             state_->clock().NowSeconds(), now_ms);
-  Log("forward_auth", full, now_ms, method, uri);
-  if (full.bad_request) {  // a route's action always exists; fail closed anyway
-    return JsonReply(403, EncodeError(full.error));
+  check.workspace = route->workspace.empty() ? subject.workspace_name : route->workspace;
+  e.action = check.action;
+  e.workspace = check.workspace;
+  Decide(subject, check, *policy->action(route->action), *policy, *(*snapshot)->directory, &e);
+  Log("forward_auth", e, now_ms, request, &original);
+  if (e.bad_request) {  // a route's action always exists; fail closed anyway
+    return JsonReply(403, EncodeError(e.error));
   }
-  if (!full.view.allow) {
-    full.view.graphql_response = true;
-    return JsonReply(403, EncodeDecision(full.view));
+  if (!e.view.allow) {
+    e.view.graphql_response = true;
+    return JsonReply(403, EncodeDecision(e.view));
   }
-  // nginx, Traefik and Envoy look only at the status and headers of a 200.
+  if (e.stored_workspace.empty()) {  // an allow always names a stored workspace; stay safe
+    return JsonReply(403, EncodeError("the decided workspace is not in the store"));
+  }
+  // nginx, Traefik, Caddy and Envoy look only at the status and headers of a
+  // 200. Every identity header is set, always, so a proxy that copies the
+  // list never passes on a client's own copy of one.
+  std::array<std::string_view, kIdentityHeaders.size()> values;
+  auto set = [&values](IdentityHeader h, std::string_view v) {
+    values[static_cast<size_t>(h)] = v;
+  };
+  set(IdentityHeader::kSubject, e.principal_name);
+  set(IdentityHeader::kWorkspace, e.stored_workspace);
+  set(IdentityHeader::kRole, e.view.principal ? std::string_view(e.view.principal->workspace_role)
+                                              : std::string_view("none"));
+  set(IdentityHeader::kOrgRole, e.org_role);
+  set(IdentityHeader::kTokenId, e.token_id);
+  set(IdentityHeader::kAction, check.action);
   HttpReply r = JsonReply(200, "{\"allow\":true}");
-  r.headers.emplace_back(std::string(kSubjectHeader), HeaderSafe(full.principal_name));
-  r.headers.emplace_back(std::string(kWorkspaceHeader), HeaderSafe(check.workspace));
-  r.headers.emplace_back(
-      std::string(kRoleHeader),
-      HeaderSafe(full.view.principal ? full.view.principal->workspace_role : "none"));
-  r.headers.emplace_back("X-Gatehouse-Org-Role", HeaderSafe(full.org_role));
-  r.headers.emplace_back("X-Gatehouse-Token-Id", HeaderSafe(full.token_id));
-  r.headers.emplace_back("X-Gatehouse-Action", HeaderSafe(check.action));
+  r.headers.reserve(kIdentityHeaders.size());
+  for (size_t i = 0; i < kIdentityHeaders.size(); ++i) {
+    r.headers.emplace_back(std::string(kIdentityHeaders[i]), HeaderSafe(values[i]));
+  }
   return r;
 }
 

@@ -12,9 +12,15 @@
 // error status; a store that cannot be read denies everything (the reason
 // says so) and makes /readyz 503. Nothing here throws on any input.
 //
+// Forward-auth runs in three steps: translate the proxy's request into the
+// original method and raw target (forward_auth.h: the source rule and the
+// path rule), verify the token once, decide. Callers may have to present a
+// shared secret first (HandlerOptions::caller_secret).
+//
 // Thread safety: Handle() may be called from any number of threads at once.
 #pragma once
 
+#include <array>
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -25,6 +31,7 @@
 #include <vector>
 
 #include "sidecar/decision_log.h"
+#include "sidecar/forward_auth.h"
 #include "sidecar/metrics.h"
 #include "sidecar/state.h"
 #include "sidecar/wire.h"
@@ -79,12 +86,35 @@ struct HandlerOptions {
   // The path prefix of forward-auth; what follows it is the original path
   // (Envoy ext_authz HTTP mode sends the original path under a prefix).
   std::string forward_auth_prefix = "/v1/forward-auth";
+  // Which proxy's headers forward-auth believes (--forward-auth-source;
+  // forward_auth.h). Default kAuto: exactly one source must be present.
+  ForwardAuthSource forward_auth_source = ForwardAuthSource::kAuto;
+  // The shared secret callers must send as X-Gatehouse-Caller on every
+  // endpoint but /healthz and /readyz (--caller-secret-file). Empty (the
+  // default): callers are not asked for one.
+  std::string caller_secret;
 };
 
-// The headers a forward-auth 200 carries.
-inline constexpr std::string_view kSubjectHeader = "X-Gatehouse-Subject";
-inline constexpr std::string_view kWorkspaceHeader = "X-Gatehouse-Workspace";
-inline constexpr std::string_view kRoleHeader = "X-Gatehouse-Role";
+// The identity headers of a forward-auth 200, all of them: the one list a
+// proxy configuration must copy to the service and clear of a client's own
+// copies (deploy/nginx.conf, deploy/Caddyfile). The reply carries each, in
+// this order; IdentityHeader indexes it.
+enum class IdentityHeader : uint8_t {
+  kSubject,    // the API user's name
+  kWorkspace,  // the workspace decided on, as the store spells it
+  kRole,       // the API user's role in that workspace ("none" when not a member)
+  kOrgRole,    // the API user's organization role
+  kTokenId,    // the token's public id
+  kAction,     // the policy action the route mapped to
+  kCount,
+};
+inline constexpr std::array<std::string_view, static_cast<size_t>(IdentityHeader::kCount)>
+    kIdentityHeaders = {
+        "X-Gatehouse-Subject",  "X-Gatehouse-Workspace", "X-Gatehouse-Role",
+        "X-Gatehouse-Org-Role", "X-Gatehouse-Token-Id",  "X-Gatehouse-Action",
+};
+// The header that carries the caller secret (HandlerOptions::caller_secret).
+inline constexpr std::string_view kCallerHeader = "X-Gatehouse-Caller";
 
 class Handlers {
  public:
@@ -107,12 +137,19 @@ class Handlers {
 
  private:
   struct Evaluation;
+  // Checks the request, resolves its principal (verifying a token), then Decide.
   Evaluation Evaluate(const AuthorizeCheck& check, std::string_view header_token,
                       const PolicyPtr& policy, const Snapshot* snapshot, const Status& store_status,
                       int64_t now, int64_t now_ms);
+  // Decides `check` for a principal already resolved (and a token already
+  // verified): the second half of Evaluate, and forward-auth's last step.
+  void Decide(const Subject& subject, const AuthorizeCheck& check, const ActionInfo& info,
+              const CompiledPolicy& policy, const Directory& dir, Evaluation* e);
   void Log(std::string_view endpoint, const Evaluation& e, int64_t now_ms,
-           std::string_view method = {}, std::string_view uri = {});
+           const HttpRequest& request, const OriginalRequest* original = nullptr);
   HttpReply Route(const HttpRequest& request, Endpoint* endpoint);
+  // True when no caller secret is set, or the request carries it (once).
+  bool CallerAuthenticated(const HttpRequest& request) const;
   TokenLookup CheckToken(const TokenIndex& index, std::string_view token, int64_t now, Evaluation* e);
 
   State* state_;

@@ -5,6 +5,7 @@
 
 #include <mutex>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <set>
 #include <string>
 #include <thread>
@@ -662,13 +663,50 @@ TEST_F(HandlersTest, ForwardAuthNoOriginalUriOrUnmappedRouteIs403) {
                                  "GET", "/workspaces/Marketing-Production/projects/p1/import"},
                              {"POST", "/workspaces/Marketing-Production/projects/p1/delete"},
                              {"POST", "/"},
-                             {"POST", "no-leading-slash"},
-                             {"POST", "/workspaces//projects/p1/import"},
-                             {"POST", "/workspaces/%zz/projects/p1/import"}}) {
+                             {"POST", "/workspaces/Marketing-Production/projects/p1/import/x"}}) {
     r = ForwardAuth(Bearer("prod-importer"), method, uri);
     EXPECT_EQ(r.status, 403) << method << " " << uri << ": " << r.body;
     EXPECT_EQ(Json(r)["reasons"][0]["rule"], "no-route") << uri;
   }
+}
+
+// The bypass, and its class: targets a service could read as
+// another path than the one matched are refused before any route is tried
+// (tests/sidecar/forward_auth_test.cc checks the rule over generated targets).
+TEST_F(HandlersTest, ForwardAuthRefusesUnsafeTargetsWithTheUnsafePathRule) {
+  const char* const unsafe[] = {
+      "/workspaces/Marketing-Development/projects/7/import%3F/../../../../Marketing-Production/"
+      "projects/7/import",
+      "/workspaces/Marketing-Development/projects/7/import%23/../../../../Marketing-Production/"
+      "projects/7/import",
+      "/workspaces/Marketing-Development/projects/..%2F..%2FMarketing-Production/import",
+      "/workspaces/Marketing-Development/projects/%252E%252E/import",
+      "/workspaces/Marketing-Development/projects/../import",
+      "/workspaces/Marketing-Development/projects/%2e%2E/import",
+      "/workspaces/Marketing-Development/projects/./import",
+      "/workspaces/Marketing-Development;x=1/projects/7/export",
+      "/workspaces/Marketing-Development/projects/7/export/",
+      "/workspaces//projects/p1/import",
+      "/workspaces/%zz/projects/p1/import",
+      "/workspaces/Marketing-Development\\..\\Marketing-Production/projects/7/export",
+      "/workspaces/Marketing%00Development/projects/7/export",
+      "no-leading-slash",
+      "http://sidecar/workspaces/Marketing-Development/projects/7/export",
+  };
+  for (const char* uri : unsafe) {
+    HttpReply r = ForwardAuth(Bearer("dev-exporter"), "POST", uri);
+    EXPECT_EQ(r.status, 403) << uri << ": " << r.body;
+    EXPECT_EQ(Json(r)["reasons"][0]["rule"], "unsafe-path") << uri;
+    EXPECT_EQ(Json(r)["allow"], false) << uri;
+  }
+  // 401 still comes first: an unsafe target tells a tokenless client nothing new.
+  EXPECT_EQ(ForwardAuth("", "POST", unsafe[0]).status, 401);
+  // The raw '?' form is the same request a service sees: the path ends at it.
+  EXPECT_EQ(ForwardAuth(Bearer("dev-exporter"), "POST",
+                        "/workspaces/Marketing-Development/projects/7/export?/../../../../"
+                        "Marketing-Production/projects/7/export")
+                .status,
+            200);
 }
 
 TEST_F(HandlersTest, ForwardAuthTraefikHeaders) {
@@ -697,17 +735,216 @@ TEST_F(HandlersTest, ForwardAuthEnvoyPathMode) {
 }
 
 TEST_F(HandlersTest, ForwardAuthHeaderValuesNeverCarryControlCharacters) {
-  // A workspace name with CR/LF can only come from the store; make one.
+  // Names with CR/LF can only come from the store (a request path carrying
+  // one is unsafe-path): make an API user with one, and a token for it.
   auto writer = Writer();
-  auto ws = writer->CreateWorkspace(demo_.org_id, "Evil\r\nX-Injected: 1", "shared", std::nullopt);
-  ASSERT_TRUE(ws.ok()) << ws.status().ToString();
-  HttpReply r = ForwardAuth(Bearer("org-bot"), "POST",
-                            "/workspaces/Evil%0D%0AX-Injected:%201/projects/p/import");
+  NewApiUser nu;
+  nu.workspace_id = demo_.workspaces["Marketing-Production"];
+  nu.name = "evil\r\nX-Injected: 1";
+  nu.org_role = "viewer";
+  nu.workspace_role = "contributor";
+  nu.created_by = "owner@demo.test";
+  nu.created_at = kNow - kDay;
+  auto au = writer->CreateApiUser(nu);
+  ASSERT_TRUE(au.ok()) << au.status().ToString();
+  auto token = gatehouse::testing::AddToken(*writer, au->id, "main", kNow - kDay, kNow + kDay);
+  HttpReply r = ForwardAuth("Bearer " + token.secret, "POST",
+                            "/workspaces/Marketing-Production/projects/p/import");
   ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(Header(r, "X-Gatehouse-Subject"), "evil??X-Injected: 1");
   for (const auto& [k, v] : r.headers) {
     EXPECT_EQ(v.find('\r'), std::string::npos) << k;
     EXPECT_EQ(v.find('\n'), std::string::npos) << k;
   }
+  EXPECT_EQ(ForwardAuth("Bearer " + token.secret, "POST",
+                        "/workspaces/Evil%0D%0AX-Injected:%201/projects/p/import")
+                .status,
+            403);
+}
+
+HttpRequest Source(const std::string& authorization) {
+  HttpRequest r;
+  r.method = "GET";
+  r.path = r.target = "/v1/forward-auth";
+  r.authorization = authorization;
+  return r;
+}
+
+TEST_F(HandlersTest, ForwardAuthUnderAutoRefusesTwoSourcesWith400) {
+  // The Traefik attack: a client adds its own X-Original-URI for a workspace
+  // its token may use, to a request for another one.
+  HttpRequest r = Source(Bearer("dev-exporter"));
+  r.forwarded_method = "POST";
+  r.forwarded_uri = "/workspaces/Marketing-Production/projects/7/import";
+  r.original_method = "POST";
+  r.original_uri = "/workspaces/Marketing-Development/projects/7/export";
+  r.present = kHdrForwardedMethod | kHdrForwardedUri | kHdrOriginalMethod | kHdrOriginalUri;
+  HttpReply reply = handlers_->Handle(r);
+  EXPECT_EQ(reply.status, 400) << reply.body;
+  EXPECT_TRUE(Json(reply)["error"].is_string());
+  // And Envoy's path mode with a client's X-Forwarded-Uri.
+  HttpRequest e = Source(Bearer("dev-exporter"));
+  e.method = "POST";
+  e.path = e.target = "/v1/forward-auth/workspaces/Marketing-Production/projects/7/import";
+  e.forwarded_method = "POST";
+  e.forwarded_uri = "/workspaces/Marketing-Development/projects/7/export";
+  EXPECT_EQ(handlers_->Handle(e).status, 400);
+  EXPECT_EQ(metrics_.requests(Endpoint::kForwardAuth, 400), 2u);
+}
+
+TEST_F(HandlersTest, ForwardAuthPinnedSourceReadsOnlyItsOwnHeaders) {
+  HttpRequest r = Source(Bearer("dev-exporter"));
+  r.original_method = "POST";
+  r.original_uri = "/workspaces/Marketing-Production/projects/7/import";  // denied for dev-exporter
+  r.forwarded_method = "POST";
+  r.forwarded_uri = "/workspaces/Marketing-Development/projects/7/export";  // allowed
+  HandlerOptions ho;
+  ho.now_ms = [] { return kNowMs; };
+  ho.forward_auth_source = ForwardAuthSource::kNginx;
+  Handlers nginx(state_.get(), nullptr, ho);
+  HttpReply reply = nginx.Handle(r);
+  EXPECT_EQ(reply.status, 403) << "nginx mode must not read X-Forwarded-Uri";
+  EXPECT_EQ(Json(reply)["reasons"][0]["rule"], "own-workspace");
+  ho.forward_auth_source = ForwardAuthSource::kTraefik;
+  Handlers traefik(state_.get(), nullptr, ho);
+  r.original_uri = "/workspaces/Marketing-Development/projects/7/export";
+  r.forwarded_uri = "/workspaces/Marketing-Production/projects/7/import";
+  reply = traefik.Handle(r);
+  EXPECT_EQ(reply.status, 403) << "traefik mode must not read X-Original-URI";
+  EXPECT_EQ(Json(reply)["reasons"][0]["rule"], "own-workspace");
+  r.forwarded_uri = "/workspaces/Marketing-Development/projects/7/export";
+  EXPECT_EQ(traefik.Handle(r).status, 200);
+  // Pinned Envoy: only the path under the prefix counts.
+  ho.forward_auth_source = ForwardAuthSource::kEnvoy;
+  Handlers envoy(state_.get(), nullptr, ho);
+  EXPECT_EQ(Json(envoy.Handle(r))["reasons"][0]["rule"], "no-original-uri");
+}
+
+TEST_F(HandlersTest, ForwardAuthRepeatedSourceHeaderIs400) {
+  HttpRequest r = Source(Bearer("dev-exporter"));
+  r.original_method = "POST";
+  r.original_uri = "/workspaces/Marketing-Development/projects/7/export";
+  r.present = kHdrOriginalMethod | kHdrOriginalUri;
+  ASSERT_EQ(handlers_->Handle(r).status, 200);
+  r.repeated = kHdrOriginalUri;
+  EXPECT_EQ(handlers_->Handle(r).status, 400);
+  r.repeated = kHdrOriginalMethod;
+  EXPECT_EQ(handlers_->Handle(r).status, 400);
+}
+
+TEST_F(HandlersTest, ForwardAuthAnswersEveryIdentityHeaderWithTheStoredWorkspaceName) {
+  // The request spells the workspace its own way; the header has the store's.
+  HttpReply r =
+      ForwardAuth(Bearer("org-bot"), "POST", "/workspaces/MARKETING-production/projects/p1/import");
+  ASSERT_EQ(r.status, 200) << r.body;
+  ASSERT_EQ(r.headers.size(), kIdentityHeaders.size());
+  for (size_t i = 0; i < kIdentityHeaders.size(); ++i) {
+    EXPECT_EQ(r.headers[i].first, kIdentityHeaders[i]);
+    EXPECT_FALSE(r.headers[i].second.empty()) << kIdentityHeaders[i];
+  }
+  EXPECT_EQ(Header(r, "X-Gatehouse-Workspace"), "Marketing-Production");
+  EXPECT_EQ(Header(r, "X-Gatehouse-Subject"), "org-bot");
+  EXPECT_EQ(Header(r, "X-Gatehouse-Role"), "none");  // not its own workspace
+  EXPECT_EQ(Header(r, "X-Gatehouse-Org-Role"), "admin");
+  EXPECT_EQ(Header(r, "X-Gatehouse-Token-Id"), demo_.tokens["org-bot"].id);
+  EXPECT_EQ(Header(r, "X-Gatehouse-Action"), "project.import");
+  for (std::string_view h : kIdentityHeaders) EXPECT_TRUE(h.starts_with("X-Gatehouse-")) << h;
+}
+
+// The token-check counters count every verification: forward-auth makes
+// exactly one per request, whatever the outcome.
+TEST_F(HandlersTest, ForwardAuthVerifiesTheTokenOnce) {
+  auto active = [&] {
+    const std::string m = metrics_.Render();
+    const std::string key = "gatehouse_token_checks_total{result=\"active\"} ";
+    const size_t at = m.find(key);
+    return at == std::string::npos ? -1 : std::stoll(m.substr(at + key.size()));
+  };
+  const int64_t before = active();
+  ASSERT_GE(before, 0);
+  ASSERT_EQ(ForwardAuth(Bearer("dev-exporter"), "POST",
+                        "/workspaces/Marketing-Development/projects/p1/export")
+                .status,
+            200);
+  EXPECT_EQ(active(), before + 1) << "an allowed request verified the token more than once";
+  ASSERT_EQ(ForwardAuth(Bearer("prod-viewer"), "POST",
+                        "/workspaces/Marketing-Production/projects/p1/import")
+                .status,
+            403);
+  EXPECT_EQ(active(), before + 2);
+  ForwardAuth(Bearer("prod-viewer"), "POST", "/workspaces/a/projects/p1/delete");   // no route
+  ForwardAuth(Bearer("prod-viewer"), "POST", "/workspaces/../projects/p1/import");  // unsafe
+  EXPECT_EQ(active(), before + 4);
+}
+
+TEST_F(HandlersTest, CallerSecretGuardsEveryEndpointButHealthAndReadiness) {
+  HandlerOptions ho;
+  ho.now_ms = [] { return kNowMs; };
+  ho.caller_secret = "s3cret-caller-value";
+  Handlers h(state_.get(), nullptr, ho);
+  auto call = [&](const std::string& method, const std::string& path, const std::string& body,
+                  std::optional<std::string> secret, uint32_t repeated = 0) {
+    HttpRequest r;
+    r.method = method;
+    r.path = r.target = path;
+    r.body = body;
+    r.authorization = Bearer("dev-exporter");
+    r.original_method = "POST";
+    r.original_uri = "/workspaces/Marketing-Development/projects/p1/export";
+    if (secret) {
+      r.caller_secret = *secret;
+      r.present |= kHdrCaller;
+    }
+    r.repeated = repeated;
+    return h.Handle(r);
+  };
+  const std::string authz =
+      json({{"action", "project.export"}, {"workspace", "Marketing-Development"}}).dump();
+  const std::string verify = json({{"token", Token("dev-exporter")}}).dump();
+  struct Endpoint_ {
+    std::string method, path, body;
+  };
+  const Endpoint_ guarded[] = {
+      {"POST", "/v1/authorize", authz},
+      {"POST", "/v1/authorize/batch", json({{"checks", json::array()}}).dump()},
+      {"POST", "/v1/tokens/verify", verify},
+      {"GET", "/v1/forward-auth", ""},
+      {"GET", "/metrics", ""},
+      {"GET", "/v1/nothing", ""},
+  };
+  const uint64_t rejected_before = metrics_.caller_rejected();
+  int refusals = 0;
+  for (const Endpoint_& e : guarded) {
+    const std::optional<std::string> wrong[] = {std::nullopt,
+                                                "",
+                                                "s3cret-caller-valuE",
+                                                "s3cret-caller-value ",
+                                                "s3cret-caller-valu",
+                                                "s3cret-caller-value-and-more",
+                                                std::string("s3cret-caller-value\0", 20)};
+    for (const auto& secret : wrong) {
+      HttpReply r = call(e.method, e.path, e.body, secret);
+      EXPECT_EQ(r.status, 401) << e.path << " with '" << secret.value_or("(none)") << "'";
+      EXPECT_TRUE(Json(r)["error"].is_string()) << e.path;
+      EXPECT_EQ(r.body.find("s3cret"), std::string::npos) << "the secret leaked: " << r.body;
+      EXPECT_EQ(Header(r, "WWW-Authenticate"), "") << e.path;
+      ++refusals;
+    }
+    // Two copies of the header: refused even when the first is right.
+    EXPECT_EQ(call(e.method, e.path, e.body, "s3cret-caller-value", kHdrCaller).status, 401);
+    ++refusals;
+    HttpReply ok = call(e.method, e.path, e.body, "s3cret-caller-value");
+    EXPECT_NE(ok.status, 401) << e.path << ": " << ok.body;
+  }
+  EXPECT_EQ(call("POST", "/v1/authorize", authz, "s3cret-caller-value").status, 200);
+  EXPECT_EQ(call("GET", "/v1/forward-auth", "", "s3cret-caller-value").status, 200);
+  EXPECT_EQ(metrics_.caller_rejected() - rejected_before, static_cast<uint64_t>(refusals));
+  EXPECT_GE(metrics_.requests(Endpoint::kAuthorize, 401), 8u);
+  // Liveness and readiness stay open.
+  EXPECT_EQ(call("GET", "/healthz", "", std::nullopt).status, 200);
+  EXPECT_EQ(call("GET", "/readyz", "", std::nullopt).status, 200);
+  // Without a configured secret nobody is asked for one.
+  EXPECT_EQ(Call("GET", "/metrics").status, 200);
 }
 
 // ---------------------------------------------------------------- health, readiness, metrics
@@ -853,6 +1090,11 @@ TEST_F(HandlersTest, DecisionLogHasTheDecisionAndNeverASecret) {
   fa.authorization = Bearer("dev-exporter");
   fa.original_method = "POST";
   fa.original_uri = "/workspaces/Marketing-Development/projects/p1/export";
+  fa.request_id = "req-fa-1";
+  h.Handle(fa);
+  // An unsafe target is logged as the raw bytes the proxy sent.
+  fa.original_uri = "/workspaces/Marketing-Development/projects/p1/export%2F..%2F..%2Fx?q=1";
+  fa.request_id = "req-fa-2";
   h.Handle(fa);
   log->reset();
 
@@ -864,7 +1106,7 @@ TEST_F(HandlersTest, DecisionLogHasTheDecisionAndNeverASecret) {
     lines.push_back(json::parse(text.substr(pos, nl - pos)));
     pos = nl + 1;
   }
-  ASSERT_EQ(lines.size(), 4u) << text;
+  ASSERT_EQ(lines.size(), 5u) << text;
   EXPECT_EQ(lines[0]["time"], "2026-01-01T00:00:00.775Z");
   EXPECT_EQ(lines[0]["endpoint"], "authorize");
   EXPECT_EQ(lines[0]["principal"], "prod-viewer");
@@ -885,6 +1127,19 @@ TEST_F(HandlersTest, DecisionLogHasTheDecisionAndNeverASecret) {
   EXPECT_EQ(lines[3]["endpoint"], "forward_auth");
   EXPECT_EQ(lines[3]["uri"], "/workspaces/Marketing-Development/projects/p1/export");
   EXPECT_EQ(lines[3]["decision"], "allow");
+  EXPECT_EQ(lines[3]["source"], "nginx");
+  EXPECT_EQ(lines[3]["method"], "POST");
+  EXPECT_EQ(lines[3]["request_id"], "req-fa-1");
+  EXPECT_EQ(lines[4]["request_id"], "req-fa-2");
+  EXPECT_EQ(lines[4]["uri"],
+            "/workspaces/Marketing-Development/projects/p1/export%2F..%2F..%2Fx?q=1");
+  EXPECT_EQ(lines[4]["decision"], "deny");
+  EXPECT_EQ(lines[4]["rules"][0], "unsafe-path");
+  EXPECT_EQ(lines[4]["principal"], "dev-exporter");
+  for (size_t i = 0; i < 3; ++i) {
+    EXPECT_TRUE(lines[i]["request_id"].is_string()) << i;  // every record has the field
+    EXPECT_FALSE(lines[i].contains("source")) << i;
+  }
   for (const auto& [name, t] : demo_.tokens) {
     EXPECT_EQ(text.find(t.secret), std::string::npos) << name;
     EXPECT_EQ(text.find(t.secret.substr(4, 20)), std::string::npos) << name;
