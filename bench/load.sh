@@ -3,52 +3,104 @@
 #
 #   bench/load.sh [BUILD_DIR]        default BUILD_DIR: $BUILD_DIR, else build
 #
-# Creates its own demo store in a temp dir with the real CLI, starts the real
-# gatehoused and the reference hello_server (cpp-httplib hello-world, same
-# tuning) on free ports, and drives each with
-#   wrk -t2 -c16 -d10s --latency   and   -c64
-# against POST /v1/authorize (a token), POST /v1/tokens/verify,
-# GET /v1/forward-auth (nginx-style headers) and the hello server. Then it
-# measures gatehoused's resident memory with 100,000 tokens in the store.
-# Prints one table. Use a Release build:
-#   cmake -S . -B build-release -G Ninja -DCMAKE_BUILD_TYPE=Release
-#   ninja -C build-release gatehoused gatehouse hello_server seed_store
+# Everything on loopback, in one run, side by side on the same cores:
+#
+#  load  wrk -t2 -cN -d$DURATION --latency at N = 16, 256, 1024 against
+#        nginx `return 200` (bench/nginx-reference.conf, one worker per core:
+#        the floor every ratio is read against), the cpp-httplib hello server
+#        (bench/hello_server.cc, the old server's reference), and gatehoused's
+#        POST /v1/authorize (a token), POST /v1/tokens/verify and
+#        GET /v1/forward-auth (nginx-style headers). For every run: the
+#        server's CPU time (utime+stime from /proc, all nginx processes summed)
+#        over the requests wrk completed = µs of server CPU per request. At 256
+#        and 1,024 connections bench/probe runs beside wrk: fresh connections
+#        one after another, one request each, timed connect-to-reply; wrk only
+#        times what completes, a starved client shows only here. Then, when
+#        perf can sample here, a 5 s perf profile of gatehoused under the
+#        authorize load (else callgrind over a bounded run), summarised by
+#        component.
+#  rss   gatehoused with $TOKENS tokens (bench/seed_store): resident memory,
+#        start-up time, the first request after a CLI write (index rebuild)
+#        and after a read-only CLI command.
+#  edge  the same gatehoused with $SLOW slow-header connections (trickling a
+#        byte every 300 ms, reopened when the server closes them) and $IDLE
+#        idle keep-alive connections held open by bench/conn_holder: a probe
+#        of fresh authorize requests (p50/p99/max) and the RSS with those
+#        connections open.
+#
+# Use a Release build:
+#   cmake -S . -B build-release -G Ninja -DCMAKE_BUILD_TYPE=Release -DGATEHOUSE_BUILD_BENCH=ON
+#   ninja -C build-release gatehoused gatehouse hello_server seed_store probe conn_holder
 #   bench/load.sh build-release
 #
-# Each configuration runs ROUNDS times, interleaved (hello, authorize, verify,
-# forward-auth, hello, ...), and the table shows the median round by req/s:
-# on a shared 2-core machine neighbours' load moves single runs a lot.
+# Each load configuration runs ROUNDS times, interleaved (nginx, hello,
+# authorize, verify, forward-auth, nginx, ...); the table shows the median
+# round by req/s, the median CPU per request, and the probes of all rounds
+# together: on a shared 2-core machine neighbours' load moves single runs a lot.
 #
-# Environment: DURATION (10s), CONNECTIONS ("16 64"), ROUNDS (3), THREADS
-# (gatehoused --threads, 64), TOKENS (100000), MODE (all | load | rss).
+# Environment: DURATION (10s), CONNECTIONS ("16 256 1024"), ROUNDS (3),
+# PROBE_AT ("256 1024": connection counts with a probe beside wrk),
+# PROBE_COUNT (100), IO_THREADS (gatehoused --io-threads, 0 = one per core),
+# HELLO_THREADS (hello_server --threads, 64), TOKENS (100000), IDLE (10000),
+# SLOW (1000), PROFILE (auto | perf | callgrind | off), MODE (all | load | rss | edge).
+# Every loop is bounded (wrk -d, probe counts and deadlines, conn_holder
+# --hold-s); every process the script starts is stopped by PID on exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 BUILD=${1:-${BUILD_DIR:-build}}
 DURATION=${DURATION:-10s}
-CONNECTIONS=${CONNECTIONS:-16 64}
-THREADS=${THREADS:-64}
+CONNECTIONS=${CONNECTIONS:-16 256 1024}
+PROBE_AT=${PROBE_AT:-256 1024}
+PROBE_COUNT=${PROBE_COUNT:-100}
+IO_THREADS=${IO_THREADS:-0}
+HELLO_THREADS=${HELLO_THREADS:-64}
 TOKENS=${TOKENS:-100000}
+IDLE=${IDLE:-10000}
+SLOW=${SLOW:-1000}
 ROUNDS=${ROUNDS:-3}
+PROFILE=${PROFILE:-auto}
 MODE=${MODE:-all}
+NGINX=${NGINX:-/usr/sbin/nginx}
+case "$MODE" in all | load | rss | edge) ;; *) echo "load.sh: MODE is all, load, rss or edge" >&2; exit 2 ;; esac
+case "$DURATION" in *[0-9]s) ;; *) echo "load.sh: DURATION is in seconds, e.g. 10s" >&2; exit 2 ;; esac
+SECONDS_PER_RUN=${DURATION%s}
 
 G=$BUILD/cli/gatehouse
 D=$BUILD/sidecar/gatehoused
 H=$BUILD/bench/hello_server
 S=$BUILD/bench/seed_store
-for f in "$G" "$D" "$H" "$S"; do
+P=$BUILD/bench/probe
+K=$BUILD/bench/conn_holder
+for f in "$G" "$D" "$H" "$S" "$P" "$K"; do
   [ -x "$f" ] || { echo "load.sh: $f is missing; build it (see the header of this script)" >&2; exit 1; }
 done
 command -v wrk >/dev/null || { echo "load.sh: wrk is not installed (scripts/setup.sh installs it)" >&2; exit 1; }
+[ -x "$NGINX" ] || { echo "load.sh: $NGINX is missing (Debian nginx-light)" >&2; exit 1; }
 build_type=$(sed -n 's/^CMAKE_BUILD_TYPE:STRING=//p' "$BUILD/CMakeCache.txt" 2>/dev/null || true)
 [ "$build_type" = "Release" ] || echo "load.sh: warning: $BUILD is a '$build_type' build, not Release" >&2
 
+# 1,024 wrk connections, 11,000 held ones: raise the descriptor limit (the
+# hard limit when 65536 is refused). Children inherit it.
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+NOFILE=$(ulimit -n)
+CLK_TCK=$(getconf CLK_TCK)
+
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/gatehouse-load-XXXXXX")
 PIDS=()
+stop_pid() {
+  local p=$1
+  kill -TERM "$p" 2>/dev/null || return 0
+  for _ in $(seq 1 100); do
+    kill -0 "$p" 2>/dev/null || break
+    sleep 0.05
+  done
+  kill -KILL "$p" 2>/dev/null || true
+  wait "$p" 2>/dev/null || true
+}
 cleanup() {
-  for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
-  rm -rf "$WORK"
+  for p in "${PIDS[@]}"; do stop_pid "$p"; done
+  if [ -n "${KEEP:-}" ]; then echo "load.sh: kept $WORK" >&2; else rm -rf "$WORK"; fi
 }
 trap cleanup EXIT
 
@@ -71,6 +123,38 @@ start() {
   exit 1
 }
 
+# start_nginx: bench/nginx-reference.conf on a free port; sets PORT and PID.
+start_nginx() {
+  local dir=$WORK/nginx
+  mkdir -p "$dir"
+  PORT=$("$P" --free-port)
+  sed -e "s|@PORT@|$PORT|; s|@WORKERS@|$(nproc)|; s|@NOFILE@|$NOFILE|; s|@DIR@|$dir|g" \
+    "$ROOT/bench/nginx-reference.conf" >"$dir/nginx.conf"
+  "$NGINX" -p "$dir/" -c "$dir/nginx.conf" -e "$dir/error.log" -g "daemon off; pid $dir/nginx.pid;" \
+    >"$dir/stdout" 2>&1 &
+  PID=$!
+  PIDS+=("$PID")
+  for _ in $(seq 1 100); do
+    curl -fsS -o /dev/null "http://127.0.0.1:$PORT/" 2>/dev/null && return 0
+    kill -0 "$PID" 2>/dev/null || break
+    sleep 0.05
+  done
+  echo "load.sh: nginx did not start:" >&2
+  cat "$dir/stdout" "$dir/error.log" >&2
+  exit 1
+}
+
+# cpu_ticks PID: utime+stime of PID and its children (nginx's workers), in ticks.
+cpu_ticks() {
+  local total=0 p t
+  for p in "$1" $(pgrep -P "$1" 2>/dev/null || true); do
+    # Fields after the ")" of comm: 14 and 15 of the whole line are 12 and 13 here.
+    t=$(sed 's/^.*) //' "/proc/$p/stat" 2>/dev/null | awk '{print $12 + $13}') || t=0
+    total=$((total + ${t:-0}))
+  done
+  echo "$total"
+}
+
 # The demo store: the seed's environment promotion. Prints the token.
 export GATEHOUSE_AS=owner@demo.test GATEHOUSE_POLICY=$ROOT/policies
 make_store() {
@@ -82,35 +166,52 @@ make_store() {
   "$G" token create --apiuser prod-importer --name bench --expires-in 30d 2>/dev/null
 }
 
-# run_wrk LABEL CONNS ROUND PORT [SCRIPT] [PATH]: one wrk run, kept in a file.
+# probe_args LABEL: the probe's request for an endpoint (the request wrk sends).
+probe_args() {
+  case "$1" in
+    nginx) PROBE_REQ=(--path /) ;;
+    hello) PROBE_REQ=(--path /hello) ;;
+    authorize) PROBE_REQ=(--method POST --path /v1/authorize --header 'Content-Type: application/json'
+                 --body "{\"token\":\"$TOKEN\",\"action\":\"project.import\",\"workspace\":\"Marketing-Production\"}") ;;
+    verify) PROBE_REQ=(--method POST --path /v1/tokens/verify --header 'Content-Type: application/json'
+              --body "{\"token\":\"$TOKEN\"}") ;;
+    forward-auth) PROBE_REQ=(--path /v1/forward-auth --header "Authorization: Bearer $TOKEN"
+                    --header 'X-Original-Method: POST'
+                    --header 'X-Original-URI: /workspaces/Marketing-Production/projects/p1/import') ;;
+  esac
+}
+
+# run_wrk LABEL CONNS ROUND PORT PID [SCRIPT] [PATH]: one wrk run, kept in a
+# file, with the server's CPU time around it and, at PROBE_AT connection
+# counts, a probe of fresh requests beside it (from 1 s in to 0.5 s before
+# wrk's end; a probe cut off by that deadline counts as unanswered).
 declare -A RPS
-row() { printf '%-14s %5s %12s %9s %9s %9s %9s\n' "$@"; }
 run_wrk() {
-  local label=$1 conns=$2 round=$3 port=$4 script=${5:-} path=${6:-/}
-  local args=(-t2 "-c$conns" "-d$DURATION" --latency)
+  local label=$1 conns=$2 round=$3 port=$4 pid=$5 script=${6:-} path=${7:-/}
+  local args=(-t2 "-c$conns" "-d$DURATION" --latency) base=$WORK/wrk-$label-$conns-$round
   [ -n "$script" ] && args+=(-s "$ROOT/bench/wrk/$script")
-  TOKEN=$TOKEN wrk "${args[@]}" "http://127.0.0.1:$port$path" >"$WORK/wrk-$label-$conns-$round.txt"
-}
-# report LABEL CONNS: the median round's row.
-report() {
-  local label=$1 conns=$2 best="" f
-  # Sort the rounds by req/s and take the middle one.
-  best=$(for f in "$WORK"/wrk-"$label"-"$conns"-*.txt; do
-           echo "$(awk '/Requests\/sec/ {printf "%.0f", $2}' "$f") $f"
-         done | sort -n | awk '{a[NR] = $2} END {print a[int((NR + 1) / 2)]}')
-  local out rps p50 p99 errors
-  out=$(cat "$best")
-  rps=$(echo "$out" | awk '/Requests\/sec/ {printf "%.0f", $2}')
-  p50=$(echo "$out" | awk '$1 == "50%" {print $2}')
-  p99=$(echo "$out" | awk '$1 == "99%" {print $2}')
-  errors=$(cat "$WORK"/wrk-"$label"-"$conns"-*.txt | awk '/Non-2xx/ {n += $NF} /Socket errors/ {for (i = 4; i <= NF; i += 2) n += $i} END {print n + 0}')
-  RPS[$label-$conns]=$rps
-  local vs="-"
-  if [ "$label" != "hello" ] && [ -n "${RPS[hello-$conns]:-}" ]; then
-    vs=$(awk -v a="$rps" -v b="${RPS[hello-$conns]}" 'BEGIN {printf "%.0f%%", 100 * a / b}')
+  local probe_pid="" before after
+  before=$(cpu_ticks "$pid")
+  TOKEN=$TOKEN wrk "${args[@]}" "http://127.0.0.1:$port$path" >"$base.txt" 2>&1 &
+  local wrk_pid=$!
+  if [[ " $PROBE_AT " == *" $conns "* ]]; then
+    probe_args "$label"
+    local interval=$(((SECONDS_PER_RUN * 1000 - 2500) / PROBE_COUNT))
+    [ "$interval" -lt 1 ] && interval=1
+    "$P" --port "$port" --count "$PROBE_COUNT" --interval-ms "$interval" --start-delay-ms 1000 \
+      --timeout-ms 5000 --deadline-s "$(awk -v d="$SECONDS_PER_RUN" 'BEGIN {print d - 0.5}')" \
+      --out "$base.probe" "${PROBE_REQ[@]}" >"$base.psum" 2>&1 &
+    probe_pid=$!
   fi
-  row "$label" "$conns" "$rps" "$(ms "$p50")" "$(ms "$p99")" "$errors" "$vs"
+  wait "$wrk_pid" || true
+  after=$(cpu_ticks "$pid")
+  [ -n "$probe_pid" ] && { wait "$probe_pid" || true; }
+  local requests
+  requests=$(awk '/requests in/ {print $1}' "$base.txt")
+  awk -v t=$((after - before)) -v hz="$CLK_TCK" -v n="${requests:-0}" \
+    'BEGIN {if (n > 0) printf "%.1f\n", t / hz * 1e6 / n; else print "-"}' >"$base.cpu"
 }
+
 # wrk prints 512.00us / 1.20ms / 1.01s; convert to ms.
 ms() {
   awk -v v="$1" 'BEGIN {
@@ -119,61 +220,191 @@ ms() {
     else if (v ~ /s$/) { sub(/s$/, "", v); printf "%.3f", v * 1000 }
     else print v }'
 }
+row() { printf '%-13s %5s %8s %7s %7s %8s %7s %7s %7s %7s %9s %8s %8s %8s\n' "$@"; }
+# report LABEL CONNS: the median round's row, the median CPU per request, all
+# rounds' probes together.
+report() {
+  local label=$1 conns=$2 best f
+  best=$(for f in "$WORK"/wrk-"$label"-"$conns"-*.txt; do
+           echo "$(awk '/Requests\/sec/ {printf "%.0f", $2}' "$f") $f"
+         done | sort -n | awk '{a[NR] = $2} END {print a[int((NR + 1) / 2)]}')
+  local out rps p50 p99 max errors cpu vs vh probe="-" pp50="-" pp99="-" pmax="-"
+  out=$(cat "$best")
+  rps=$(echo "$out" | awk '/Requests\/sec/ {printf "%.0f", $2}')
+  p50=$(echo "$out" | awk '$1 == "50%" {print $2}')
+  p99=$(echo "$out" | awk '$1 == "99%" {print $2}')
+  max=$(echo "$out" | awk '$1 == "Latency" {print $4}')
+  errors=$(cat "$WORK"/wrk-"$label"-"$conns"-*.txt | awk '/Non-2xx/ {n += $NF} /Socket errors/ {for (i = 4; i <= NF; i += 2) {v = $i; sub(/,/, "", v); n += v}} END {print n + 0}')
+  cpu=$(cat "$WORK"/wrk-"$label"-"$conns"-*.cpu | sort -n | awk '{a[NR] = $1} END {print a[int((NR + 1) / 2)]}')
+  RPS[$label-$conns]=$rps
+  CPU[$label-$conns]=$cpu
+  vs=$(awk -v a="$rps" -v b="${RPS[nginx-$conns]:-0}" 'BEGIN {if (b > 0) printf "%.2f", a / b; else print "-"}')
+  vh=$(awk -v a="$rps" -v b="${RPS[hello-$conns]:-0}" 'BEGIN {if (b > 0) printf "%.2f", a / b; else print "-"}')
+  if ls "$WORK"/wrk-"$label"-"$conns"-*.probe >/dev/null 2>&1; then
+    # All rounds' probes: answered (any complete reply) of sent, and the
+    # percentiles over all with an unanswered probe as infinitely slow.
+    local stats
+    stats=$(cat "$WORK"/wrk-"$label"-"$conns"-*.probe | awk '{print ($2 == 0 ? 1e99 : $1), $2}' | sort -g | awk '
+      {v[NR] = $1; if ($2 != 0) a++; if ($2 != 0 && $1 <= 1000) w1++; if ($2 != 0 && $1 <= 3000) w3++}
+      function f(x) {return x >= 1e98 ? "none" : sprintf("%.2f", x)}
+      function q(p,  i) {i = int(p * NR + 0.999999); if (i < 1) i = 1; return f(v[i])}
+      END {printf "%d/%d %d %d %s %s %s\n", a, NR, w1, w3, q(0.5), q(0.99), f(v[NR])}')
+    read -r probe w1 w3 pp50 pp99 pmax <<<"$stats"
+    PROBE[$label-$conns]="$probe; within 1 s: $w1, within 3 s: $w3"
+  fi
+  row "$label" "$conns" "$rps" "$(ms "$p50")" "$(ms "$p99")" "$(ms "$max")" "$errors" "$vs" "$vh" "$cpu" "$probe" "$pp50" "$pp99" "$pmax"
+}
+declare -A CPU PROBE
 
-echo "machine: $(nproc) cores, $(sed -n 's/model name\s*: //p' /proc/cpuinfo | head -1); build: $BUILD ($build_type)"
-echo "wrk -t2 -d$DURATION --latency; gatehoused --threads $THREADS; wrk runs on the same cores as the servers"
+echo "machine: $(nproc) cores, $(sed -n 's/model name\s*: //p' /proc/cpuinfo | head -1); build: $BUILD ($build_type); load average: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "wrk -t2 -d$DURATION --latency; gatehoused --io-threads $IO_THREADS (0: one per core); hello_server --threads $HELLO_THREADS;"
+echo "nginx $("$NGINX" -v 2>&1 | sed 's/.*nginx\///') with $(nproc) workers; ulimit -n $NOFILE; wrk, probes and servers share the same cores"
 echo
 
 if [ "$MODE" = all ] || [ "$MODE" = load ]; then
   TOKEN=$(make_store "$WORK/demo.db")
-  start gatehoused "$D" --listen 127.0.0.1:0 --store "$WORK/demo.db" --policy "$ROOT/policies" --threads "$THREADS"
+  start gatehoused "$D" --listen 127.0.0.1:0 --store "$WORK/demo.db" --policy "$ROOT/policies" --io-threads "$IO_THREADS"
   SIDECAR=$PORT
   SIDECAR_PID=$PID
-  start hello "$H" --listen 127.0.0.1:0 --threads "$THREADS"
+  start hello "$H" --listen 127.0.0.1:0 --threads "$HELLO_THREADS"
   HELLO=$PORT
+  HELLO_PID=$PID
+  start_nginx
+  NGINX_PORT=$PORT
+  NGINX_PID=$PID
   # Sanity: each endpoint answers as expected before it is measured.
   curl -fsS -X POST "http://127.0.0.1:$SIDECAR/v1/authorize" -H 'Content-Type: application/json' \
     -d "{\"token\":\"$TOKEN\",\"action\":\"project.import\",\"workspace\":\"Marketing-Production\"}" | grep -q '"allow":true'
   curl -fsS -X POST "http://127.0.0.1:$SIDECAR/v1/tokens/verify" -d "{\"token\":\"$TOKEN\"}" | grep -q '"active":true'
   curl -fsS "http://127.0.0.1:$SIDECAR/v1/forward-auth" -H "Authorization: Bearer $TOKEN" \
     -H 'X-Original-Method: POST' -H 'X-Original-URI: /workspaces/Marketing-Production/projects/p1/import' >/dev/null
+  curl -fsS "http://127.0.0.1:$HELLO/hello" | grep -q hello
 
   for c in $CONNECTIONS; do
     for r in $(seq 1 "$ROUNDS"); do
-      run_wrk hello "$c" "$r" "$HELLO" "" /hello
-      run_wrk authorize "$c" "$r" "$SIDECAR" authorize.lua
-      run_wrk verify "$c" "$r" "$SIDECAR" verify.lua
-      run_wrk forward-auth "$c" "$r" "$SIDECAR" forward_auth.lua
+      run_wrk nginx "$c" "$r" "$NGINX_PORT" "$NGINX_PID" "" /
+      run_wrk hello "$c" "$r" "$HELLO" "$HELLO_PID" "" /hello
+      run_wrk authorize "$c" "$r" "$SIDECAR" "$SIDECAR_PID" authorize.lua
+      run_wrk verify "$c" "$r" "$SIDECAR" "$SIDECAR_PID" verify.lua
+      run_wrk forward-auth "$c" "$r" "$SIDECAR" "$SIDECAR_PID" forward_auth.lua
     done
   done
-  echo "median of $ROUNDS interleaved rounds (errors: non-2xx answers and socket errors, all rounds)"
-  row endpoint conns "req/s" "p50 ms" "p99 ms" "errors" "vs hello"
+  echo "median of $ROUNDS interleaved rounds; errors: non-2xx answers and socket errors, all rounds;"
+  echo "cpu: server CPU µs per request (median round); probe: fresh connections beside wrk, all rounds,"
+  echo "answered/sent and p50/p99/max ms (none: not answered within 5 s or by the run's end)"
+  row endpoint conns "req/s" "p50 ms" "p99 ms" "max ms" errors "/nginx" "/hello" "cpu µs" probe "pr p50" "pr p99" "pr max"
   for c in $CONNECTIONS; do
-    for label in hello authorize verify forward-auth; do report "$label" "$c"; done
+    for label in nginx hello authorize verify forward-auth; do report "$label" "$c"; done
+  done
+  for c in $PROBE_AT; do
+    for label in nginx hello authorize verify forward-auth; do
+      [ -n "${PROBE[$label-$c]:-}" ] && echo "  probe $label at $c connections: answered ${PROBE[$label-$c]}"
+    done
   done
   echo
   echo "gatehoused RSS after the runs (3 tokens): $(awk '/VmRSS/ {printf "%.1f MiB", $2 / 1024}' "/proc/$SIDECAR_PID/status")"
   # Any status but 200, as the sidecar counted it.
   curl -fsS "http://127.0.0.1:$SIDECAR/metrics" | awk '/^gatehouse_http_requests_total/ && !/code="200"/ {print "  non-200 answers: " $0}'
   grep -h "Socket errors" "$WORK"/wrk-*.txt | sed 's/^/  wrk: /' | sort | uniq -c || true
+
+  # Targets (issue 9), from this run's figures.
+  a16=${RPS[authorize-16]:-}; a256=${RPS[authorize-256]:-}; a1024=${RPS[authorize-1024]:-}
+  echo
+  echo "targets:"
+  [ -n "$a16" ] && echo "  authorize/nginx at 16: $(awk -v a="$a16" -v b="${RPS[nginx-16]}" 'BEGIN {printf "%.2f", a / b}') (≥ 0.90)"
+  [ -n "$a256" ] && echo "  authorize/nginx at 256: $(awk -v a="$a256" -v b="${RPS[nginx-256]}" 'BEGIN {printf "%.2f", a / b}') (≥ 0.90)"
+  [ -n "$a1024" ] && [ -n "$a16" ] && echo "  authorize at 1024 / at 16: $(awk -v a="$a1024" -v b="$a16" 'BEGIN {printf "%.2f", a / b}') (≥ 0.90)"
+  [ -n "${CPU[nginx-16]:-}" ] && echo "  CPU per request at 16 connections: nginx ${CPU[nginx-16]} µs, hello ${CPU[hello-16]} µs, authorize ${CPU[authorize-16]} µs, verify ${CPU[verify-16]} µs, forward-auth ${CPU[forward-auth-16]} µs"
+
+  # Where gatehoused's CPU goes under the authorize load.
+  profiler=$PROFILE
+  if [ "$profiler" = auto ]; then
+    if command -v perf >/dev/null && perf record -e cpu-clock -o "$WORK/perf-check.data" -- true >/dev/null 2>&1; then
+      profiler=perf
+    elif command -v valgrind >/dev/null; then
+      profiler=callgrind
+    else
+      profiler=off
+    fi
+  fi
+  echo
+  if [ "$profiler" = perf ]; then
+    # cpu-clock: a software timer, so this works where the VM exposes no
+    # hardware counters (perf stat -e instructions: <not supported>).
+    echo "perf record -e cpu-clock -F 2999 -g -p gatehoused, 5 s of wrk -t2 -c16 authorize:"
+    TOKEN=$TOKEN wrk -t2 -c16 -d6s -s "$ROOT/bench/wrk/authorize.lua" "http://127.0.0.1:$SIDECAR" >"$WORK/wrk-perf.txt" &
+    perf_wrk=$!
+    sleep 0.5
+    perf record -e cpu-clock -F 2999 -g -p "$SIDECAR_PID" -o "$WORK/perf.data" -- sleep 5 >/dev/null 2>"$WORK/perf.err" || true
+    wait "$perf_wrk" || true
+    perf report -i "$WORK/perf.data" --no-children --percent-limit 2 --stdio -g none 2>/dev/null |
+      grep -v '^#' | grep -v '^$' | head -40 | cut -c1-150 | sed 's/^/  /'
+    echo "top 30 symbols (self):"
+    perf report -i "$WORK/perf.data" --no-children --stdio -g none --sort dso,sym 2>/dev/null |
+      grep -v '^#' | grep -v '^$' | head -30 | cut -c1-150 | sed 's/^/  /'
+    echo "by component (self time, all samples):"
+    perf report -i "$WORK/perf.data" --no-children --stdio -g none --sort dso,sym 2>/dev/null | grep -v '^#' |
+      awk '
+        /%/ {
+          pct = $1; sub(/%/, "", pct)
+          dso = $2; sym = $0; sub(/^.*\] /, "", sym)
+          if (dso ~ /kernel/) {
+            if (sym ~ /^(_raw_spin_unlock|sock_def_readable|tcp|__tcp|ip_|__ip|inet|__inet|sock_|sk_|skb|__skb|kfree_skb|net_|__netif|netif|napi|__napi|process_backlog|__dev|dev_|loopback|nf_|dst_|bbr|__sk|release_sock|lock_sock|__local_bh|handle_softirqs|do_softirq|__kfree_skb|kmem_cache|kfree|__kmalloc|kmalloc|__alloc_skb|page_frag)/) c = "kernel: TCP over loopback (incl. the peer wake-up and softirq on send)"
+            else if (sym ~ /(epoll|ep_|poll|wake|futex|sched|schedule|switch|pick_|enqueue|dequeue|update_curr|ttwu|timerfd|hrtimer|timer)/) c = "kernel: epoll, timerfd, wake-ups, scheduling"
+            else if (sym ~ /(filemap|ext4|vfs_read|pread|page_cache|folio)/) c = "kernel: file reads (one pread64 per request, SQLite)"
+            else c = "kernel: syscall entry/exit, copies, other"
+          }
+          else if (dso ~ /libcrypto/ || sym ~ /(sha256|SHA256|EVP_)/) c = "token verify: SHA-256 (libcrypto)"
+          else if (sym ~ /^(malloc|free|cfree|_int_|operator new|operator delete|tcache|arena|__libc_malloc|__libc_free|malloc_consolidate|unlink_chunk)/) c = "allocation (malloc/free/new/delete)"
+          else if (sym ~ /(nlohmann|AppendJson|Json|json|Parse[A-Z]|Wire|wire|Serialize|Render)/) c = "JSON: request parsing and reply writing (wire.cc)"
+          else if (sym ~ /(CheckTokenFormat|VerifyToken|TokenIndex|Token|Store|sqlite|DataVersion)/ || dso ~ /sqlite/) c = "token verify: format, index, store freshness"
+          else if (sym ~ /(Decide|Decision|Policy|Route|Match|Rule|Role|Grant|gatehouse::Authorize|Evaluate)/) c = "decision (engine) and its handler"
+          else if (sym ~ /^(boost::|gatehouse::sidecar::\(anonymous namespace\)::Session|gatehouse::sidecar::HttpRequest|gatehouse::sidecar::HttpReply|gatehouse::sidecar::.*Server)/) c = "Beast/Asio: parsing, serialising, async ops, timers"
+          else if (sym ~ /^gatehouse::/) c = "handlers, metrics, decision log (other gatehouse code)"
+          else if (sym ~ /(_Hashtable|_Hash_bytes|unordered)/) c = "std::unordered_map lookups and hashing"
+          else if (dso ~ /vdso/) c = "clock reads (vdso clock_gettime)"
+          else if (sym ~ /(printf|vfprintf|snprintf|__printf)/) c = "libc: printf formatting"
+          else if (sym ~ /(sendmsg|recvmsg|epoll_wait|__libc_|syscall|timerfd|pread)/) c = "libc: syscall wrappers"
+          else if (dso ~ /libc/) c = "libc: memcpy, strings, locks, other"
+          else if (dso ~ /libstdc/ || sym ~ /^std::/) c = "libstdc++ (strings, containers)"
+          else c = "other"
+          sum[c] += pct
+        }
+        END {for (c in sum) printf "  %6.2f%%  %s\n", sum[c], c}' | sort -rn
+    awk '/Requests\/sec/ {printf "  (authorize during the profile: %.0f req/s, profiler running)\n", $2}' "$WORK/wrk-perf.txt"
+  elif [ "$profiler" = callgrind ]; then
+    echo "valgrind --tool=callgrind on a second gatehoused, wrk -t1 -c1 -d5s authorize (bounded by time):"
+    start cg valgrind --tool=callgrind --callgrind-out-file="$WORK/callgrind.out" "$D" --listen 127.0.0.1:0 \
+      --store "$WORK/demo.db" --policy "$ROOT/policies" --io-threads 1
+    TOKEN=$TOKEN wrk -t1 -c1 -d5s -s "$ROOT/bench/wrk/authorize.lua" "http://127.0.0.1:$PORT" >"$WORK/wrk-cg.txt" || true
+    stop_pid "$PID"
+    awk '/requests in/ {print "  " $1 " requests"}' "$WORK/wrk-cg.txt"
+    callgrind_annotate "$WORK/callgrind.out" 2>/dev/null | sed -n '1,40p' | sed 's/^/  /'
+  else
+    echo "no profile (PROFILE=$PROFILE; perf sampling and valgrind unavailable)"
+  fi
 fi
 
-if [ "$MODE" = all ] || [ "$MODE" = rss ]; then
+if [ "$MODE" = all ] || [ "$MODE" = rss ] || [ "$MODE" = edge ]; then
+  echo
   TOKEN=$(make_store "$WORK/big.db")
   t0=$(date +%s.%N)
   "$S" --store "$WORK/big.db" --apiuser prod-importer --count "$TOKENS" >/dev/null
   t1=$(date +%s.%N)
-  start big "$D" --listen 127.0.0.1:0 --store "$WORK/big.db" --policy "$ROOT/policies" --threads "$THREADS"
+  start big "$D" --listen 127.0.0.1:0 --store "$WORK/big.db" --policy "$ROOT/policies" --io-threads "$IO_THREADS"
   t2=$(date +%s.%N)
   BIG=$PORT
   BIGPID=$PID
-  # Touch every worker thread and the whole index path.
+  # Touch every I/O thread and the whole index path.
   TOKEN=$TOKEN wrk -t2 -c64 -d3s -s "$ROOT/bench/wrk/verify.lua" "http://127.0.0.1:$BIG" >/dev/null
   index=$(curl -fsS "http://127.0.0.1:$BIG/metrics" | awk '$1 == "gatehouse_token_index_size" {print $2}')
   rss=$(awk '/VmRSS/ {printf "%.1f", $2 / 1024}' "/proc/$BIGPID/status")
   hwm=$(awk '/VmHWM/ {printf "%.1f", $2 / 1024}' "/proc/$BIGPID/status")
   echo "RSS with $index tokens in the index: $rss MiB (peak $hwm MiB); store $(du -m "$WORK/big.db" | cut -f1) MiB;"
   echo "  seeding $TOKENS tokens took $(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.1f", b - a}') s, gatehoused start to listening $(awk -v a="$t1" -v b="$t2" 'BEGIN {printf "%.2f", b - a}') s"
+fi
+
+if [ "$MODE" = all ] || [ "$MODE" = rss ]; then
   # One more token through the CLI: how long the next request waits for the rebuild.
   "$G" --store "$WORK/big.db" token create --apiuser prod-importer --name one-more --expires-in 1d >/dev/null 2>&1
   t3=$(date +%s.%N)
@@ -186,4 +417,44 @@ if [ "$MODE" = all ] || [ "$MODE" = rss ]; then
   curl -fsS -X POST "http://127.0.0.1:$BIG/v1/tokens/verify" -d "{\"token\":\"$TOKEN\"}" >/dev/null
   t6=$(date +%s.%N)
   echo "  first request after a read-only CLI command (token list: audit record only): $(awk -v a="$t5" -v b="$t6" 'BEGIN {printf "%.0f", (b - a) * 1000}') ms"
+fi
+
+if [ "$MODE" = all ] || [ "$MODE" = edge ]; then
+  echo
+  probe_args authorize
+  # Fresh authorize requests, one after another: 200 over ~4 s, so the probe
+  # spans the moment the server closes the slow connections at their header
+  # deadline and conn_holder opens them again.
+  edge_probe() {
+    "$P" --port "$BIG" --count 200 --interval-ms 20 --timeout-ms 5000 --deadline-s 30 "${PROBE_REQ[@]}"
+  }
+  quiet=$(edge_probe)
+  echo "edge: gatehoused with $index tokens; probe of 200 fresh authorize requests, 20 ms apart"
+  echo "  no held connections:                 $quiet"
+  "$K" --port "$BIG" --idle "$IDLE" --slow "$SLOW" --trickle-ms 300 --hold-s 90 >"$WORK/holder.out" 2>&1 &
+  HOLDER=$!
+  PIDS+=("$HOLDER")
+  for _ in $(seq 1 600); do
+    grep -q '^ready' "$WORK/holder.out" && break
+    kill -0 "$HOLDER" 2>/dev/null || break
+    sleep 0.1
+  done
+  if ! grep -q '^ready' "$WORK/holder.out"; then
+    echo "  conn_holder did not hold $IDLE idle + $SLOW slow connections within 60 s: $(tail -1 "$WORK/holder.out")"
+  else
+    echo "  conn_holder: $(grep '^ready' "$WORK/holder.out")"
+    sleep 1
+    held=$(edge_probe)
+    rss_held=$(awk '/VmRSS/ {printf "%.1f", $2 / 1024}' "/proc/$BIGPID/status")
+    fds=$(find "/proc/$BIGPID/fd" -mindepth 1 -maxdepth 1 | wc -l)
+    echo "  $IDLE idle + $SLOW slow-header held:  $held"
+    echo "  conn_holder while probing: $(grep '^status' "$WORK/holder.out" | tail -1 | sed 's/^status //')"
+    echo "  gatehoused RSS with $index tokens and the connections open: $rss_held MiB ($fds descriptors; target ≤ 64 MiB)"
+    TOKEN=$TOKEN wrk -t2 -c16 -d5s --latency -s "$ROOT/bench/wrk/authorize.lua" "http://127.0.0.1:$BIG" >"$WORK/wrk-edge.txt" || true
+    echo "  wrk -t2 -c16 -d5s authorize beside them: $(awk '/Requests\/sec/ {printf "%.0f", $2}' "$WORK/wrk-edge.txt") req/s, p99 $(awk '$1 == "99%" {print $2}' "$WORK/wrk-edge.txt")"
+  fi
+  stop_pid "$HOLDER"
+  echo "  conn_holder at exit: $(grep '^done' "$WORK/holder.out" | sed 's/^done //')"
+  sleep 1
+  echo "  gatehoused RSS after they closed: $(awk '/VmRSS/ {printf "%.1f MiB", $2 / 1024}' "/proc/$BIGPID/status")"
 fi

@@ -1,0 +1,192 @@
+// Fresh-request probe for bench/load.sh: while wrk keeps N connections busy
+// (or conn_holder keeps thousands idle or slow), opens one new connection at a
+// time, sends one request (Connection: close), and times connect-to-last-byte.
+// wrk only times the requests that complete; a starved client never shows in
+// its figures. This does: an unanswered probe counts as a timeout.
+//
+//   probe --port P [--host 127.0.0.1] [--count 100] [--interval-ms 50]
+//         [--start-delay-ms 0] [--timeout-ms 5000] [--deadline-s 60]
+//         [--method GET] [--path /] [--header 'K: V']... [--body STR]
+//         [--out FILE]
+//   probe --free-port      prints a free loopback port and exits
+//
+// Bounded: at most --count probes, each at most --timeout-ms, the whole run at
+// most --deadline-s (probes not started by then count as not answered).
+// Prints one line:
+//   probe sent=N answered=A ok=O within1s=X within3s=Y p50_ms=.. p99_ms=.. max_ms=..
+// where answered is any complete reply, ok a 2xx one, and the percentiles are
+// over all N with an unanswered probe counted as infinitely slow ("inf").
+// --out writes one line per probe: "MS STATUS" (STATUS 0: no reply).
+#include <poll.h>
+#include <signal.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "http_mini.h"
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double Ms(Clock::duration d) { return std::chrono::duration<double, std::milli>(d).count(); }
+
+// One probe: returns the reply's status (0: none) and sets `ms`.
+int ProbeOnce(const std::string& host, int port, const std::string& request, int timeout_ms,
+              double* ms) {
+  const auto t0 = Clock::now();
+  const auto deadline = t0 + std::chrono::milliseconds(timeout_ms);
+  auto left = [&] {
+    return static_cast<int>(
+        std::max<long>(0, std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count()));
+  };
+  int status = 0;
+  const int fd = bench::StartConnect(host, port);
+  if (fd >= 0) {
+    pollfd p{fd, POLLOUT, 0};
+    bool connected = ::poll(&p, 1, left()) == 1 && bench::ConnectError(fd) == 0;
+    size_t sent = 0;
+    while (connected && sent < request.size()) {
+      const ssize_t n = ::send(fd, request.data() + sent, request.size() - sent, MSG_NOSIGNAL);
+      if (n > 0) {
+        sent += static_cast<size_t>(n);
+      } else if (n < 0 && errno == EAGAIN) {
+        p = {fd, POLLOUT, 0};
+        if (::poll(&p, 1, left()) != 1) connected = false;
+      } else {
+        connected = false;
+      }
+    }
+    std::string reply;
+    char buf[4096];
+    while (connected && sent == request.size()) {
+      p = {fd, POLLIN, 0};
+      if (::poll(&p, 1, left()) != 1) break;
+      const ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+      if (n <= 0) {
+        if (n < 0 && errno == EAGAIN) continue;
+        break;
+      }
+      reply.append(buf, static_cast<size_t>(n));
+      const int s = bench::CompleteReply(reply);
+      if (s >= 0) {
+        status = s;
+        break;
+      }
+    }
+    ::close(fd);
+  }
+  *ms = Ms(Clock::now() - t0);
+  return status;
+}
+
+std::string Percentile(std::vector<double> v, double q) {
+  if (v.empty()) return "-";
+  std::sort(v.begin(), v.end());
+  const size_t i = std::min(v.size() - 1, static_cast<size_t>(std::ceil(q * v.size())) - 1);
+  if (std::isinf(v[i])) return "inf";
+  char out[32];
+  std::snprintf(out, sizeof out, "%.3f", v[i]);
+  return out;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string host = "127.0.0.1", method = "GET", path = "/", body, out_path;
+  std::vector<std::string> headers;
+  int port = 0, count = 100, interval_ms = 50, start_delay_ms = 0, timeout_ms = 5000;
+  double deadline_s = 60;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (a == "--free-port") {
+      const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+      sockaddr_in s{};
+      s.sin_family = AF_INET;
+      s.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+      socklen_t len = sizeof s;
+      if (fd < 0 || ::bind(fd, reinterpret_cast<sockaddr*>(&s), sizeof s) != 0 ||
+          ::getsockname(fd, reinterpret_cast<sockaddr*>(&s), &len) != 0)
+        return 1;
+      std::printf("%d\n", ntohs(s.sin_port));
+      ::close(fd);
+      return 0;
+    }
+    if (i + 1 >= argc) {
+      std::fprintf(stderr, "probe: %s needs a value\n", a.c_str());
+      return 2;
+    }
+    const std::string v = argv[++i];
+    if (a == "--port") port = std::atoi(v.c_str());
+    else if (a == "--host") host = v;
+    else if (a == "--count") count = std::atoi(v.c_str());
+    else if (a == "--interval-ms") interval_ms = std::atoi(v.c_str());
+    else if (a == "--start-delay-ms") start_delay_ms = std::atoi(v.c_str());
+    else if (a == "--timeout-ms") timeout_ms = std::atoi(v.c_str());
+    else if (a == "--deadline-s") deadline_s = std::atof(v.c_str());
+    else if (a == "--method") method = v;
+    else if (a == "--path") path = v;
+    else if (a == "--header") headers.push_back(v);
+    else if (a == "--body") body = v;
+    else if (a == "--out") out_path = v;
+    else {
+      std::fprintf(stderr, "probe: unknown option %s\n", a.c_str());
+      return 2;
+    }
+  }
+  if (port <= 0 || count <= 0) {
+    std::fprintf(stderr, "usage: probe --port P [--count N] ... (see bench/probe.cc)\n");
+    return 2;
+  }
+  ::signal(SIGPIPE, SIG_IGN);
+  std::string request = method + " " + path + " HTTP/1.1\r\nHost: " + host + "\r\nConnection: close\r\n";
+  for (const auto& h : headers) request += h + "\r\n";
+  if (!body.empty() || method == "POST") request += "Content-Length: " + std::to_string(body.size()) + "\r\n";
+  request += "\r\n" + body;
+
+  const auto start = Clock::now();
+  const auto end = start + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(deadline_s));
+  std::this_thread::sleep_for(std::chrono::milliseconds(start_delay_ms));
+  std::vector<double> all;
+  std::vector<int> statuses;
+  for (int i = 0; i < count; ++i) {
+    const auto t = Clock::now();
+    if (t >= end) {
+      all.push_back(INFINITY);
+      statuses.push_back(0);
+      continue;
+    }
+    const int left_ms = static_cast<int>(Ms(end - t));
+    double ms = 0;
+    const int status = ProbeOnce(host, port, request, std::min(timeout_ms, std::max(1, left_ms)), &ms);
+    all.push_back(status ? ms : INFINITY);
+    statuses.push_back(status);
+    const auto next = t + std::chrono::milliseconds(interval_ms);
+    if (Clock::now() < next) std::this_thread::sleep_until(next);
+  }
+  int answered = 0, ok = 0, within1 = 0, within3 = 0;
+  double max = 0;
+  for (size_t i = 0; i < all.size(); ++i) {
+    if (statuses[i]) ++answered;
+    if (statuses[i] >= 200 && statuses[i] < 300) ++ok;
+    if (statuses[i] && all[i] <= 1000) ++within1;
+    if (statuses[i] && all[i] <= 3000) ++within3;
+    max = std::max(max, all[i]);
+  }
+  if (!out_path.empty()) {
+    if (FILE* f = std::fopen(out_path.c_str(), "w")) {
+      for (size_t i = 0; i < all.size(); ++i)
+        std::fprintf(f, "%s %d\n", std::isinf(all[i]) ? "inf" : std::to_string(all[i]).c_str(), statuses[i]);
+      std::fclose(f);
+    }
+  }
+  std::printf("probe sent=%d answered=%d ok=%d within1s=%d within3s=%d p50_ms=%s p99_ms=%s max_ms=%s\n",
+              count, answered, ok, within1, within3, Percentile(all, 0.5).c_str(),
+              Percentile(all, 0.99).c_str(), Percentile(all, 1.0).c_str());
+  return 0;
+}
