@@ -211,7 +211,7 @@ TEST(PolicyTests, CasesNamingUnknownThingsArePositionedErrors) {
 }
 
 TEST(Loader, ARefusedPolicyYieldsNoPolicy) {
-  PolicyLoad l = LoadPolicyFromString("gatehouse: v1\npolicy: x\n", "x.yaml");
+  PolicyLoad l = LoadPolicyFromString("gatehouse: v1\n", "x.yaml");  // no policy: name
   EXPECT_FALSE(l.ok());
   EXPECT_FALSE(l.errors.empty());
   l = LoadPolicy("/nonexistent/policy/dir");

@@ -153,10 +153,17 @@ using PolicyPtr = std::shared_ptr<const CompiledPolicy>;
 struct PolicyLoad {
   PolicyPtr policy;
   std::vector<PolicyError> errors;
+  // Files of a folder that were skipped, one each (line 0: ToString() gives
+  // "FILE: warning: skipped: why"), whether or not the policy loaded. For the
+  // caller to print; they never make a load fail.
+  std::vector<PolicyError> warnings;
   bool ok() const { return policy != nullptr; }
 };
 
-// Loads a YAML file or a folder of *.yaml files (tests/ subfolders are skipped).
+// Loads a YAML file or a folder of policy files: *.yaml and *.yml, the
+// extension in any case (tests/ and invariants/ are not policy; every other
+// entry is skipped with a warning; see engine/src/policy/files.h). Bounded:
+// files, nodes, nesting and tables have limits, each refused with a position.
 PolicyLoad LoadPolicy(const std::string& path);
 
 // Loads policy text held in memory; `file` names it in errors.

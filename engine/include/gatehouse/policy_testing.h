@@ -32,6 +32,7 @@ struct PolicyTestResult {
 struct PolicyTestSuite {
   std::vector<PolicyTestCase> cases;
   std::vector<PolicyError> errors;  // sorted; non-empty means the suite cannot run
+  std::vector<PolicyError> warnings;  // test files skipped (see PolicyLoad::warnings)
 };
 
 // Loads the test files of `path` (a policy folder's tests/, a tests folder, or

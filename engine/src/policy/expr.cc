@@ -21,10 +21,16 @@ bool IsIdentChar(char c) {
   return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '.' || c == '-';
 }
 
+// Past this many errors in one expression the rest is not worth reading
+// (and a megabyte of '@' must not become a million messages).
+constexpr size_t kMaxExprErrors = 10;
+
 std::vector<Token> Tokenize(std::string_view s, std::vector<ExprError>* errors) {
   std::vector<Token> out;
   size_t i = 0;
+  const size_t first_error = errors->size();
   while (i < s.size()) {
+    if (errors->size() - first_error >= kMaxExprErrors) break;
     char c = s[i];
     if (std::isspace(static_cast<unsigned char>(c))) {
       ++i;
@@ -55,7 +61,7 @@ std::vector<Token> Tokenize(std::string_view s, std::vector<ExprError>* errors) 
         t.int_value = *d;
       } else {
         t.kind = Tok::kBad;
-        errors->push_back({t.offset, "malformed number or duration '" + std::string(t.text) + "'"});
+        errors->push_back({t.offset, "malformed number or duration " + Quote(t.text)});
       }
     } else if (c == '(' || c == ')' || c == '[' || c == ']' || c == ',') {
       t.kind = c == '(' ? Tok::kLParen : c == ')' ? Tok::kRParen : c == '[' ? Tok::kLBracket
@@ -68,8 +74,8 @@ std::vector<Token> Tokenize(std::string_view s, std::vector<ExprError>* errors) 
       i += two ? 2 : 1;
       if (t.text == "=" || t.text == "!") {
         t.kind = Tok::kBad;
-        errors->push_back({t.offset, "unknown operator '" + std::string(t.text) +
-                                         "' (use ==, !=, <, <=, >, >=, in, and, or, not)"});
+        errors->push_back({t.offset, "unknown operator " + Quote(t.text) +
+                                         " (use ==, !=, <, <=, >, >=, in, and, or, not)"});
       } else {
         t.kind = Tok::kOp;
       }
@@ -78,14 +84,17 @@ std::vector<Token> Tokenize(std::string_view s, std::vector<ExprError>* errors) 
       while (j < s.size() && s[j] == c) ++j;
       t.kind = Tok::kBad;
       t.text = s.substr(i, j - i);
-      errors->push_back({i, "unknown operator '" + std::string(t.text) + "' (write " +
+      errors->push_back({i, "unknown operator " + Quote(t.text) + " (write " +
                                 (c == '&' ? "'and'" : "'or'") + ")"});
       i = j;
     } else {
       t.kind = Tok::kBad;
-      t.text = s.substr(i, 1);
-      errors->push_back({i, "unexpected character '" + std::string(t.text) + "'"});
-      ++i;
+      // One character, not one byte: a UTF-8 sequence is quoted whole.
+      size_t j = i + 1;
+      while (j < s.size() && (static_cast<unsigned char>(s[j]) & 0xc0) == 0x80 && j - i < 4) ++j;
+      t.text = s.substr(i, j - i);
+      errors->push_back({i, "unexpected character " + Quote(t.text)});
+      i = j;
     }
     out.push_back(t);
   }
@@ -139,7 +148,7 @@ class Parser {
     }
     auto e = ParseOr();
     if (errors_->size() == before && Peek().kind != Tok::kEnd) {
-      Error(Peek().offset, "unexpected '" + std::string(Peek().text) + "' after a complete condition");
+      Error(Peek().offset, "unexpected " + Quote(Peek().text) + " after a complete condition");
     }
     if (errors_->size() != before) return nullptr;
     return e;
@@ -150,58 +159,84 @@ class Parser {
   const Token& Next() { return toks_[pos_ < toks_.size() - 1 ? pos_++ : pos_]; }
   bool IsWord(const Token& t, std::string_view w) const { return t.kind == Tok::kIdent && t.text == w; }
   void Error(size_t offset, std::string msg) {
-    // One message per offset keeps cascades out of the report.
-    for (const auto& e : *errors_)
-      if (e.offset == offset) return;
-    errors_->push_back({offset, std::move(msg)});
     failed_ = true;
+    // One message per offset keeps cascades out of the report; a few are
+    // enough to fix the expression.
+    if (errors_->size() - start_ >= kMaxExprErrors) return;
+    for (size_t i = start_; i < errors_->size(); ++i)
+      if ((*errors_)[i].offset == offset) return;
+    errors_->push_back({offset, std::move(msg)});
   }
 
-  static std::unique_ptr<Expr> Binary(Expr::Op op, std::unique_ptr<Expr> a, std::unique_ptr<Expr> b) {
-    if (!a || !b) return nullptr;
+  // Parsing stops at the first nesting error: the rest of the text would be
+  // read at the wrong level anyway.
+  bool Stop() const { return too_deep_ || errors_->size() - start_ >= kMaxExprErrors; }
+
+  // `x or y or z` is one n-ary node (a chain costs no depth).
+  std::unique_ptr<Expr> ParseChain(Expr::Op op, const char* word) {
+    auto first = op == Expr::Op::kOr ? ParseChain(Expr::Op::kAnd, "and") : ParseUnary();
+    if (!IsWord(Peek(), word)) return first;
     auto e = std::make_unique<Expr>();
     e->op = op;
-    e->a = std::move(a);
-    e->b = std::move(b);
-    return e;
+    bool ok = first != nullptr;
+    e->args.push_back(std::move(first));
+    while (!Stop() && IsWord(Peek(), word)) {
+      Next();
+      auto next = op == Expr::Op::kOr ? ParseChain(Expr::Op::kAnd, "and") : ParseUnary();
+      ok = ok && next != nullptr;
+      e->args.push_back(std::move(next));
+    }
+    return ok && !Stop() ? std::move(e) : nullptr;
   }
 
-  std::unique_ptr<Expr> ParseOr() {
-    auto e = ParseAnd();
-    while (IsWord(Peek(), "or")) {
-      Next();
-      e = Binary(Expr::Op::kOr, std::move(e), ParseAnd());
-    }
-    return e;
-  }
+  std::unique_ptr<Expr> ParseOr() { return ParseChain(Expr::Op::kOr, "or"); }
 
-  std::unique_ptr<Expr> ParseAnd() {
-    auto e = ParseUnary();
-    while (IsWord(Peek(), "and")) {
-      Next();
-      e = Binary(Expr::Op::kAnd, std::move(e), ParseUnary());
+  // Entering a parenthesis or a `not`: false (with an error) past the limit.
+  bool Enter(size_t offset) {
+    if (++depth_ <= kMaxExprDepth) return true;
+    if (!too_deep_) {
+      Error(offset, "expression nested too deeply: at most " + std::to_string(kMaxExprDepth) +
+                        " levels of parentheses and 'not'");
     }
-    return e;
+    too_deep_ = true;
+    return false;
   }
 
   std::unique_ptr<Expr> ParseUnary() {
-    if (IsWord(Peek(), "not")) {
+    // A run of `not`s is counted here, without recursing once per `not`.
+    size_t nots = 0;
+    while (IsWord(Peek(), "not")) {
+      if (!Enter(Peek().offset)) {
+        depth_ -= static_cast<int>(nots) + 1;
+        return nullptr;
+      }
       Next();
-      auto inner = ParseUnary();
-      if (!inner) return nullptr;
-      auto e = std::make_unique<Expr>();
-      e->op = Expr::Op::kNot;
-      e->a = std::move(inner);
-      return e;
+      ++nots;
     }
-    return ParsePrimary();
+    auto e = ParsePrimary();
+    depth_ -= static_cast<int>(nots);
+    if (!e) return nullptr;
+    for (size_t i = 0; i < nots; ++i) {
+      auto n = std::make_unique<Expr>();
+      n->op = Expr::Op::kNot;
+      n->a = std::move(e);
+      e = std::move(n);
+    }
+    return e;
   }
 
   std::unique_ptr<Expr> ParsePrimary() {
+    if (Stop()) return nullptr;
     const Token& t = Peek();
     if (t.kind == Tok::kLParen) {
+      if (!Enter(t.offset)) {
+        --depth_;
+        return nullptr;
+      }
       Next();
       auto e = ParseOr();
+      --depth_;
+      if (Stop()) return nullptr;
       if (Peek().kind != Tok::kRParen) {
         if (!failed_) Error(Peek().offset, Peek().kind == Tok::kEnd ? "missing ')'" : "expected ')' here");
         return nullptr;
@@ -218,12 +253,12 @@ class Parser {
       return nullptr;
     }
     if (t.kind != Tok::kIdent && t.kind != Tok::kInt) {
-      Error(t.offset, "expected a condition, found '" + std::string(t.text) + "'");
+      Error(t.offset, "expected a condition, found " + Quote(t.text));
       Next();
       return nullptr;
     }
     if (IsWord(t, "and") || IsWord(t, "or") || IsWord(t, "in")) {
-      Error(t.offset, "expected a condition before '" + std::string(t.text) + "'");
+      Error(t.offset, "expected a condition before " + Quote(t.text));
       Next();
       return nullptr;
     }
@@ -268,8 +303,8 @@ class Parser {
     if (dot == std::string_view::npos ||
         !(head == "principal" || head == "workspace" || head == "settings" || head == "request")) {
       if (dot != std::string_view::npos) {
-        Error(t.offset, "unknown attribute '" + std::string(s) +
-                            "' (attributes start with principal., workspace., settings. or request.)");
+        Error(t.offset, "unknown attribute " + Quote(s) +
+                            " (attributes start with principal., workspace., settings. or request.)");
         return std::nullopt;
       }
       return term;  // a literal name, typed by the other side
@@ -281,14 +316,14 @@ class Parser {
       else if (rest == "org_role") term.attr = {AttrKind::kOrgRole, 0};
       else if (rest == "workspace_role") term.attr = {AttrKind::kWorkspaceRole, 0};
       else {
-        Error(t.offset, "unknown attribute '" + std::string(s) +
-                            "' (principal has kind, org_role, workspace_role)");
+        Error(t.offset, "unknown attribute " + Quote(s) +
+                            " (principal has kind, org_role, workspace_role)");
         return std::nullopt;
       }
     } else if (head == "workspace") {
       if (rest == "type") term.attr = {AttrKind::kWorkspaceType, 0};
       else {
-        Error(t.offset, "unknown attribute '" + std::string(s) + "' (workspace has type)");
+        Error(t.offset, "unknown attribute " + Quote(s) + " (workspace has type)");
         return std::nullopt;
       }
     } else if (head == "settings") {
@@ -302,7 +337,7 @@ class Parser {
       if (!found) {
         std::vector<std::string> names;
         for (const auto& st : m_.settings) names.push_back(st.name);
-        Error(t.offset, "unknown setting '" + std::string(rest) + "' (declared: " +
+        Error(t.offset, "unknown setting " + Quote(rest) + " (declared: " +
                             (names.empty() ? std::string("none") : JoinNames(names)) + ")");
         return std::nullopt;
       }
@@ -315,7 +350,7 @@ class Parser {
         }
       }
       if (!found) {
-        Error(t.offset, "unknown request parameter '" + std::string(rest) + "': declare it in actions." +
+        Error(t.offset, "unknown request parameter " + Quote(rest) + ": declare it in actions." +
                             a_.name + ".params");
         return std::nullopt;
       }
@@ -330,10 +365,9 @@ class Parser {
         if (names[i] == t.text) return static_cast<int64_t>(i);
       std::string hint;
       if (IsOtherDomainName(t.text, type))
-        hint = "type mismatch: " + attr_name + " is " + TypeNoun(type) + ", '" + std::string(t.text) +
-               "' is not";
+        hint = "type mismatch: " + attr_name + " is " + TypeNoun(type) + ", " + Quote(t.text) + " is not";
       else
-        hint = std::string("unknown ") + what + " '" + std::string(t.text) + "' (declared: " +
+        hint = std::string("unknown ") + what + " " + Quote(t.text) + " (declared: " +
                JoinNames(names) + ")";
       Error(t.offset, hint);
       return std::nullopt;
@@ -350,7 +384,7 @@ class Parser {
           Error(t.offset, "type mismatch: " + attr_name + " is " + TypeNoun(type) + ", '" +
                               std::string(t.text) + "' is not");
         } else {
-          Error(t.offset, "unknown principal kind '" + std::string(t.text) + "' (user, api_user)");
+          Error(t.offset, "unknown principal kind " + Quote(t.text) + " (user, api_user)");
         }
         return std::nullopt;
       case ValueType::kOrgRole: return lookup(m_.org_roles, "organization role");
@@ -363,8 +397,7 @@ class Parser {
         return std::nullopt;
       case ValueType::kInt:
         if (t.kind == Tok::kInt) return t.int_value;
-        Error(t.offset, "type mismatch: " + attr_name + " is an integer, '" + std::string(t.text) +
-                            "' is not");
+        Error(t.offset, "type mismatch: " + attr_name + " is an integer, " + Quote(t.text) + " is not");
         return std::nullopt;
     }
     return std::nullopt;
@@ -501,8 +534,8 @@ class Parser {
         e->const_value = t.tok.text == "true";
         return e;
       }
-      Error(t.tok.offset, "'" + std::string(t.tok.text) +
-                              "' is not a condition: compare an attribute with it");
+      Error(t.tok.offset, Quote(t.tok.text) +
+                              " is not a condition: compare an attribute with it");
       return nullptr;
     }
     ValueType type = AttrType(m_, a_, t.attr);
@@ -523,6 +556,8 @@ class Parser {
   std::vector<Token> toks_;
   size_t pos_ = 0;
   bool failed_ = false;
+  int depth_ = 0;  // parentheses and `not`s open around the current token
+  bool too_deep_ = false;
 };
 
 }  // namespace

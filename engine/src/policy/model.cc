@@ -7,6 +7,8 @@
 namespace gatehouse {
 
 std::string PolicyError::ToString() const {
+  // A problem with a whole file (a skipped file, say) has no line.
+  if (line <= 0) return file + ": " + message;
   return file + ":" + std::to_string(line) + ":" + std::to_string(column) + ": " + message;
 }
 
@@ -82,8 +84,14 @@ bool Eval(const Expr& e, const Request& r) {
       int64_t v = AttrValue(e.lhs, r);
       return std::find(e.list.begin(), e.list.end(), v) != e.list.end();
     }
-    case Expr::Op::kAnd: return Eval(*e.a, r) && Eval(*e.b, r);
-    case Expr::Op::kOr: return Eval(*e.a, r) || Eval(*e.b, r);
+    case Expr::Op::kAnd:
+      for (const auto& x : e.args)
+        if (!Eval(*x, r)) return false;
+      return true;
+    case Expr::Op::kOr:
+      for (const auto& x : e.args)
+        if (Eval(*x, r)) return true;
+      return false;
     case Expr::Op::kNot: return !Eval(*e.a, r);
   }
   return false;
@@ -97,7 +105,9 @@ void VisitAttrs(const Expr& e, const std::function<void(const Attr&)>& f) {
     case Expr::Op::kIn: f(e.lhs); return;
     case Expr::Op::kCmpAttr: f(e.lhs); f(e.rhs); return;
     case Expr::Op::kAnd:
-    case Expr::Op::kOr: VisitAttrs(*e.a, f); VisitAttrs(*e.b, f); return;
+    case Expr::Op::kOr:
+      for (const auto& x : e.args) VisitAttrs(*x, f);
+      return;
     case Expr::Op::kNot: VisitAttrs(*e.a, f); return;
   }
 }
@@ -112,7 +122,9 @@ void VisitConstants(const Expr& e, const std::function<void(const Attr&, int64_t
       for (int64_t v : e.list) g(e.lhs, v);
       return;
     case Expr::Op::kAnd:
-    case Expr::Op::kOr: VisitConstants(*e.a, g); VisitConstants(*e.b, g); return;
+    case Expr::Op::kOr:
+      for (const auto& x : e.args) VisitConstants(*x, g);
+      return;
     case Expr::Op::kNot: VisitConstants(*e.a, g); return;
   }
 }
@@ -159,28 +171,115 @@ std::string ValueName(const PolicyModel& m, ValueType type, int64_t v) {
   return "?";
 }
 
-std::string ExprToString(const PolicyModel& m, const ActionModel& a, const Expr& e) {
+namespace {
+
+void AppendExpr(const PolicyModel& m, const ActionModel& a, const Expr& e, bool nested, std::string* out) {
   switch (e.op) {
-    case Expr::Op::kConst: return e.const_value ? "true" : "false";
-    case Expr::Op::kBoolAttr: return AttrName(m, a, e.lhs);
+    case Expr::Op::kConst: *out += e.const_value ? "true" : "false"; return;
+    case Expr::Op::kBoolAttr: *out += AttrName(m, a, e.lhs); return;
     case Expr::Op::kCmpConst:
-      return AttrName(m, a, e.lhs) + " " + CmpName(e.cmp) + " " +
-             ValueName(m, AttrType(m, a, e.lhs), e.value);
+      *out += AttrName(m, a, e.lhs) + " " + CmpName(e.cmp) + " " + ValueName(m, AttrType(m, a, e.lhs), e.value);
+      return;
     case Expr::Op::kCmpAttr:
-      return AttrName(m, a, e.lhs) + " " + CmpName(e.cmp) + " " + AttrName(m, a, e.rhs);
-    case Expr::Op::kIn: {
-      std::string s = AttrName(m, a, e.lhs) + " in [";
-      for (size_t i = 0; i < e.list.size(); ++i) {
-        if (i) s += ", ";
-        s += ValueName(m, AttrType(m, a, e.lhs), e.list[i]);
+      *out += AttrName(m, a, e.lhs) + " " + CmpName(e.cmp) + " " + AttrName(m, a, e.rhs);
+      return;
+    case Expr::Op::kIn:
+    case Expr::Op::kNot: {
+      // `x not in [...]` prints as written: no deeper than the input was.
+      const bool not_in = e.op == Expr::Op::kNot && e.a->op == Expr::Op::kIn;
+      if (e.op == Expr::Op::kNot && !not_in) {
+        *out += "not ";
+        AppendExpr(m, a, *e.a, true, out);
+        return;
       }
-      return s + "]";
+      const Expr& in = not_in ? *e.a : e;
+      *out += AttrName(m, a, in.lhs) + (not_in ? " not in [" : " in [");
+      for (size_t i = 0; i < in.list.size(); ++i) {
+        if (i) *out += ", ";
+        *out += ValueName(m, AttrType(m, a, in.lhs), in.list[i]);
+      }
+      *out += "]";
+      return;
     }
-    case Expr::Op::kAnd: return "(" + ExprToString(m, a, *e.a) + " and " + ExprToString(m, a, *e.b) + ")";
-    case Expr::Op::kOr: return "(" + ExprToString(m, a, *e.a) + " or " + ExprToString(m, a, *e.b) + ")";
-    case Expr::Op::kNot: return "not " + ExprToString(m, a, *e.a);
+    case Expr::Op::kAnd:
+    case Expr::Op::kOr: {
+      if (nested) *out += "(";
+      for (size_t i = 0; i < e.args.size(); ++i) {
+        if (i) *out += e.op == Expr::Op::kAnd ? " and " : " or ";
+        AppendExpr(m, a, *e.args[i], true, out);
+      }
+      if (nested) *out += ")";
+      return;
+    }
   }
-  return "?";
+  *out += "?";
+}
+
+// Appends the UTF-8 sequence at s[i..] (valid, else one byte) and returns
+// its length; escapes what a terminal would act on.
+size_t AppendChar(std::string_view s, size_t i, std::string* out) {
+  auto hex = [out](unsigned v, int digits) {
+    static const char* kHex = "0123456789abcdef";
+    for (int d = digits - 1; d >= 0; --d) *out += kHex[(v >> (4 * d)) & 0xf];
+  };
+  const unsigned char c = static_cast<unsigned char>(s[i]);
+  if (c < 0x80) {
+    if (c < 0x20 || c == 0x7f) {
+      *out += "\\x";
+      hex(c, 2);
+    } else {
+      *out += static_cast<char>(c);
+    }
+    return 1;
+  }
+  size_t len = c >= 0xf0 && c < 0xf5 ? 4 : c >= 0xe0 ? 3 : c >= 0xc2 && c < 0xe0 ? 2 : 0;
+  if (c >= 0xf5) len = 0;
+  uint32_t cp = len == 2 ? c & 0x1f : len == 3 ? c & 0x0f : c & 0x07;
+  bool ok = len > 0 && i + len <= s.size();
+  for (size_t k = 1; ok && k < len; ++k) {
+    const unsigned char cc = static_cast<unsigned char>(s[i + k]);
+    if ((cc & 0xc0) != 0x80) ok = false;
+    cp = (cp << 6) | (cc & 0x3f);
+  }
+  if (ok && ((len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
+             (cp >= 0xd800 && cp <= 0xdfff)))
+    ok = false;  // overlong or a surrogate
+  if (!ok) {
+    *out += "\\x";
+    hex(c, 2);
+    return 1;
+  }
+  const bool hidden = (cp >= 0x80 && cp <= 0x9f) || (cp >= 0x200b && cp <= 0x200f) ||
+                      (cp >= 0x202a && cp <= 0x202e) || (cp >= 0x2060 && cp <= 0x2069) || cp == 0xfeff;
+  if (hidden) {
+    *out += "\\u{";
+    hex(cp, 4);
+    *out += "}";
+  } else {
+    out->append(s.substr(i, len));
+  }
+  return len;
+}
+
+}  // namespace
+
+std::string ExprToString(const PolicyModel& m, const ActionModel& a, const Expr& e) {
+  std::string out;
+  AppendExpr(m, a, e, false, &out);
+  return out;
+}
+
+std::string Quote(std::string_view text) {
+  std::string out = "'";
+  size_t chars = 0, i = 0;
+  while (i < text.size() && chars < kQuoteLimit) {
+    i += AppendChar(text, i, &out);
+    ++chars;
+  }
+  if (i < text.size()) out += "…";
+  out += "'";
+  if (i < text.size()) out += " (" + std::to_string(text.size()) + " bytes)";
+  return out;
 }
 
 namespace {

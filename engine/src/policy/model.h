@@ -35,8 +35,18 @@ struct Expr {
   Attr rhs;                  // kCmpAttr
   int64_t value = 0;         // kCmpConst: a role/type/kind id, 0/1, or an integer
   std::vector<int64_t> list; // kIn
-  std::unique_ptr<Expr> a, b;  // kAnd, kOr (a, b); kNot (a)
+  std::unique_ptr<Expr> a;   // kNot
+  // kAnd, kOr: two or more operands. A chain `x and y and z` is one node
+  // with three operands (never a left-deep tree), so a long chain costs no
+  // depth; parentheses nest. The parser refuses nesting deeper than
+  // kMaxExprDepth, which bounds every recursive walk below.
+  std::vector<std::unique_ptr<Expr>> args;
 };
+
+// How deeply parentheses and `not` may nest in a `when` expression. Deeper
+// input is refused with a position, so parsing, printing, evaluating and
+// visiting an expression recurse at most this deep (plus a small constant).
+inline constexpr int kMaxExprDepth = 64;
 
 // A position inside a policy file, 1-based.
 struct Pos {
@@ -120,9 +130,17 @@ ValueType AttrType(const PolicyModel& m, const ActionModel& a, const Attr& attr)
 std::string AttrName(const PolicyModel& m, const ActionModel& a, const Attr& attr);
 // The name of a value of a type ("admin", "shared", "true", "42").
 std::string ValueName(const PolicyModel& m, ValueType type, int64_t value);
-// A canonical, fully parenthesised rendering of an expression.
+// A canonical rendering of an expression: every nested and/or operand list
+// in parentheses, the top level without; it parses back to the same tree.
 std::string ExprToString(const PolicyModel& m, const ActionModel& a, const Expr& e);
 // The canonical form of the whole model, whose SHA-256 is the revision.
 std::string CanonicalForm(const PolicyModel& m);
+
+// User input quoted for a message: in single quotes, cut after
+// kQuoteLimit characters with an ellipsis, control characters, invalid
+// UTF-8, bidirectional overrides and zero-width characters escaped (\xNN,
+// \u{NNNN}), so that an error line is short and prints safely on a terminal.
+inline constexpr size_t kQuoteLimit = 80;
+std::string Quote(std::string_view text);
 
 }  // namespace gatehouse::internal

@@ -1,12 +1,15 @@
 #include <map>
 
 #include "gatehouse/policy_testing.h"
-#include "policy/loader.h"
+#include "policy/files.h"
+#include "policy/model.h"
+#include "policy/validate.h"
 #include "policy/yaml_reader.h"
 
 namespace gatehouse {
 namespace {
 
+using internal::Quote;
 using internal::YDoc;
 using internal::YNode;
 
@@ -21,7 +24,7 @@ class CaseReader {
     if (root.IsMap()) {
       for (const auto& [k, v] : root.entries) {
         if (k.value == "tests") tests = &v;
-        else Err(k, "unknown key '" + k.value + "' in a policy test file (expected: tests)");
+        else Err(k, "unknown key " + Quote(k.value) + " in a policy test file (expected: tests)");
       }
     }
     if (!tests || !tests->IsSeq()) {
@@ -58,7 +61,7 @@ class CaseReader {
     std::map<std::string, const YNode*> seen;
     for (const auto& [k, v] : n.entries) {
       if (!seen.emplace(k.value, &k).second) {
-        Err(k, "duplicate key '" + k.value + "' in " + path);
+        Err(k, "duplicate key " + Quote(k.value) + " in " + path);
         continue;
       }
       std::string s;
@@ -74,13 +77,13 @@ class CaseReader {
           type = nullptr;
           for (const auto& [wk, wv] : v.entries) {
             if (wk.value == "type") type = &wv;
-            else Err(wk, "unknown key '" + wk.value + "' in " + path + ".workspace (expected: type)");
+            else Err(wk, "unknown key " + Quote(wk.value) + " in " + path + ".workspace (expected: type)");
           }
           if (!type) continue;
         }
         if (Str(*type, path + ".workspace", &s)) {
           if (auto t = p_.FindWorkspaceType(s)) c.request.workspace_type = *t;
-          else Err(*type, "unknown workspace type '" + s + "' in " + path + ".workspace");
+          else Err(*type, "unknown workspace type " + Quote(s) + " in " + path + ".workspace");
         }
       } else if (k.value == "settings") {
         ReadSettings(v, path + ".settings", &c.request);
@@ -90,13 +93,13 @@ class CaseReader {
         if (Str(v, path + ".expect", &s)) {
           if (s == "allow") c.expect = Effect::kAllow;
           else if (s == "deny") c.expect = Effect::kDeny;
-          else Err(v, path + ".expect must be allow or deny, not '" + s + "'");
+          else Err(v, path + ".expect must be allow or deny, not " + Quote(s));
           has_expect = true;
         }
       } else if (k.value == "rule") {
         Str(v, path + ".rule", &c.rule);
       } else {
-        Err(k, "unknown key '" + k.value + "' in " + path +
+        Err(k, "unknown key " + Quote(k.value) + " in " + path +
                    " (expected: name, action, principal, workspace, settings, request, expect, rule)");
       }
     }
@@ -105,7 +108,7 @@ class CaseReader {
     std::string s;
     if (action && Str(*action, path + ".action", &s)) {
       if (auto id = p_.FindAction(s)) c.request.action = *id;
-      else Err(*action, "unknown action '" + s + "' in " + path + ".action");
+      else Err(*action, "unknown action " + Quote(s) + " in " + path + ".action");
     }
     if (request && c.request.action != kNoAction) ReadParams(*request, path + ".request", &c.request);
     if (c.name.empty()) c.name = path;
@@ -123,15 +126,15 @@ class CaseReader {
       if (k.value == "kind") {
         if (s == "user") r->kind = PrincipalKind::kUser;
         else if (s == "api_user") r->kind = PrincipalKind::kApiUser;
-        else Err(v, "unknown principal kind '" + s + "' (user, api_user)");
+        else Err(v, "unknown principal kind " + Quote(s) + " (user, api_user)");
       } else if (k.value == "org_role") {
         if (auto id = p_.FindOrgRole(s)) r->org_role = *id;
-        else Err(v, "unknown organization role '" + s + "' in " + path + ".org_role");
+        else Err(v, "unknown organization role " + Quote(s) + " in " + path + ".org_role");
       } else if (k.value == "workspace_role") {
         if (auto id = p_.FindWorkspaceRole(s)) r->workspace_role = *id;
-        else Err(v, "unknown workspace role '" + s + "' in " + path + ".workspace_role");
+        else Err(v, "unknown workspace role " + Quote(s) + " in " + path + ".workspace_role");
       } else {
-        Err(k, "unknown key '" + k.value + "' in " + path + " (expected: kind, org_role, workspace_role)");
+        Err(k, "unknown key " + Quote(k.value) + " in " + path + " (expected: kind, org_role, workspace_role)");
       }
     }
   }
@@ -144,7 +147,7 @@ class CaseReader {
     for (const auto& [k, v] : n.entries) {
       auto id = p_.FindSetting(k.value);
       if (!id) {
-        Err(k, "unknown setting '" + k.value + "' in " + path);
+        Err(k, "unknown setting " + Quote(k.value) + " in " + path);
         continue;
       }
       if (!v.IsScalar() || (v.value != "true" && v.value != "false")) {
@@ -165,7 +168,7 @@ class CaseReader {
     for (const auto& [k, v] : n.entries) {
       auto slot = p_.FindParam(r->action, k.value);
       if (!slot) {
-        Err(k, "action " + a->name + " declares no parameter '" + k.value + "'");
+        Err(k, "action " + a->name + " declares no parameter " + Quote(k.value));
         continue;
       }
       std::string s;
@@ -199,7 +202,7 @@ class CaseReader {
           }
         }
       }
-      if (!ok) Err(v, "invalid value '" + s + "' for " + path + "." + k.value);
+      if (!ok) Err(v, "invalid value " + Quote(s) + " for " + path + "." + k.value);
       else r->params[*slot] = value;
     }
   }
@@ -224,11 +227,12 @@ PolicyTestSuite LoadPolicyTestsFromString(std::string_view yaml, const std::stri
 
 PolicyTestSuite LoadPolicyTests(const std::string& path, const CompiledPolicy& policy) {
   PolicyTestSuite suite;
-  std::vector<std::string> files = internal::PolicyTestFiles(path);
-  if (files.empty()) suite.errors.push_back({path, 1, 1, "no policy test files (expected tests/*.yaml)"});
+  std::vector<std::string> files = internal::PolicyTestFiles(path, &suite.errors, &suite.warnings);
+  if (files.empty() && suite.errors.empty())
+    suite.errors.push_back({path, 1, 1, "no policy test files (expected tests/*.yaml)"});
   for (const std::string& f : files) {
     std::string text;
-    if (!internal::ReadFile(f, &text, &suite.errors)) continue;
+    if (!internal::ReadFile(f, internal::kMaxFileBytes, &text, &suite.errors)) continue;
     PolicyTestSuite one = LoadPolicyTestsFromString(text, f, policy);
     for (auto& c : one.cases) suite.cases.push_back(std::move(c));
     for (auto& e : one.errors) suite.errors.push_back(std::move(e));

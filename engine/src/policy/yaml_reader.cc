@@ -1,10 +1,13 @@
 // The only yaml-cpp include in the project.
 #include "policy/yaml_reader.h"
 
+#include <yaml-cpp/anchor.h>
+#include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
 #include <cctype>
+#include <sstream>
 
 namespace gatehouse::internal {
 
@@ -99,9 +102,70 @@ int SecondDocumentLine(const std::string& text) {
   return 0;
 }
 
+// Thrown by the scan to stop the parser at the first refused construct.
+struct Refused {
+  size_t pos;
+  std::string message;
+};
+
+// Reads the event stream without building a tree: anchors, aliases, depth
+// and node count are checked before yaml-cpp expands anything.
+class Scan : public YAML::EventHandler {
+ public:
+  explicit Scan(YamlBudget* budget) : budget_(budget) {}
+
+  void OnDocumentStart(const YAML::Mark&) override {}
+  void OnDocumentEnd() override {}
+  void OnNull(const YAML::Mark& mark, YAML::anchor_t anchor) override { Node(mark, anchor); }
+  void OnAlias(const YAML::Mark& mark, YAML::anchor_t) override {
+    Refuse(mark, "YAML aliases (*name) are not allowed in a policy: write the value out");
+  }
+  void OnScalar(const YAML::Mark& mark, const std::string&, YAML::anchor_t anchor, const std::string&) override {
+    Node(mark, anchor);
+  }
+  void OnSequenceStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t anchor,
+                       YAML::EmitterStyle::value) override {
+    Open(mark, anchor);
+  }
+  void OnSequenceEnd() override { --depth_; }
+  void OnMapStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t anchor,
+                  YAML::EmitterStyle::value) override {
+    Open(mark, anchor);
+  }
+  void OnMapEnd() override { --depth_; }
+  void OnAnchor(const YAML::Mark& mark, const std::string&) override { Anchor(mark); }
+
+ private:
+  [[noreturn]] static void Refuse(const YAML::Mark& mark, std::string message) {
+    throw Refused{mark.pos > 0 ? static_cast<size_t>(mark.pos) : 0, std::move(message)};
+  }
+  static void Anchor(const YAML::Mark& mark) {
+    Refuse(mark, "YAML anchors (&name) are not allowed in a policy: write the value out");
+  }
+  void Node(const YAML::Mark& mark, YAML::anchor_t anchor) {
+    if (anchor != YAML::NullAnchor) Anchor(mark);
+    if (budget_->nodes_left == 0)
+      Refuse(mark, "too many YAML nodes: a policy holds at most " + std::to_string(kMaxYamlNodes) +
+                       " values, lists and mappings");
+    --budget_->nodes_left;
+  }
+  void Open(const YAML::Mark& mark, YAML::anchor_t anchor) {
+    Node(mark, anchor);
+    if (++depth_ > kMaxYamlDepth)
+      Refuse(mark, "YAML nested too deeply: at most " + std::to_string(kMaxYamlDepth) +
+                       " levels of lists and mappings");
+  }
+
+  YamlBudget* budget_;
+  int depth_ = 0;
+};
+
 }  // namespace
 
-bool ReadYaml(const std::string& file, std::string text, YDoc* doc, std::vector<PolicyError>* errors) {
+bool ReadYaml(const std::string& file, std::string text, YDoc* doc, std::vector<PolicyError>* errors,
+              YamlBudget* budget) {
+  YamlBudget fresh;
+  if (budget == nullptr) budget = &fresh;
   doc->file = file;
   doc->text = std::move(text);
   doc->line_starts = {0};
@@ -116,9 +180,19 @@ bool ReadYaml(const std::string& file, std::string text, YDoc* doc, std::vector<
       errors->push_back({file, line, 1, "a policy file holds one YAML document; remove this separator"});
       return false;
     }
+    {
+      std::istringstream in(doc->text);
+      YAML::Parser parser(in);
+      Scan scan(budget);
+      parser.HandleNextDocument(scan);
+    }
     YAML::Node root = YAML::Load(doc->text);
     Convert(root, *doc, 1, 1, 0, &doc->root);
     return true;
+  } catch (const Refused& r) {
+    auto [line, col] = doc->LineCol(std::min(r.pos, doc->text.size()));
+    errors->push_back({file, line, col, r.message});
+    return false;
   } catch (const YAML::Exception& e) {
     int line = e.mark.line + 1, col = e.mark.column + 1;
     // Some errors at the end of input carry 0:0 with a real byte offset.

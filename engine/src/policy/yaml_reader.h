@@ -47,7 +47,26 @@ struct YDoc {
   std::pair<int, int> LineCol(size_t byte) const;
 };
 
-// Parses `text`; on a syntax error appends a positioned error and returns false.
-bool ReadYaml(const std::string& file, std::string text, YDoc* doc, std::vector<PolicyError>* errors);
+// What one load may read, so that no input can make it slow or large. A
+// hand-written policy is a few hundred nodes, a few levels deep, tens of KiB;
+// the bench's generated 500-action policy is ~80,000 nodes.
+inline constexpr size_t kMaxFileBytes = size_t{8} << 20;  // one file, checked before reading
+inline constexpr size_t kMaxLoadBytes = size_t{8} << 20;  // every file of one load together
+inline constexpr size_t kMaxLoadFiles = 1000;              // YAML files in one policy folder
+inline constexpr size_t kMaxYamlNodes = 250'000;           // scalars, lists and maps of one load
+inline constexpr int kMaxYamlDepth = 64;                   // nested lists and maps
+
+// The node budget shared by the files of one load.
+struct YamlBudget {
+  size_t nodes_left = kMaxYamlNodes;
+};
+
+// Parses `text`; on a syntax error appends a positioned error and returns
+// false. Before building anything it reads the event stream once and refuses,
+// with a position, anchors and aliases (an alias bomb expands exponentially
+// when loaded), nesting deeper than kMaxYamlDepth, and more nodes than the
+// budget has left (a fresh budget when `budget` is null).
+bool ReadYaml(const std::string& file, std::string text, YDoc* doc, std::vector<PolicyError>* errors,
+              YamlBudget* budget = nullptr);
 
 }  // namespace gatehouse::internal
