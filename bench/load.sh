@@ -244,13 +244,15 @@ report() {
     # All rounds' probes: answered (any complete reply) of sent, and the
     # percentiles over all with an unanswered probe as infinitely slow.
     local stats
-    stats=$(cat "$WORK"/wrk-"$label"-"$conns"-*.probe | awk '{print ($2 == 0 ? 1e99 : $1), $2}' | sort -g | awk '
-      {v[NR] = $1; if ($2 != 0) a++; if ($2 != 0 && $1 <= 1000) w1++; if ($2 != 0 && $1 <= 3000) w3++}
+    stats=$(cat "$WORK"/wrk-"$label"-"$conns"-*.probe | awk '$2 >= 0 {print ($2 == 0 ? 1e99 : $1), $2} $2 < 0 {s++} END {print 2e99, s + 0}' | sort -g | awk '
+      $1 >= 2e99 {skipped = $2; next}
+      {v[++n] = $1; if ($2 != 0) a++; if ($2 != 0 && $1 <= 1000) w1++; if ($2 != 0 && $1 <= 3000) w3++}
       function f(x) {return x >= 1e98 ? "none" : sprintf("%.2f", x)}
-      function q(p,  i) {i = int(p * NR + 0.999999); if (i < 1) i = 1; return f(v[i])}
-      END {printf "%d/%d %d %d %s %s %s\n", a, NR, w1, w3, q(0.5), q(0.99), f(v[NR])}')
-    read -r probe w1 w3 pp50 pp99 pmax <<<"$stats"
-    PROBE[$label-$conns]="$probe; within 1 s: $w1, within 3 s: $w3"
+      function q(p,  i) {i = int(p * n + 0.999999); if (i < 1) i = 1; return f(v[i])}
+      END {printf "%d/%d %d %d %s %s %s %d\n", a, n, w1 + 0, w3 + 0, q(0.5), q(0.99), f(v[n]), skipped}')
+    local skipped
+    read -r probe w1 w3 pp50 pp99 pmax skipped <<<"$stats"
+    PROBE[$label-$conns]="$probe; within 1 s: $w1, within 3 s: $w3; not started before the run's end: $skipped"
   fi
   row "$label" "$conns" "$rps" "$(ms "$p50")" "$(ms "$p99")" "$(ms "$max")" "$errors" "$vs" "$vh" "$cpu" "$probe" "$pp50" "$pp99" "$pmax"
 }
@@ -291,7 +293,8 @@ if [ "$MODE" = all ] || [ "$MODE" = load ]; then
   done
   echo "median of $ROUNDS interleaved rounds; errors: non-2xx answers and socket errors, all rounds;"
   echo "cpu: server CPU µs per request (median round); probe: fresh connections beside wrk, all rounds,"
-  echo "answered/sent and p50/p99/max ms (none: not answered within 5 s or by the run's end)"
+  echo "answered/sent and p50/p99/max ms (none: not answered within 5 s or by the run's end; probes"
+  echo "not started because a slow one used up the run are not in 'sent', see the lines below the table)"
   row endpoint conns "req/s" "p50 ms" "p99 ms" "max ms" errors "/nginx" "/hello" "cpu µs" probe "pr p50" "pr p99" "pr max"
   for c in $CONNECTIONS; do
     for label in nginx hello authorize verify forward-auth; do report "$label" "$c"; done
@@ -338,10 +341,10 @@ if [ "$MODE" = all ] || [ "$MODE" = load ]; then
     perf record -e cpu-clock -F 2999 -g -p "$SIDECAR_PID" -o "$WORK/perf.data" -- sleep 5 >/dev/null 2>"$WORK/perf.err" || true
     wait "$perf_wrk" || true
     perf report -i "$WORK/perf.data" --no-children --percent-limit 2 --stdio -g none 2>/dev/null |
-      grep -v '^#' | grep -v '^$' | head -40 | cut -c1-150 | sed 's/^/  /'
+      grep -v '^#' | grep -v '^$' | head -40 | cut -c1-150 | sed 's/^/  /' || true
     echo "top 30 symbols (self):"
     perf report -i "$WORK/perf.data" --no-children --stdio -g none --sort dso,sym 2>/dev/null |
-      grep -v '^#' | grep -v '^$' | head -30 | cut -c1-150 | sed 's/^/  /'
+      grep -v '^#' | grep -v '^$' | head -30 | cut -c1-150 | sed 's/^/  /' || true
     echo "by component (self time, all samples):"
     perf report -i "$WORK/perf.data" --no-children --stdio -g none --sort dso,sym 2>/dev/null | grep -v '^#' |
       awk '
@@ -370,7 +373,7 @@ if [ "$MODE" = all ] || [ "$MODE" = load ]; then
           else c = "other"
           sum[c] += pct
         }
-        END {for (c in sum) printf "  %6.2f%%  %s\n", sum[c], c}' | sort -rn
+        END {for (c in sum) printf "  %6.2f%%  %s\n", sum[c], c}' | sort -rn || true
     awk '/Requests\/sec/ {printf "  (authorize during the profile: %.0f req/s, profiler running)\n", $2}' "$WORK/wrk-perf.txt"
   elif [ "$profiler" = callgrind ]; then
     echo "valgrind --tool=callgrind on a second gatehoused, wrk -t1 -c1 -d5s authorize (bounded by time):"
@@ -379,7 +382,7 @@ if [ "$MODE" = all ] || [ "$MODE" = load ]; then
     TOKEN=$TOKEN wrk -t1 -c1 -d5s -s "$ROOT/bench/wrk/authorize.lua" "http://127.0.0.1:$PORT" >"$WORK/wrk-cg.txt" || true
     stop_pid "$PID"
     awk '/requests in/ {print "  " $1 " requests"}' "$WORK/wrk-cg.txt"
-    callgrind_annotate "$WORK/callgrind.out" 2>/dev/null | sed -n '1,40p' | sed 's/^/  /'
+    callgrind_annotate "$WORK/callgrind.out" 2>/dev/null | sed -n '1,40p' | sed 's/^/  /' || true
   else
     echo "no profile (PROFILE=$PROFILE; perf sampling and valgrind unavailable)"
   fi

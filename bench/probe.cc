@@ -10,13 +10,15 @@
 //         [--out FILE]
 //   probe --free-port      prints a free loopback port and exits
 //
-// Bounded: at most --count probes, each at most --timeout-ms, the whole run at
-// most --deadline-s (probes not started by then count as not answered).
+// Bounded: at most --count probes, each at most --timeout-ms (cut to what is
+// left of --deadline-s); probes not started by the deadline are reported as
+// not_started (a slow probe before them used the time), not as sent.
 // Prints one line:
-//   probe sent=N answered=A ok=O within1s=X within3s=Y p50_ms=.. p99_ms=.. max_ms=..
+//   probe sent=N answered=A ok=O within1s=X within3s=Y p50_ms=.. p99_ms=.. max_ms=.. not_started=M
 // where answered is any complete reply, ok a 2xx one, and the percentiles are
 // over all N with an unanswered probe counted as infinitely slow ("inf").
-// --out writes one line per probe: "MS STATUS" (STATUS 0: no reply).
+// --out writes one line per probe: "MS STATUS" (STATUS 0: no reply), then
+// "skip -1" per probe not started.
 #include <poll.h>
 #include <signal.h>
 
@@ -154,11 +156,11 @@ int main(int argc, char** argv) {
   std::this_thread::sleep_for(std::chrono::milliseconds(start_delay_ms));
   std::vector<double> all;
   std::vector<int> statuses;
+  int skipped = 0;
   for (int i = 0; i < count; ++i) {
     const auto t = Clock::now();
-    if (t >= end) {
-      all.push_back(INFINITY);
-      statuses.push_back(0);
+    if (t >= end) {  // not started: the run's deadline passed (a slow probe before it)
+      ++skipped;
       continue;
     }
     const int left_ms = static_cast<int>(Ms(end - t));
@@ -182,11 +184,12 @@ int main(int argc, char** argv) {
     if (FILE* f = std::fopen(out_path.c_str(), "w")) {
       for (size_t i = 0; i < all.size(); ++i)
         std::fprintf(f, "%s %d\n", std::isinf(all[i]) ? "inf" : std::to_string(all[i]).c_str(), statuses[i]);
+      for (int i = 0; i < skipped; ++i) std::fprintf(f, "skip -1\n");
       std::fclose(f);
     }
   }
-  std::printf("probe sent=%d answered=%d ok=%d within1s=%d within3s=%d p50_ms=%s p99_ms=%s max_ms=%s\n",
-              count, answered, ok, within1, within3, Percentile(all, 0.5).c_str(),
-              Percentile(all, 0.99).c_str(), Percentile(all, 1.0).c_str());
+  std::printf("probe sent=%d answered=%d ok=%d within1s=%d within3s=%d p50_ms=%s p99_ms=%s max_ms=%s not_started=%d\n",
+              static_cast<int>(all.size()), answered, ok, within1, within3, Percentile(all, 0.5).c_str(),
+              Percentile(all, 0.99).c_str(), Percentile(all, 1.0).c_str(), skipped);
   return 0;
 }
