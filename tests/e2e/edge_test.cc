@@ -184,7 +184,9 @@ std::vector<std::pair<std::string, std::string>> Readings(const std::string& tar
           {"decode twice, resolve", RemoveDotSegments(PercentDecode(decoded))}};
 }
 
-// The workspace segment of /workspaces/{workspace}/..., or "<none>".
+// The workspace segment of /workspaces/{workspace}/..., or "<none>". (The
+// store's names ignore ASCII case, COLLATE NOCASE: the property compares
+// them so; X-Gatehouse-Workspace must still be the stored spelling.)
 std::string WorkspaceOf(const std::string& resolved) {
   std::vector<std::string> segs;
   std::string cur;
@@ -316,9 +318,18 @@ class EdgeTest : public ::testing::Test {
     dev_ = CreateToken("dev-exporter");
     prod_ = CreateToken("prod-importer");
     ASSERT_FALSE(dev_.secret.empty() || prod_.secret.empty());
-    sidecar_ = LaunchSidecar({kSidecar, "--listen", "127.0.0.1:0", "--store", store(), "--policy",
-                              dir_.File("policies"), "--decision-log", decision_log()},
-                             dir_.File("gatehoused.stderr"));
+    std::vector<std::string> argv = {kSidecar, "--listen", "127.0.0.1:0", "--store", store(), "--policy",
+                                     dir_.File("policies"), "--decision-log", decision_log()};
+    // The source the proxy's deployment file says to pin (nginx: nginx,
+    // Caddy: traefik), or the default auto, which must hold as well.
+    if (!source_.empty() && source_ != "auto") {
+      if (RunProcess({kSidecar, "--help"}).out.find("--forward-auth-source") != std::string::npos) {
+        argv.insert(argv.end(), {"--forward-auth-source", source_});
+      } else {
+        std::cout << "(this gatehoused has no --forward-auth-source: running with its default)\n";
+      }
+    }
+    sidecar_ = LaunchSidecar(argv, dir_.File("gatehoused.stderr"));
     ASSERT_TRUE(sidecar_.process) << ReadAll(dir_.File("gatehoused.stderr"));
     upstream_ = std::make_unique<RecordingUpstream>();
     StartNginx();
@@ -404,7 +415,8 @@ class EdgeTest : public ::testing::Test {
     EXPECT_GT(n, 0) << "deploy/Caddyfile does not name the sidecar as 127.0.0.1:7878";
     n = ReplaceAll(text, "127.0.0.1:8080", upstream) + ReplaceAll(text, "localhost:8080", upstream);
     EXPECT_GT(n, 0) << "deploy/Caddyfile does not name the service as 127.0.0.1:8080";
-    n = ReplaceAll(text, "http://127.0.0.1:8000", site);
+    n = ReplaceAll(text, "\n:8000 {", "\n:" + std::to_string(caddy_port_) + " {");
+    if (n == 0) n = ReplaceAll(text, "http://127.0.0.1:8000", site);
     if (n == 0) n = ReplaceAll(text, "http://localhost:8000", site);
     if (n == 0) n = ReplaceAll(text, "127.0.0.1:8000", site);
     if (n == 0) n = ReplaceAll(text, "localhost:8000", site);
@@ -531,7 +543,7 @@ class EdgeTest : public ::testing::Test {
     std::set<std::string> allowed_targets;
     for (const Decision& d : ForwardAuthDecisions()) {
       if (d.decision != "allow") continue;
-      allowed.insert({d.target, d.workspace});
+      allowed.insert({d.target, Lower(d.workspace)});
       allowed_targets.insert(d.target);
     }
     std::vector<std::string> out;
@@ -555,13 +567,13 @@ class EdgeTest : public ::testing::Test {
       std::vector<std::string> problems;
       if (workspaces[0] != c.workspace)
         problems.push_back("X-Gatehouse-Workspace " + workspaces[0] + ", not " + c.workspace);
-      if (!allowed.count({rec.target, c.workspace})) {
+      if (!allowed.count({rec.target, Lower(c.workspace)})) {
         problems.push_back("no allow in the decision log for that exact target" +
                            std::string(allowed_targets.count(rec.target) ? " (only in another workspace)" : ""));
       }
       for (const auto& [reading, resolved] : Readings(rec.target)) {
         const std::string ws = WorkspaceOf(resolved);
-        if (ws != c.workspace) problems.push_back("read as '" + reading + "': " + resolved);
+        if (Lower(ws) != Lower(c.workspace)) problems.push_back("read as '" + reading + "': " + resolved);
       }
       if (problems.empty()) continue;
       std::string line = what + ":";
@@ -580,9 +592,21 @@ class EdgeTest : public ::testing::Test {
   std::unique_ptr<Process> nginx_, caddy_;
   int nginx_port_ = 0, caddy_port_ = 0;
   std::string caddy_source_;
+  std::string source_ = "auto";  // gatehoused --forward-auth-source
 };
 
-class EdgeProxyTest : public EdgeTest, public ::testing::WithParamInterface<std::string> {};
+// Parameters: PROXY_SOURCE, e.g. nginx_auto, caddy_pinned (the sidecar's
+// --forward-auth-source pinned to what the proxy's deployment file says).
+class EdgeProxyTest : public EdgeTest, public ::testing::WithParamInterface<std::string> {
+ protected:
+  EdgeProxyTest() {
+    const std::string param = GetParam();
+    proxy_ = param.substr(0, param.find('_'));
+    const bool pinned = param.ends_with("_pinned");
+    source_ = !pinned ? "auto" : proxy_ == "nginx" ? "nginx" : "traefik";
+  }
+  std::string proxy_;
+};
 
 std::string Report(const std::vector<std::string>& violations, size_t limit = 25) {
   std::string s;
@@ -609,7 +633,7 @@ TEST(EdgeReadingsTest, RemoveDotSegmentsFollowsRfc3986) {
 // The property over hundreds of generated targets, each sent with the
 // Development token and some with the Production one.
 TEST_P(EdgeProxyTest, GeneratedTargetsReachTheServiceOnlyAuthorizedAndInTheTokensWorkspace) {
-  const std::string proxy = GetParam();
+  const std::string proxy = proxy_;
   std::vector<std::string> targets = HandPicked();
   const size_t generated = Sanitized() ? 150 : 900;
   for (auto& t : GeneratedTargets(generated, 9)) targets.push_back(t);
@@ -623,7 +647,8 @@ TEST_P(EdgeProxyTest, GeneratedTargetsReachTheServiceOnlyAuthorizedAndInTheToken
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   std::map<int, int> statuses;
   for (const Case& c : cases) ++statuses[c.status];
-  std::cout << proxy << " (" << (proxy == "caddy" ? caddy_source_ : "deploy/nginx.conf") << "): "
+  std::cout << proxy << " (" << (proxy == "caddy" ? caddy_source_ : "deploy/nginx.conf")
+            << ", --forward-auth-source " << source_ << "): "
             << cases.size() << " requests over " << targets.size() << " targets in " << seconds
             << " s; upstream received " << upstream_->Count() << "; client statuses:";
   for (const auto& [s, n] : statuses) std::cout << " " << s << "×" << n;
@@ -647,7 +672,7 @@ TEST_P(EdgeProxyTest, GeneratedTargetsReachTheServiceOnlyAuthorizedAndInTheToken
 TEST_P(EdgeProxyTest, IssueExampleIsRefused) {
   const std::string target = "/workspaces/" + kDev + "/projects/7/import%3F/../../../../" + kProd +
                              "/projects/7/import";
-  std::vector<Case> cases = {{GetParam(), "POST", target, "dev", kDev, {}}};
+  std::vector<Case> cases = {{proxy_, "POST", target, "dev", kDev, {}}};
   SendAll(cases, 1);
   EXPECT_NE(cases[0].status, 200);
   EXPECT_TRUE(Violations(cases).empty()) << Report(Violations(cases));
@@ -656,7 +681,7 @@ TEST_P(EdgeProxyTest, IssueExampleIsRefused) {
 // A client's own X-Gatehouse-* headers never reach the service: each of the
 // sidecar's names, in other letter cases, and twice.
 TEST_P(EdgeProxyTest, ForgedIdentityHeadersNeverReachTheUpstream) {
-  const std::string proxy = GetParam();
+  const std::string proxy = proxy_;
   struct Want {
     std::string token, target, subject, workspace, role, action;
   };
@@ -709,7 +734,7 @@ TEST_P(EdgeProxyTest, ForgedIdentityHeadersNeverReachTheUpstream) {
 // X_Gatehouse_Org_Role: many service stacks (CGI, WSGI, Rack, PHP) read it as
 // X-Gatehouse-Org-Role.
 TEST_P(EdgeProxyTest, UnderscoreSpellingsOfIdentityHeadersNeverReachTheUpstream) {
-  const std::string proxy = GetParam();
+  const std::string proxy = proxy_;
   HeaderList h;
   for (std::string name : kIdentityHeaders) {
     std::replace(name.begin(), name.end(), '-', '_');
@@ -735,7 +760,7 @@ TEST_P(EdgeProxyTest, UnderscoreSpellingsOfIdentityHeadersNeverReachTheUpstream)
 // request for Production: the sidecar must check the request the proxy
 // forwards, never the one the client names.
 TEST_P(EdgeProxyTest, ClientOriginalUriHeadersNeverChooseTheCheckedRequest) {
-  const std::string proxy = GetParam();
+  const std::string proxy = proxy_;
   const std::string prod_import = "/workspaces/" + kProd + "/projects/7/import";
   const std::string dev_import = "/workspaces/" + kDev + "/projects/7/import";
   const std::vector<HeaderList> extras = {
@@ -764,7 +789,8 @@ TEST_P(EdgeProxyTest, ClientOriginalUriHeadersNeverChooseTheCheckedRequest) {
   EXPECT_TRUE(Violations(cases).empty()) << Report(Violations(cases));
 }
 
-INSTANTIATE_TEST_SUITE_P(Proxies, EdgeProxyTest, ::testing::Values("nginx", "caddy"),
+INSTANTIATE_TEST_SUITE_P(Proxies, EdgeProxyTest,
+                         ::testing::Values("nginx_auto", "nginx_pinned", "caddy_auto", "caddy_pinned"),
                          [](const auto& info) { return info.param; });
 
 // Binding an address already in use fails (exit 1); the first sidecar keeps
