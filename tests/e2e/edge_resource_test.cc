@@ -511,14 +511,16 @@ TEST_F(EdgeResourceTest, FreshRequestsAreAnsweredBesideSlowHeaderAndIdleConnecti
   for (size_t i = 0; i < fresh_count && failures < 5 && Clock::now() < phase_end; ++i) {
     std::this_thread::sleep_until(phase_start + i * 30ms);
     const auto start = Clock::now();
-    HttpConnection c(sidecar_.port, 3000);
+    // Generous bounds: the old server never answered these at all, and CI
+    // shares 2 cores with other tests (a 2 s bound flaked at load 14).
+    HttpConnection c(sidecar_.port, 6000);
     HttpResponse r = c.connected() ? c.Request("POST", "/v1/authorize", {{"Content-Type", "application/json"}},
                                                body_, /*close=*/true)
                                    : HttpResponse{};
     if (!c.connected()) r.error = "cannot connect";
     const double took = Ms(Clock::now() - start);
     ms.push_back(took);
-    const bool ok = r.status == 200 && json::parse(r.body, nullptr, false).value("allow", false) && took <= 2000;
+    const bool ok = r.status == 200 && json::parse(r.body, nullptr, false).value("allow", false) && took <= 5000;
     if (!ok) {
       ++failures;
       if (first_failure.empty())
