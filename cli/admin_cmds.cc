@@ -1,4 +1,5 @@
 // The admin commands: thin handlers over gatehouse::Admin.
+#include <cstdlib>
 #include <ctime>
 #include <iomanip>
 #include <iostream>
@@ -291,9 +292,36 @@ json IntrospectionJson(const Introspection& in) {
           {"org_role", t.org_role}, {"token_id", t.token_id}, {"iat", t.created_at}, {"exp", t.expires_at}};
 }
 
+// Where a token comes from (CONTRACT.md): the argument or --token; "-" reads
+// one line from stdin; nothing at all falls back to GATEHOUSE_TOKEN. argv is
+// readable by every local user (/proc/PID/cmdline), so the README uses - or
+// the environment. nullopt (after printing why) when stdin held no line.
+std::optional<std::string> ResolveToken(Invocation& inv, std::string given) {
+  if (given == "-") {
+    std::string line;
+    if (!std::getline(std::cin, line)) {
+      Fail(inv, kUsage, "expected a token on standard input (one line)");
+      return std::nullopt;
+    }
+    while (!line.empty() && (line.back() == '\r' || line.back() == ' ' || line.back() == '\t'))
+      line.pop_back();
+    return line;
+  }
+  if (given.empty()) {
+    const char* env = std::getenv("GATEHOUSE_TOKEN");
+    if (env != nullptr) given = env;
+  }
+  return given;
+}
+
 int TokenVerify(Invocation& inv) {
+  auto token = ResolveToken(inv, inv.args.empty() ? "" : inv.args[0]);
+  if (!token) return kUsage;
+  if (token->empty()) {
+    return Fail(inv, kUsage, "token verify needs TOKEN, - (read it from stdin) or GATEHOUSE_TOKEN");
+  }
   return WithAdmin(inv, [&](Admin& a) {
-    Introspection in = a.VerifyToken(inv.args[0]);
+    Introspection in = a.VerifyToken(*token);
     PrintJson(inv, IntrospectionJson(in));
     if (!in.active) return Fail(inv, kDenied, "token is not active");
     return int{kOk};
@@ -302,7 +330,14 @@ int TokenVerify(Invocation& inv) {
 
 int AuthorizeCmd(Invocation& inv) {
   std::string action = Need(inv, "action"), ws = Need(inv, "workspace");
-  std::string token = Need(inv, "token"), user = Need(inv, "user");
+  std::string user = Need(inv, "user");
+  std::string token = Need(inv, "token");
+  if (token.empty() && user.empty()) token = ResolveToken(inv, "").value_or("");
+  if (token == "-") {
+    auto read = ResolveToken(inv, token);
+    if (!read) return kUsage;
+    token = *read;
+  }
   if (action.empty()) return Missing(inv, "action");
   if (ws.empty()) return Missing(inv, "workspace");
   if (token.empty() == user.empty()) return Fail(inv, kUsage, "pass exactly one of --token TOKEN or --user EMAIL");
@@ -385,8 +420,8 @@ void RegisterAdminCommands(std::vector<Command>* c) {
   c->push_back({{"token", "create"}, "", "Create a token; its secret is printed once, never again.", {"apiuser", "name", "expires-in"}, 0, 0, TokenCreate});
   c->push_back({{"token", "list"}, "", "List active tokens (never their secrets).", {"apiuser"}, 0, 0, TokenList});
   c->push_back({{"token", "revoke"}, "TOKEN_ID", "Revoke a token by its id (tok_...).", {}, 1, 1, TokenRevoke});
-  c->push_back({{"token", "verify"}, "TOKEN", "Print the RFC 7662 introspection object of a token (exit 3 when inactive).", {}, 1, 1, TokenVerify});
-  c->push_back({{"authorize"}, "", "Decide an action in a workspace for a token or a user; print the rules that decided.", {"action", "workspace", "token", "user"}, 0, 0, AuthorizeCmd});
+  c->push_back({{"token", "verify"}, "[TOKEN|-]", "Print the RFC 7662 introspection object of a token (exit 3 when inactive); - reads it from stdin, none: GATEHOUSE_TOKEN.", {}, 0, 1, TokenVerify});
+  c->push_back({{"authorize"}, "", "Decide an action in a workspace for a token (--token TOKEN|-, or GATEHOUSE_TOKEN) or a user; print the rules that decided.", {"action", "workspace", "token", "user"}, 0, 0, AuthorizeCmd});
   c->push_back({{"audit"}, "", "Show the audit log, newest first.", {"limit"}, 0, 0, AuditCmd});
   c->push_back({{"gc"}, "", "Delete expired tokens now.", {}, 0, 0, Gc});
 }

@@ -33,7 +33,7 @@ constexpr OptionSpec kOptions[] = {
     {"name", true, "token name"},
     {"expires-in", true, "token lifetime: a positive integer and s, m, h, d or w (90s, 30d)"},
     {"action", true, "action name, e.g. project.import"},
-    {"token", true, "a token (gat_...)"},
+    {"token", true, "a token (gat_...), or - to read it from stdin (env GATEHOUSE_TOKEN)"},
     {"user", true, "a user's email"},
     {"limit", true, "how many records at most (default 50)"},
     {"rules", false, "also show changes of the deciding rule"},

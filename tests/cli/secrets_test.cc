@@ -152,5 +152,44 @@ TEST_F(SecretsTest, ThePlaintextIsNowhereButTheCreatorsTerminal) {
     EXPECT_EQ(final_db.find(secret.substr(4, kTokenRandomChars)), std::string::npos);
 }
 
+
+// argv is readable by every local user (/proc/PID/cmdline) and lands in shell
+// history: `-` reads the token from stdin, and GATEHOUSE_TOKEN stands in for
+// a missing one (issue 10, item 10); the argv form keeps working.
+TEST_F(SecretsTest, TokensComeFromStdinOrTheEnvironmentNotOnlyArgv) {
+  const NewToken t = CreateToken(kOwner, kDevBot);
+  ASSERT_FALSE(t.secret.empty());
+  const std::string file = dir_.File("token.txt");
+  WriteFileBytes(file, t.secret + "\n");
+  WriteFileBytes(dir_.File("empty.txt"), "");
+  auto sh = [&](const std::string& args, const std::string& input, std::vector<std::string> env = {}) {
+    std::string cmd = "exec '" + GatehouseBinary() + "' --store '" + gh_.store + "'";
+    if (!gh_.policy.empty()) cmd += " --policy '" + gh_.policy + "'";
+    cmd += " " + args + " < '" + input + "'";
+    ProcessOptions o;
+    o.env = ChildEnvironment(env);
+    return RunProcess({"/bin/sh", "-c", cmd}, o);
+  };
+  ProcessResult r = sh("token verify - --json", file);
+  EXPECT_TRUE(Succeeded(r)) << r;
+  EXPECT_NE(r.out.find("\"active\": true"), std::string::npos) << r.out;
+  r = sh(std::string("--as ") + kOwner + " authorize --action project.export --workspace " + kDev +
+             " --token -",
+         file);
+  EXPECT_TRUE(Succeeded(r)) << r;
+  // Nothing on stdin: a usage error, never a check of an empty token.
+  EXPECT_TRUE(Failed(sh("token verify -", dir_.File("empty.txt")), 2));
+  // The environment.
+  r = sh("token verify", dir_.File("empty.txt"), {"GATEHOUSE_TOKEN=" + t.secret});
+  EXPECT_TRUE(Succeeded(r)) << r;
+  r = sh(std::string("--as ") + kOwner + " authorize --action project.import --workspace " + kProd,
+         dir_.File("empty.txt"), {"GATEHOUSE_TOKEN=" + t.secret});
+  EXPECT_TRUE(Failed(r, 3)) << r;  // a Dev token in Prod: denied, so the token was used
+  // No token anywhere: usage.
+  EXPECT_TRUE(Failed(gh_.Run({"token", "verify"}), 2));
+  // argv still works.
+  EXPECT_TRUE(Succeeded(gh_.Run({"token", "verify", t.secret})));
+}
+
 }  // namespace
 }  // namespace gatehouse::testing

@@ -145,11 +145,26 @@ class E2eTest : public ::testing::Test {
     return LaunchSidecar(argv, dir_.File("gatehoused.stderr"));
   }
 
-  void StartNginx() {
+  // `caller_secret`: follow the three steps at the top of deploy/nginx.conf.
+  void StartNginx(const std::string& caller_secret = "") {
     const std::string root = dir_.File("nginx");
     fs::create_directories(root);
     nginx_port_ = FreePort();
     std::string conf = ReadAll(std::string(GATEHOUSE_SOURCE_DIR) + "/deploy/nginx.conf");
+    if (!caller_secret.empty()) {
+      WriteAll(root + "/gatehouse-caller.conf",
+               "map \"\" $gatehouse_caller { default \"" + caller_secret + "\"; }\n");
+      conf = Replace(conf, "    # include /etc/nginx/gatehouse-caller.conf;",
+                     "    include " + root + "/gatehouse-caller.conf;");
+      // Both auth locations (and the comment that shows the line).
+      const std::string from = "proxy_set_header X-Gatehouse-Caller \"\";";
+      int replaced = 0;
+      for (size_t at = conf.find(from); at != std::string::npos; at = conf.find(from, at)) {
+        conf.replace(at, from.size(), "proxy_set_header X-Gatehouse-Caller $gatehouse_caller;");
+        ++replaced;
+      }
+      EXPECT_GE(replaced, 2) << "deploy/nginx.conf no longer sets the caller header twice";
+    }
     conf = Replace(conf, "server 127.0.0.1:7878;",
                    "server 127.0.0.1:" + std::to_string(sidecar_.port) + ";");
     conf = Replace(conf, "server 127.0.0.1:8080;",
@@ -271,6 +286,40 @@ TEST_F(E2eTest, NginxRefusesWhatTheSidecarRefuses) {
   ASSERT_EQ(r.status, 200);
   EXPECT_EQ(json::parse(r.body)["subject"], "prod-importer");
   EXPECT_EQ(json::parse(r.body)["role"], "contributor");
+}
+
+// The caller secret set up as deploy/nginx.conf says: nginx's questions are
+// answered, anyone else's are 401, and the secret never reaches the service.
+TEST_F(E2eTest, CallerSecretThroughNginxAsTheConfigShowsIt) {
+  nginx_->Stop(5s, SIGQUIT);
+  ASSERT_EQ(sidecar_.process->Stop(10s).exit_code, 0);
+  const std::string secret = "s3cr3t-only-nginx-knows-0123456789";
+  WriteAll(dir_.File("caller-secret"), secret + "\n");
+  sidecar_ = StartSidecar({"--caller-secret-file", dir_.File("caller-secret"),
+                           "--forward-auth-source", "nginx"});
+  ASSERT_TRUE(sidecar_.process) << Stderr();
+  StartNginx(secret);
+  HttpResponse r = ViaNginx("POST", kImport, prod_.secret, {{"X-Gatehouse-Caller", "forged"}});
+  ASSERT_EQ(r.status, 200) << r.body << ReadAll(dir_.File("nginx/error.log"));
+  EXPECT_EQ(json::parse(r.body)["subject"], "prod-importer");
+  EXPECT_EQ(json::parse(r.body)["caller"], "") << "a caller header reached the service";
+  EXPECT_EQ(ViaNginx("POST", kImport, viewer_.secret).status, 403);  // the denial path asks too
+  // Straight to the sidecar: without, or with a wrong secret, 401; health stays open.
+  EXPECT_EQ(Direct("POST", "/v1/tokens/verify", json({{"token", prod_.secret}}).dump()).status, 401);
+  EXPECT_EQ(Direct("POST", "/v1/tokens/verify", json({{"token", prod_.secret}}).dump(),
+                   {{"X-Gatehouse-Caller", secret + "x"}})
+                .status,
+            401);
+  EXPECT_EQ(Direct("POST", "/v1/tokens/verify", json({{"token", prod_.secret}}).dump(),
+                   {{"X-Gatehouse-Caller", secret}})
+                .status,
+            200);
+  EXPECT_EQ(Direct("GET", "/metrics").status, 401);
+  EXPECT_EQ(Direct("GET", "/healthz").status, 200);
+  EXPECT_EQ(Direct("GET", "/readyz").status, 200);
+  // Never logged.
+  EXPECT_EQ(ReadAll(dir_.File("decisions.jsonl")).find(secret), std::string::npos);
+  EXPECT_EQ(Stderr().find(secret), std::string::npos);
 }
 
 TEST_F(E2eTest, RevocationThroughTheCliIsRefusedByTheNextRequest) {

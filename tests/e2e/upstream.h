@@ -95,7 +95,7 @@ class Upstream {
       std::string method = head.substr(0, head.find(' '));
       size_t p1 = head.find(' ');
       std::string path = head.substr(p1 + 1, head.find(' ', p1 + 1) - p1 - 1);
-      std::string subject, workspace, role;
+      std::string subject, workspace, role, caller;
       size_t length = 0;
       size_t pos = head.find("\r\n");
       while (pos != std::string::npos && pos < head.size()) {
@@ -112,6 +112,7 @@ class Upstream {
         if (name == "x-gatehouse-subject") subject = value;
         if (name == "x-gatehouse-workspace") workspace = value;
         if (name == "x-gatehouse-role") role = value;
+        if (name == "x-gatehouse-caller") caller = value;
       }
       while (buf.size() < length) {
         ssize_t n = ::recv(c, tmp, sizeof tmp, 0);
@@ -123,7 +124,8 @@ class Upstream {
       const std::string body = "{\"upstream\":\"ok\",\"method\":\"" + Escape(method) +
                                "\",\"path\":\"" + Escape(path) + "\",\"subject\":\"" +
                                Escape(subject) + "\",\"workspace\":\"" + Escape(workspace) +
-                               "\",\"role\":\"" + Escape(role) + "\"}";
+                               "\",\"role\":\"" + Escape(role) + "\",\"caller\":\"" +
+                               Escape(caller) + "\"}";
       const std::string reply =
           "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Type: "
           "application/json\r\nContent-Length: " +
