@@ -33,6 +33,7 @@ AdminOptions Options(const Invocation& inv) {
 
 PolicyPtr LoadPolicyOrFail(Invocation& inv, int* code) {
   PolicyLoad load = LoadPolicy(inv.policy);
+  for (const auto& w : load.warnings) *inv.err << w.ToString() << "\n";  // files skipped in the folder
   if (load.ok()) return load.policy;
   for (const auto& e : load.errors) *inv.err << e.ToString() << "\n";
   *code = Fail(inv, kRuntime, "policy " + inv.policy + " failed to load (" + std::to_string(load.errors.size()) +

@@ -20,6 +20,7 @@ json ErrorsJson(const std::vector<PolicyError>& errors) {
 // Loads a policy or prints its errors; nullptr on failure.
 PolicyPtr LoadOrReport(Invocation& inv, const std::string& path) {
   PolicyLoad load = LoadPolicy(path);
+  for (const auto& w : load.warnings) *inv.err << w.ToString() << "\n";  // skipped files, even with --json
   if (load.ok()) return load.policy;
   if (inv.json) {
     PrintJson(inv, {{"valid", false}, {"path", path}, {"errors", ErrorsJson(load.errors)}});
@@ -53,6 +54,7 @@ int Test(Invocation& inv) {
   PolicyPtr p = LoadOrReport(inv, path);
   if (!p) return kRuntime;
   PolicyTestSuite suite = LoadPolicyTests(path, *p);
+  for (const auto& w : suite.warnings) *inv.err << w.ToString() << "\n";
   if (!suite.errors.empty()) {
     if (inv.json) PrintJson(inv, {{"errors", ErrorsJson(suite.errors)}});
     for (const auto& e : suite.errors) *inv.err << e.ToString() << "\n";
@@ -94,6 +96,10 @@ int MatrixCmd(Invocation& inv) {
   PolicyPtr p = LoadOrReport(inv, PathArg(inv, 0));
   if (!p) return kRuntime;
   Matrix m = BuildMatrix(*p);
+  if (!m.problems.empty()) {
+    if (inv.json) PrintJson(inv, {{"policy", m.policy}, {"revision", m.revision}, {"problems", m.problems}});
+    return Fail(inv, kUsage, "policy matrix: " + m.problems[0]);
+  }
   if (!inv.json) {
     *inv.out << RenderMatrix(m);
     return kOk;

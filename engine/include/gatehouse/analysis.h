@@ -41,8 +41,14 @@ struct Matrix {
   std::vector<std::string> actions;
   std::vector<MatrixGroup> groups;
   std::vector<MatrixSlice> slices;
+  // Why no matrix was built (then groups and slices are empty): the input
+  // space has more cells than an exact enumeration may visit.
+  std::vector<std::string> problems;
 };
 
+// The matrix, or (problems set) nothing when principals x workspace types x
+// setting assignments x each action's request-parameter classes exceed
+// kMaxAnalysisCells (4,194,304 cells), checked before enumerating anything.
 Matrix BuildMatrix(const CompiledPolicy& policy);
 std::string RenderMatrix(const Matrix& m);
 

@@ -9,6 +9,12 @@
 
 namespace gatehouse::internal {
 
+uint64_t CellProduct(const std::vector<uint32_t>& sizes) {
+  uint64_t n = 1;
+  for (uint32_t s : sizes) n = s != 0 && n > UINT64_MAX / s ? UINT64_MAX : n * s;
+  return n;
+}
+
 std::vector<std::vector<uint32_t>> AllCells(const std::vector<uint32_t>& sizes) {
   std::vector<std::vector<uint32_t>> out;
   std::vector<uint32_t> cls(sizes.size(), 0);

@@ -20,7 +20,7 @@ using internal::PolicyModel;
 
 namespace {
 
-constexpr uint64_t kMaxDiffCells = uint64_t{1} << 22;
+constexpr uint64_t kMaxDiffCells = internal::kMaxAnalysisCells;
 
 std::string KeyOf(const PolicyModel& m, const ActionModel& a, const Attr& attr) {
   return internal::AttrName(m, a, attr);
@@ -81,7 +81,9 @@ std::string Outcome(const CompiledPolicy& p, const Decision& d, bool rules) {
   return s;
 }
 
-void DiffAction(const Side& sa, const Side& sb, const DiffOptions& opt, PolicyDiff* out) {
+// `budget`: cells left for the whole diff, so that many actions cannot add
+// up to more than one analysis may visit.
+void DiffAction(const Side& sa, const Side& sb, const DiffOptions& opt, uint64_t* budget, PolicyDiff* out) {
   const CompiledAction& ca = sa.policy->impl().compiled[sa.id];
   const CompiledAction& cb = sb.policy->impl().compiled[sb.id];
   std::map<std::string, JointAxis> axes;  // by key; sorted for determinism
@@ -157,13 +159,19 @@ void DiffAction(const Side& sa, const Side& sb, const DiffOptions& opt, PolicyDi
       return;
     }
   }
+  if (cells > *budget) {
+    out->problems.push_back(sa.a->name + ": the policies' input spaces are too large to compare exactly (over " +
+                            std::to_string(kMaxDiffCells * 4) + " classes in all)");
+    return;
+  }
+  *budget -= cells;
   Request ra, rb;
   ra.action = sa.id;
   rb.action = sb.id;
   ra.settings = sa.policy->default_settings();
   rb.settings = sb.policy->default_settings();
   std::map<std::pair<std::string, std::string>, std::vector<std::vector<uint32_t>>> changed;
-  for (const auto& cell : internal::AllCells(sizes)) {
+  internal::ForEachCell(sizes, [&](const std::vector<uint32_t>& cell) {
     for (size_t i = 0; i < joint.size(); ++i) {
       if (joint[i]->side[0].present) internal::SetAttr(joint[i]->side[0].attr, joint[i]->side[0].values[cell[i]], &ra);
       if (joint[i]->side[1].present) internal::SetAttr(joint[i]->side[1].attr, joint[i]->side[1].values[cell[i]], &rb);
@@ -171,7 +179,7 @@ void DiffAction(const Side& sa, const Side& sb, const DiffOptions& opt, PolicyDi
     Decision da = sa.policy->Decide(ra), db = sb.policy->Decide(rb);
     std::string from = Outcome(*sa.policy, da, opt.rules), to = Outcome(*sb.policy, db, opt.rules);
     if (from != to) changed[{from, to}].push_back(cell);
-  }
+  });
   for (const auto& [ft, list] : changed) {
     for (const auto& cube : internal::MergeCells(plain, list)) {
       std::string cond = internal::DescribeCube(plain, cube);
@@ -223,6 +231,7 @@ PolicyDiff DiffPolicies(const CompiledPolicy& before, const CompiledPolicy& afte
   std::set<std::string> ra = routes(ma), rb = routes(mb);
   for (const auto& r : ra) if (!rb.count(r)) out.notes.push_back("route removed: " + r);
   for (const auto& r : rb) if (!ra.count(r)) out.notes.push_back("route added: " + r);
+  uint64_t budget = kMaxDiffCells * 4;
   for (size_t i = 0; i < ma.actions.size(); ++i) {
     const ActionModel& a = ma.actions[i];
     auto j = after.FindAction(a.name);
@@ -237,7 +246,7 @@ PolicyDiff DiffPolicies(const CompiledPolicy& before, const CompiledPolicy& afte
       out.notes.push_back("action " + a.name + ": on_deny error changed");
     const bool same_domains = ma.org_roles == mb.org_roles && ma.ws_roles == mb.ws_roles && ma.ws_types == mb.ws_types;
     if (!opt.exhaustive && same_domains && Fingerprint(ma, a) == Fingerprint(mb, b)) continue;  // cannot differ
-    DiffAction({&before, &ma, &a, static_cast<ActionId>(i)}, {&after, &mb, &b, *j}, opt, &out);
+    DiffAction({&before, &ma, &a, static_cast<ActionId>(i)}, {&after, &mb, &b, *j}, opt, &budget, &out);
   }
   for (const ActionModel& b : mb.actions)
     if (!before.FindAction(b.name)) out.notes.push_back("action " + b.name + " added");

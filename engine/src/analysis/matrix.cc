@@ -1,3 +1,4 @@
+#include <algorithm>
 #include <map>
 #include <sstream>
 
@@ -63,6 +64,35 @@ Matrix BuildMatrix(const CompiledPolicy& policy) {
     for (int o = static_cast<int>(m.org_roles.size()) - 1; o >= 0; --o)
       for (int w = static_cast<int>(m.ws_roles.size()) - 1; w >= 0; --w)
         principals.push_back({static_cast<PrincipalKind>(k), static_cast<RoleId>(o), static_cast<RoleId>(w)});
+
+  // Bound the whole enumeration before starting it.
+  {
+    const uint64_t per_action_base =
+        internal::CellProduct({static_cast<uint32_t>(principals.size()), static_cast<uint32_t>(m.ws_types.size()),
+                               static_cast<uint32_t>(assignments.size())});
+    uint64_t total = 0, worst = 0;
+    size_t worst_action = 0;
+    for (size_t ai = 0; ai < m.actions.size(); ++ai) {
+      std::vector<uint32_t> sizes = {1};
+      for (const auto& d : impl.compiled[ai].dims)
+        if (d.attr.kind == AttrKind::kParam) sizes.push_back(d.size);
+      uint64_t params = internal::CellProduct(sizes);
+      uint64_t cells = params > UINT64_MAX / std::max<uint64_t>(per_action_base, 1) ? UINT64_MAX : params * per_action_base;
+      total = total > UINT64_MAX - cells ? UINT64_MAX : total + cells;
+      if (cells > worst) {
+        worst = cells;
+        worst_action = ai;
+      }
+    }
+    if (total > internal::kMaxAnalysisCells) {
+      auto count = [](uint64_t n) { return n == UINT64_MAX ? std::string("more than 2^64") : std::to_string(n); };
+      out.problems.push_back("the policy's input space is too large to enumerate exactly: " + count(total) +
+                             " cells (at most " + std::to_string(internal::kMaxAnalysisCells) + "); the largest is " +
+                             m.actions[worst_action].name + " with " + count(worst) +
+                             " (principals x workspace types x settings x request-parameter classes)");
+      return out;
+    }
+  }
 
   // verdicts[principal][slice * actions + action], conditions alongside.
   std::vector<std::vector<Verdict>> verdicts(principals.size());

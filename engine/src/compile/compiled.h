@@ -23,6 +23,13 @@ inline constexpr int kMaxDims = 4 + kMaxSettings + kMaxParams;
 inline constexpr uint64_t kDenseCellLimit = 1u << 16;
 // No single rule may span more classes than this (a validation error).
 inline constexpr uint64_t kRuleCellLimit = 1u << 22;
+// All of a policy's tables together: at most this many cells (a dense cell is
+// 2 bytes, a rule-table cell 1), so no policy makes the compiler hold more
+// than ~64 MiB however many actions and rules it has (the default: ~1,000).
+inline constexpr uint64_t kPolicyCellLimit = uint64_t{1} << 25;
+// Building a rule's table evaluates its expression once per class: at most
+// this many expression nodes evaluated per policy (~1 s of compile time).
+inline constexpr uint64_t kCompileWorkLimit = uint64_t{1} << 28;
 
 // One attribute an action's rules read, and its finite domain of classes.
 struct Dim {

@@ -195,7 +195,23 @@ std::string Describe(const std::vector<Dim>& dims, const PolicyModel& m, const A
 
 }  // namespace
 
+namespace {
+
+uint64_t ExprNodes(const Expr& e) {
+  uint64_t n = 1;
+  if (e.a) n += ExprNodes(*e.a);  // depth is bounded by the parser (kMaxExprDepth)
+  for (const auto& x : e.args) n += ExprNodes(*x);
+  return n;
+}
+
+uint64_t SaturatingAdd(uint64_t x, uint64_t y) { return x > UINT64_MAX - y ? UINT64_MAX : x + y; }
+uint64_t SaturatingMul(uint64_t x, uint64_t y) { return y != 0 && x > UINT64_MAX / y ? UINT64_MAX : x * y; }
+
+}  // namespace
+
 void CheckCompileLimits(const PolicyModel& m, std::vector<PolicyError>* errors) {
+  uint64_t policy_cells = 0, work = 0;
+  bool reported_cells = false, reported_work = false;
   for (const ActionModel& a : m.actions) {
     if (a.rules.size() > static_cast<size_t>(kMaxRules)) {
       errors->push_back({a.pos.file, a.pos.line, a.pos.column,
@@ -217,6 +233,16 @@ void CheckCompileLimits(const PolicyModel& m, std::vector<PolicyError>* errors) 
         }
       }
       uint64_t cells = CellCount(sizes);
+      policy_cells = SaturatingAdd(policy_cells, cells);
+      work = SaturatingAdd(work, SaturatingMul(cells, ExprNodes(*r.expr)));
+      if (work > kCompileWorkLimit && cells <= kRuleCellLimit && !reported_work) {
+        reported_work = true;
+        errors->push_back({r.pos.file, r.pos.line, r.pos.column,
+                           "the policy is too costly to compile from rule " + r.id + " on: " +
+                               std::to_string(cells) + " input classes x " + std::to_string(ExprNodes(*r.expr)) +
+                               " expression terms here, over " + std::to_string(kCompileWorkLimit) +
+                               " evaluations in all; shorten or split its conditions"});
+      }
       if (cells > kRuleCellLimit) {
         errors->push_back({r.pos.file, r.pos.line, r.pos.column,
                            "rule " + r.id + " reads too many attributes at once: " +
@@ -224,6 +250,18 @@ void CheckCompileLimits(const PolicyModel& m, std::vector<PolicyError>* errors) 
                                std::to_string(kRuleCellLimit) + "): " + Describe(rule_dims, m, a) +
                                "; split it into several rules"});
       }
+    }
+    // The action's own dense table, when it gets one.
+    std::vector<uint32_t> all;
+    for (const Dim& d : dims) all.push_back(d.size);
+    const uint64_t action_cells = CellCount(all);
+    if (action_cells <= kDenseCellLimit) policy_cells = SaturatingAdd(policy_cells, 2 * action_cells);
+    if (policy_cells > kPolicyCellLimit && !reported_cells) {
+      reported_cells = true;
+      errors->push_back({a.pos.file, a.pos.line, a.pos.column,
+                         "the policy's decision tables grow past " + std::to_string(kPolicyCellLimit) +
+                             " cells at actions." + a.name + " (" + std::to_string(policy_cells) +
+                             " so far); rules read too many attributes at once"});
     }
   }
 }
