@@ -96,12 +96,19 @@ struct AuthzOutcome {
 
 // The action that says where a token may act at all (optional in a policy).
 inline constexpr std::string_view kTokenUseAction = "token.use";
+// The action that creates a token, its lifetime parameter, and the rule id of
+// the tokens.max_lifetime cap (enforced whatever the action declares).
+inline constexpr std::string_view kTokenCreateAction = "token.create";
+inline constexpr const char* kLifetimeParam = "lifetime_seconds";
+inline constexpr const char* kMaxLifetimeRuleId = "tokens.max_lifetime";
 
 // Decides `action` in `workspace` for `subject`. For an API user, when the
 // policy declares token.use, that is decided first and a denial of it is the
 // answer (the token may not act here at all). `params` are request
 // parameters by name (values as text: role names, integers, durations,
-// true/false); parameters the action does not declare are ignored.
+// true/false); parameters the action does not declare are ignored, except
+// lifetime_seconds of token.create: a non-positive lifetime is a bad request
+// and one above tokens.max_lifetime is denied (rule tokens.max_lifetime).
 AuthzOutcome Authorize(const CompiledPolicy& policy, const Directory& dir, const Subject& subject,
                        std::string_view action, std::string_view workspace,
                        const std::vector<std::pair<std::string, std::string>>& params = {});

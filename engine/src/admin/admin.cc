@@ -423,6 +423,15 @@ Result<CreatedToken> Admin::CreateToken(const std::string& api_user, const std::
     if (!au.ok()) return au.status();
     GATEHOUSE_RETURN_IF_ERROR(
         c.Decide("token.create", au->workspace_name, {{"lifetime_seconds", std::to_string(*lifetime)}}));
+    // The cap holds whatever the policy's rules say or declare (CONTRACT.md):
+    // the token-creation path enforces it itself, after the policy allowed.
+    if (const int64_t cap = policy_->max_token_lifetime_seconds(); cap > 0 && *lifetime > cap) {
+      c.allowed = false;
+      c.rule = kMaxLifetimeRuleId;
+      c.message = "token lifetime exceeds tokens.max_lifetime (" + FormatDuration(cap) + ")";
+      return Status::PermissionDenied("denied: token.create in " + au->workspace_name + " for " + c.actor.name +
+                                      " by rule " + c.rule + ": " + c.message);
+    }
     auto minted = MintToken();
     if (!minted.ok()) return minted.status();
     const int64_t now = options_.clock->NowSeconds();

@@ -173,6 +173,27 @@ AuthzOutcome Authorize(const CompiledPolicy& policy, const Directory& dir, const
     }
     r.params[*slot] = *v;
   }
+  // A token lifetime (CONTRACT.md): positive, and capped by
+  // tokens.max_lifetime whatever the action declares. Checked for every action
+  // that declares lifetime_seconds and for token.create even when it does not
+  // (then the compiled table has no cap rule, so the cap is applied here).
+  const bool declares_lifetime = policy.FindParam(*action_id, kLifetimeParam).has_value();
+  if (declares_lifetime || action == kTokenCreateAction) {
+    for (const auto& [name, value] : params) {
+      if (name != kLifetimeParam) continue;
+      auto v = ParseParamValue(policy, ValueType::kInt, value);
+      if (!v || *v <= 0) {
+        AuthzOutcome o;
+        o.bad_request = true;
+        o.error = "invalid value '" + value.substr(0, 80) + "' for request parameter " + std::string(kLifetimeParam) +
+                  ": a token lifetime is a positive number of seconds or a duration (90s, 30d)";
+        return o;
+      }
+      const int64_t cap = policy.max_token_lifetime_seconds();
+      if (!declares_lifetime && cap > 0 && *v > cap)
+        return DenyEarly(kMaxLifetimeRuleId, "token lifetime exceeds tokens.max_lifetime (" + FormatDuration(cap) + ")");
+    }
+  }
   const Directory::WorkspaceEntry* ws = dir.FindWorkspace(subject.org_id, workspace);
   if (!ws) return DenyEarly("unknown-workspace", "no workspace named '" + std::string(workspace) + "' in the organization");
   auto type = policy.FindWorkspaceType(ws->type);
