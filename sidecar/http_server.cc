@@ -121,6 +121,9 @@ struct HttpServer::Impl {
   Handlers* handlers = nullptr;
   Metrics* metrics = nullptr;
   std::vector<std::unique_ptr<Worker>> workers;
+  // The acceptor's own thread: a busy I/O thread (up to 128 ready
+  // connections per loop) would otherwise take one new connection per loop.
+  std::unique_ptr<Worker> accepting = std::make_unique<Worker>();
   std::optional<ssl::context> tls;
   std::optional<tcp::acceptor> tcp_acceptor;
   std::optional<local::acceptor> unix_acceptor;
@@ -137,6 +140,7 @@ struct HttpServer::Impl {
     tcp_acceptor.reset();
     unix_acceptor.reset();
     workers.clear();
+    accepting.reset();
   }
 
   Worker& NextWorker() { return *workers[next_worker++ % workers.size()]; }
@@ -648,7 +652,7 @@ Result<std::unique_ptr<HttpServer>> HttpServer::Create(const ServerOptions& opti
     impl->workers.push_back(std::make_unique<Worker>());
     impl->workers.back()->index = i;
   }
-  impl->accept_retry.emplace(impl->workers[0]->ioc);
+  impl->accept_retry.emplace(impl->accepting->ioc);
   std::random_device rd;
   char prefix[16];
   std::snprintf(prefix, sizeof prefix, "%08x", rd());
@@ -658,7 +662,7 @@ Result<std::unique_ptr<HttpServer>> HttpServer::Create(const ServerOptions& opti
 
 Result<int> HttpServer::Bind() {
   Impl& m = *impl_;
-  net::io_context& ioc = m.workers[0]->ioc;
+  net::io_context& ioc = m.accepting->ioc;
   error_code ec;
   if (!m.options.unix_path.empty()) {
     const std::string& path = m.options.unix_path;
@@ -721,7 +725,7 @@ Result<int> HttpServer::Bind() {
 Status HttpServer::Run() {
   Impl& m = *impl_;
   if (!m.tcp_acceptor && !m.unix_acceptor) return Status::FailedPrecondition("Run() before Bind()");
-  net::post(m.workers[0]->ioc, [&m] {
+  net::post(m.accepting->ioc, [&m] {
     if (m.stop_requested.load()) return;
     if (m.tcp_acceptor) m.Accept(*m.tcp_acceptor);
     if (m.unix_acceptor) m.Accept(*m.unix_acceptor);
@@ -737,6 +741,7 @@ Status HttpServer::Run() {
     }
   };
   std::vector<std::thread> threads;
+  threads.emplace_back(run, std::ref(*m.accepting));
   for (size_t i = 1; i < m.workers.size(); ++i) threads.emplace_back(run, std::ref(*m.workers[i]));
   run(*m.workers[0]);
   for (auto& t : threads) t.join();
@@ -746,7 +751,7 @@ Status HttpServer::Run() {
 void HttpServer::Stop() {
   Impl& m = *impl_;
   if (m.stop_requested.exchange(true)) return;
-  net::post(m.workers[0]->ioc, [&m] {
+  net::post(m.accepting->ioc, [&m] {
     error_code ignored;
     if (m.tcp_acceptor) m.tcp_acceptor->close(ignored);
     if (m.unix_acceptor) {
@@ -754,6 +759,7 @@ void HttpServer::Stop() {
       ::unlink(m.options.unix_path.c_str());
     }
     m.accept_retry->cancel();
+    m.accepting->guard.reset();  // its thread returns once the accepts are cancelled
   });
   for (auto& w : m.workers) {
     Worker* worker = w.get();

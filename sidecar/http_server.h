@@ -14,7 +14,8 @@
 // README ("Why the sidecar's server is Beast").
 //
 // The design: `threads` I/O threads (default: one per core), each running its
-// own io_context; one acceptor hands each new connection to the next thread in
+// own io_context; one acceptor, on a small thread of its own (so that a busy
+// I/O thread never delays accepting), hands each new connection to the next thread in
 // turn. A connection is a chain of asynchronous operations, so an idle or slow
 // one holds no thread, only its socket and a small buffer. Handlers run on the
 // I/O thread (a decision is microseconds; a batch is bounded by the payload
