@@ -48,6 +48,7 @@ Result<std::unique_ptr<State>> State::Open(const StateOptions& options, Metrics*
                                            LogFn log) {
   std::unique_ptr<State> s(new State(options, metrics, log ? std::move(log) : LogFn(LogToStderr)));
   PolicyLoad load = LoadPolicy(s->options_.policy_path);
+  for (const PolicyError& w : load.warnings) s->log_(w.ToString());
   if (!load.ok()) {
     return Status::InvalidArgument("policy " + s->options_.policy_path + " does not load:\n" +
                                    JoinErrors(load.errors));
@@ -214,6 +215,7 @@ bool State::ReloadPolicy() {
   std::lock_guard<std::mutex> lock(reload_mu_);
   fingerprint_ = PolicyFingerprint();
   PolicyLoad load = LoadPolicy(options_.policy_path);
+  for (const PolicyError& w : load.warnings) log_(w.ToString());
   if (!load.ok()) {
     metrics_->CountReload(false);
     log_("policy reload failed; the previous policy (" + policy()->revision() +

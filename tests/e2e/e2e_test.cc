@@ -451,6 +451,82 @@ TEST_F(E2eTest, SighupReloadsThePolicy) {
   EXPECT_EQ(hup.process->Stop(10s).exit_code, 0);
 }
 
+// Hostile policy files dropped into a running sidecar's folder (issue 10):
+// each reload fails with a reason, the sidecar lives on and keeps serving
+// the last good policy.
+TEST_F(E2eTest, HostilePolicyFilesDroppedIntoTheFolderNeverStopTheSidecar) {
+  fs::create_directories(dir_.File("hostile"));
+  const std::string file = dir_.File("hostile/api-tokens.yaml");
+  WriteAll(file, DefaultPolicyText());
+  Sidecar sc = StartSidecar({"--policy-poll-ms", "0"}, dir_.File("hostile"));
+  ASSERT_TRUE(sc.process);
+  const std::string good = Revision(sc.port);
+  auto failures = [&] {
+    HttpResponse r = Direct("GET", "/metrics", "", {}, sc.port);
+    const std::string key = "\ngatehouse_policy_reload_failures_total ";
+    const size_t at = r.body.find(key);
+    return at == std::string::npos ? -1.0 : std::stod(r.body.substr(at + key.size()));
+  };
+  auto rule = [](const std::string& when) {
+    return "gatehouse: v1\npolicy: hostile\nactions:\n  a.b:\n    permit:\n      - rule: r\n"
+           "        when: \"" + when + "\"\n";
+  };
+  auto repeat = [](const std::string& piece, int n) {
+    std::string out;
+    for (int i = 0; i < n; ++i) out += piece;
+    return out;
+  };
+  std::vector<std::pair<std::string, std::string>> cases = {
+      {"20,000 parentheses", rule(repeat("(", 20000) + "principal.kind == user" + repeat(")", 20000))},
+      {"100,000 nots", rule(repeat("not ", 100000) + "principal.kind == user")},
+      {"a 30,000-term and", rule("principal.kind == user" + repeat(" and principal.kind == user", 29999)) +
+                                "    description: wide, and fine if it loads\n  broken: [\n"},
+      {"an alias bomb", [&] {
+         std::string y = "a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n";
+         for (int i = 1; i < 9; ++i) {
+           y += "a" + std::to_string(i) + ": &a" + std::to_string(i) + " [";
+           for (int j = 0; j < 10; ++j) y += std::string(j ? ", " : "") + "*a" + std::to_string(i - 1);
+           y += "]\n";
+         }
+         return y + DefaultPolicyText();
+       }()},
+      {"16 int parameters x 3 constants", [&] {
+         std::string y = "gatehouse: v1\npolicy: wide\nactions:\n  a.b:\n    params: {";
+         std::string when;
+         for (int i = 0; i < 16; ++i) {
+           y += std::string(i ? ", " : "") + "p" + std::to_string(i) + ": {type: int}";
+           for (int c = 1; c <= 3; ++c)
+             when += std::string(when.empty() ? "" : " or ") + "request.p" + std::to_string(i) +
+                     " > " + std::to_string(c * 10);
+         }
+         return y + "}\n    permit:\n      - rule: r\n        when: \"" + when + "\"\n";
+       }()},
+      {"a 9 MB file", DefaultPolicyText() + "# " + std::string(9 << 20, 'x') + "\n"},
+  };
+  for (const auto& [name, text] : cases) {
+    const double before = failures();
+    ReplaceFile(file, text);
+    sc.process->Kill(SIGHUP);
+    EXPECT_TRUE(WaitFor([&] { return failures() > before; }, 20s)) << name << Stderr();
+    ASSERT_TRUE(sc.process->Running()) << name << " killed the sidecar: " << Stderr();
+    EXPECT_EQ(Revision(sc.port), good) << name;
+    HttpResponse r = Direct("POST", "/v1/authorize",
+                            json({{"token", prod_.secret}, {"action", "project.import"},
+                                  {"workspace", "Marketing-Production"}}).dump(), {}, sc.port);
+    EXPECT_EQ(r.status, 200) << name;
+    EXPECT_NE(r.body.find("\"allow\":true"), std::string::npos) << name << r.body;
+  }
+  // A FIFO beside a good policy is refused, never waited on.
+  WriteAll(file, DefaultPolicyText());
+  ASSERT_EQ(::mkfifo(dir_.File("hostile/pipe.yaml").c_str(), 0600), 0);
+  const double before = failures();
+  sc.process->Kill(SIGHUP);
+  EXPECT_TRUE(WaitFor([&] { return failures() > before; }, 10s)) << Stderr();
+  EXPECT_TRUE(sc.process->Running());
+  fs::remove(dir_.File("hostile/pipe.yaml"));
+  EXPECT_EQ(sc.process->Stop(10s).exit_code, 0);
+}
+
 TEST_F(E2eTest, HttpApiAndBadInputOverTheWire) {
   // authorize, batch, verify (JSON, form, header), health, metrics.
   HttpResponse r =
