@@ -6,7 +6,10 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
 #include <cstring>
+
+#include "sidecar/state.h"  // LogToStderr
 
 namespace gatehouse::sidecar {
 namespace {
@@ -36,6 +39,21 @@ Status CutTornLastLine(int fd, const std::string& path) {
   return Status::Ok();
 }
 
+// Whether a non-empty file holds our records: its first line starts as
+// EncodeDecisionLog's lines do.
+bool HoldsOurRecords(int fd) {
+  constexpr std::string_view kStart = "{\"time\":";
+  char buf[16] = {};
+  const ssize_t n = ::pread(fd, buf, kStart.size(), 0);
+  return n == static_cast<ssize_t>(kStart.size()) && std::string_view(buf, kStart.size()) == kStart;
+}
+
+int64_t SteadySeconds() {
+  return std::chrono::duration_cast<std::chrono::seconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
 }  // namespace
 
 Result<std::unique_ptr<DecisionLog>> DecisionLog::Open(const std::string& path) {
@@ -55,10 +73,31 @@ Status DecisionLog::OpenLocked() {
     owned_ = false;
     return Status::Ok();
   }
-  // Read-write (not write-only) so that a torn last line can be found.
-  const int fd = ::open(path_.c_str(), O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
-  if (fd < 0)
-    return Status::IoError("cannot open decision log " + path_ + ": " + std::strerror(errno));
+  // Read-write (not write-only) so that a torn last line can be found; never
+  // through a symlink; non-blocking so that a FIFO cannot hang the open.
+  const int fd = ::open(path_.c_str(),
+                        O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0600);
+  if (fd < 0) {
+    return Status::IoError("cannot open decision log " + path_ + ": " +
+                           (errno == ELOOP ? std::string("it is a symbolic link")
+                                           : std::string(std::strerror(errno))));
+  }
+  struct stat st {};
+  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    ::close(fd);
+    return Status::IoError("decision log " + path_ + " is not a regular file");
+  }
+  if (st.st_size > 0 && !HoldsOurRecords(fd)) {
+    ::close(fd);
+    return Status::IoError("decision log " + path_ +
+                           " holds something other than Gatehouse decision records; refusing to "
+                           "append to it (give a new path, or empty the file)");
+  }
+  if ((st.st_mode & 07777) != 0600 && ::fchmod(fd, 0600) != 0) {
+    ::close(fd);
+    return Status::IoError("cannot make decision log " + path_ + " mode 0600: " +
+                           std::strerror(errno));
+  }
   Status cut = CutTornLastLine(fd, path_);
   if (!cut.ok()) {
     ::close(fd);
@@ -71,7 +110,30 @@ Status DecisionLog::OpenLocked() {
 
 bool DecisionLog::Write(std::string_view line) {
   std::lock_guard<std::mutex> lock(mu_);
-  if (fd_ < 0) return false;
+  int error = 0;
+  const bool ok = fd_ >= 0 && WriteLocked(line, &error);
+  if (ok) {
+    if (!healthy_.load(std::memory_order_relaxed)) {
+      LogToStderr("decision log " + path_ + ": writing again (" + std::to_string(lost_) +
+                  " lines were lost)");
+    }
+    healthy_.store(true, std::memory_order_relaxed);
+    lost_ = 0;
+    return true;
+  }
+  ++lost_;
+  const int64_t now = SteadySeconds();
+  if (healthy_.load(std::memory_order_relaxed) || now - last_report_ >= 10) {
+    LogToStderr("decision log " + path_ + ": write failed (" +
+                (error != 0 ? std::string(std::strerror(error)) : std::string("not open")) +
+                "); " + std::to_string(lost_) + " lines lost so far");
+    last_report_ = now;
+  }
+  healthy_.store(false, std::memory_order_relaxed);
+  return false;
+}
+
+bool DecisionLog::WriteLocked(std::string_view line, int* error) {
   char newline = '\n';
   // One writev for the line and its newline; after a short write (a full
   // disk, a signal) go on from where it stopped.
@@ -83,7 +145,10 @@ bool DecisionLog::Write(std::string_view line) {
     parts[count++] = {&newline, 1};
     const ssize_t n = ::writev(fd_, parts, count);
     if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return false;
+    if (n <= 0) {
+      *error = n < 0 ? errno : ENOSPC;
+      return false;
+    }
     written += static_cast<size_t>(n);
   }
   return true;

@@ -9,10 +9,22 @@
 // continue it and the file stays one JSON object per line. (So: one sidecar
 // per decision-log file.)
 //
+// The file is opened without following a symlink, must be a regular file,
+// and is made 0600 whatever mode it had. A torn last line is cut off only in
+// a file that holds our records (empty, or its first line a JSON object
+// starting with {"time":); any other existing file is refused, so pointing
+// --decision-log at the wrong file never destroys its tail.
+//
+// When a write fails (a full disk), the first failure and every recovery are
+// reported on stderr (and at most every 10 s while it keeps failing, with
+// the count of lost lines); healthy() tells whether the last write worked.
+//
 // Thread safety: Write and Reopen may be called from any thread; a mutex
 // keeps lines whole.
 #pragma once
 
+#include <atomic>
+#include <cstdint>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -33,6 +45,9 @@ class DecisionLog {
 
   // Appends `line` and a newline. False when the write failed.
   bool Write(std::string_view line);
+  // False while writes fail (from the first failed write to the next one
+  // that works).
+  bool healthy() const { return healthy_.load(std::memory_order_relaxed); }
   // Reopens the file (after log rotation; gatehoused does it on SIGHUP),
   // cutting off a torn last line as Open does.
   Status Reopen();
@@ -41,11 +56,15 @@ class DecisionLog {
  private:
   explicit DecisionLog(std::string path) : path_(std::move(path)) {}
   Status OpenLocked();
+  bool WriteLocked(std::string_view line, int* error);
 
   std::string path_;
   std::mutex mu_;
   int fd_ = -1;
   bool owned_ = false;
+  std::atomic<bool> healthy_{true};
+  uint64_t lost_ = 0;        // lines lost since the last working write
+  int64_t last_report_ = 0;  // steady seconds of the last failure report
 };
 
 }  // namespace gatehouse::sidecar

@@ -290,9 +290,9 @@ void Handlers::Decide(const Subject& subject, const AuthorizeCheck& check, const
   state_->metrics().CountDecision(check.action, e->view.allow);
 }
 
-void Handlers::Log(std::string_view endpoint, const Evaluation& e, int64_t now_ms,
+bool Handlers::Log(std::string_view endpoint, const Evaluation& e, int64_t now_ms,
                    const HttpRequest& request, const OriginalRequest* original) {
-  if (log_ == nullptr) return;
+  if (log_ == nullptr) return true;
   DecisionLogEntry entry;
   entry.time_ms = now_ms;
   entry.endpoint = endpoint;
@@ -315,7 +315,16 @@ void Handlers::Log(std::string_view endpoint, const Evaluation& e, int64_t now_m
     entry.method = original->method;
     entry.uri = original->target;
   }
-  if (!log_->Write(EncodeDecisionLog(entry))) state_->metrics().CountLogFailure();
+  if (log_->Write(EncodeDecisionLog(entry))) return true;
+  state_->metrics().CountLogFailure();
+  return !options_.decision_log_required;
+}
+
+void Handlers::FailClosed(Evaluation* e) {
+  e->view.allow = false;
+  e->message = "the decision log cannot be written, and --decision-log-required is set";
+  e->view.reasons.assign(1, Reason{"decision-log-unavailable", Effect::kDeny, e->message});
+  e->view.graphql.reset();
 }
 
 HttpReply Handlers::Authorize(const HttpRequest& request) {
@@ -329,7 +338,7 @@ HttpReply Handlers::Authorize(const HttpRequest& request) {
   Evaluation e = Evaluate(check, header_token, policy, snapshot.ok() ? snapshot->get() : nullptr,
                           snapshot.status(), state_->clock().NowSeconds(), now_ms);
   if (e.bad_request) return ErrorReply(400, e.error);
-  Log("authorize", e, now_ms, request);
+  if (!Log("authorize", e, now_ms, request)) FailClosed(&e);
   return JsonReply(200, EncodeDecision(e.view));
 }
 
@@ -355,7 +364,7 @@ HttpReply Handlers::AuthorizeBatch(const HttpRequest& request) {
   std::vector<DecisionView> views;
   views.reserve(evaluations.size());
   for (Evaluation& e : evaluations) {
-    Log("authorize_batch", e, now_ms, request);
+    if (!Log("authorize_batch", e, now_ms, request)) FailClosed(&e);
     views.push_back(std::move(e.view));
   }
   return JsonReply(200, EncodeBatch(views));
@@ -414,7 +423,7 @@ HttpReply Handlers::Verify(const HttpRequest& request) {
       e.view.allow = true;
     }
   }
-  Log("verify", e, now_ms, request);
+  if (!Log("verify", e, now_ms, request)) v = IntrospectionView{};  // inactive
   return JsonReply(200, EncodeIntrospection(v));
 }
 
@@ -443,14 +452,14 @@ HttpReply Handlers::ForwardAuth(const HttpRequest& request) {
   };
   auto deny403 = [&](std::string rule, std::string message) {
     note(std::move(rule), std::move(message));
-    Log("forward_auth", e, now_ms, request, &original);
+    (void)Log("forward_auth", e, now_ms, request, &original);  // a refusal either way
     return JsonReply(403, EncodeDecision(e.view));
   };
   // Contradictory proxy headers are a bad request whoever sends them; say so
   // before looking at the token.
   if (t.refusal && t.refusal->status == 400) {
     note(t.refusal->rule, t.refusal->message);
-    Log("forward_auth", e, now_ms, request, &original);
+    (void)Log("forward_auth", e, now_ms, request, &original);  // a refusal either way
     return ErrorReply(400, t.refusal->message);
   }
 
@@ -472,7 +481,7 @@ HttpReply Handlers::ForwardAuth(const HttpRequest& request) {
   if (!lookup.active()) {
     e.token_inactive = true;
     note("inactive-token", std::string(kInactiveMessage));
-    Log("forward_auth", e, now_ms, request, &original);
+    (void)Log("forward_auth", e, now_ms, request, &original);  // a refusal either way
     return unauthorized("invalid_token", kInactiveMessage);
   }
   const Subject subject = SubjectOfToken(lookup.token);
@@ -497,7 +506,7 @@ HttpReply Handlers::ForwardAuth(const HttpRequest& request) {
   e.action = check.action;
   e.workspace = check.workspace;
   Decide(subject, check, *policy->action(route->action), *policy, *(*snapshot)->directory, &e);
-  Log("forward_auth", e, now_ms, request, &original);
+  if (!Log("forward_auth", e, now_ms, request, &original)) FailClosed(&e);
   if (e.bad_request) {  // a route's action always exists; fail closed anyway
     return JsonReply(403, EncodeError(e.error));
   }
@@ -551,8 +560,10 @@ HttpReply Handlers::Readyz(const HttpRequest&) {
   const PolicyPtr policy = state_->policy();
   const Status store = state_->CheckStore();
   auto snapshot = store.ok() ? state_->Fresh() : Result<SnapshotPtr>(store);
+  const bool log_ok = !options_.decision_log_required || log_ == nullptr || log_->healthy();
+  const bool ready = snapshot.ok() && log_ok;
   std::string body = "{\"ready\":";
-  body += snapshot.ok() ? "true" : "false";
+  body += ready ? "true" : "false";
   body += ",\"policy\":{\"name\":";
   AppendJsonString(body, policy->name());
   body += ",\"revision\":";
@@ -562,8 +573,10 @@ HttpReply Handlers::Readyz(const HttpRequest&) {
   if (snapshot.ok()) {
     body += ",\"tokens\":" + std::to_string((*snapshot)->tokens->size());
   }
+  body += ",\"decision_log\":";
+  body += log_ok ? "\"ok\"" : "\"failing (--decision-log-required)\"";
   body += '}';
-  return JsonReply(snapshot.ok() ? 200 : 503, std::move(body));
+  return JsonReply(ready ? 200 : 503, std::move(body));
 }
 
 HttpReply Handlers::MetricsText(const HttpRequest&) {

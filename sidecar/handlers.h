@@ -93,6 +93,11 @@ struct HandlerOptions {
   // endpoint but /healthz and /readyz (--caller-secret-file). Empty (the
   // default): callers are not asked for one.
   std::string caller_secret;
+  // --decision-log-required: a decision whose log line cannot be written is
+  // a deny (rule decision-log-unavailable; verify: inactive), and /readyz is
+  // 503 while the log fails. Default off: a failed write is counted and
+  // reported on stderr, the answer stands.
+  bool decision_log_required = false;
 };
 
 // The identity headers of a forward-auth 200, all of them: the one list a
@@ -145,8 +150,12 @@ class Handlers {
   // verified): the second half of Evaluate, and forward-auth's last step.
   void Decide(const Subject& subject, const AuthorizeCheck& check, const ActionInfo& info,
               const CompiledPolicy& policy, const Directory& dir, Evaluation* e);
-  void Log(std::string_view endpoint, const Evaluation& e, int64_t now_ms,
-           const HttpRequest& request, const OriginalRequest* original = nullptr);
+  // Writes e's decision-log line. False when it could not be written and
+  // decision_log_required: the caller must then not allow (FailClosed).
+  [[nodiscard]] bool Log(std::string_view endpoint, const Evaluation& e, int64_t now_ms,
+                         const HttpRequest& request, const OriginalRequest* original = nullptr);
+  // Turns e into a deny by rule decision-log-unavailable.
+  static void FailClosed(Evaluation* e);
   HttpReply Route(const HttpRequest& request, Endpoint* endpoint);
   // True when no caller secret is set, or the request carries it (once).
   bool CallerAuthenticated(const HttpRequest& request) const;

@@ -108,6 +108,9 @@ int main(int argc, char** argv) {
   sigaddset(&signals, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   signal(SIGPIPE, SIG_IGN);
+  // A file-size limit reached by the decision log is a failed write (EFBIG),
+  // reported and counted, not the end of the process.
+  signal(SIGXFSZ, SIG_IGN);
 
   ServerOptions server_options;
   StateOptions state_options;
@@ -156,7 +159,11 @@ int main(int argc, char** argv) {
        "require the header X-Gatehouse-Caller: SECRET (the file's one line) on every endpoint "
        "but /healthz and /readyz")
       ("decision-log", po::value(&decision_log_path),
-       "write one JSON line per decision to PATH, or to stdout with -")
+       "write one JSON line per decision to PATH (mode 0600, never through a symlink), or to "
+       "stdout with -")
+      ("decision-log-required", po::bool_switch(&handler_options.decision_log_required),
+       "deny every decision whose log line cannot be written (rule decision-log-unavailable) and "
+       "report not ready while the log fails")
       ("tls-cert", po::value(&server_options.tls_cert), "serve HTTPS with this PEM certificate (needs --tls-key)")
       ("tls-key", po::value(&server_options.tls_key), "the PEM private key of --tls-cert")
       ("tls-client-ca", po::value(&server_options.tls_client_ca),
@@ -269,6 +276,9 @@ int main(int argc, char** argv) {
     decision_log = std::move(log).value();
   }
 
+  if (handler_options.decision_log_required && !decision_log) {
+    return Usage("--decision-log-required needs --decision-log");
+  }
   RaiseDescriptorLimit();
   Handlers handlers(state->get(), decision_log.get(), std::move(handler_options));
   auto server = HttpServer::Create(server_options, &handlers, &metrics);

@@ -527,6 +527,53 @@ TEST_F(E2eTest, HostilePolicyFilesDroppedIntoTheFolderNeverStopTheSidecar) {
   EXPECT_EQ(sc.process->Stop(10s).exit_code, 0);
 }
 
+// --decision-log-required (issue 10, item 12): while the log cannot be
+// written (here: a file-size limit, EFBIG, as a full disk would), every
+// decision is a deny and /readyz is 503; the failure and the recovery are
+// said on stderr.
+TEST_F(E2eTest, DecisionLogRequiredDeniesWhileTheLogCannotBeWritten) {
+  ASSERT_TRUE(fs::exists("/usr/bin/prlimit")) << "prlimit (util-linux) is missing";
+  const std::string log = dir_.File("required.jsonl");
+  WriteAll(log, "{\"time\":\"pad\",\"pad\":\"" + std::string(59000, 'p') + "\"}\n");
+  Sidecar sc = LaunchSidecar({"/usr/bin/prlimit", "--fsize=60000:unlimited", kSidecar, "--listen",
+                              "127.0.0.1:0", "--store", store(), "--policy", dir_.File("policies"),
+                              "--sweep-interval", "0", "--policy-poll-ms", "0", "--decision-log",
+                              log, "--decision-log-required"},
+                             dir_.File("required.stderr"));
+  ASSERT_TRUE(sc.process);
+  const std::string check = json({{"token", prod_.secret}, {"action", "project.import"},
+                                  {"workspace", "Marketing-Production"}}).dump();
+  auto authorize = [&] {
+    HttpResponse r = Direct("POST", "/v1/authorize", check, {}, sc.port);
+    EXPECT_EQ(r.status, 200);
+    return json::parse(r.body, nullptr, false);
+  };
+  EXPECT_EQ(authorize()["allow"], true);  // the first lines still fit
+  json denied;
+  for (int i = 0; i < 200; ++i) {
+    denied = authorize();
+    if (denied["allow"] == false) break;
+  }
+  ASSERT_EQ(denied["allow"], false) << "the log never filled";
+  EXPECT_EQ(denied["reasons"][0]["rule"], "decision-log-unavailable") << denied.dump();
+  EXPECT_EQ(Direct("GET", "/readyz", "", {}, sc.port).status, 503);
+  HttpResponse v = Direct("POST", "/v1/tokens/verify", json({{"token", prod_.secret}}).dump(), {},
+                          sc.port);
+  EXPECT_EQ(v.body, "{\"active\":false}");
+  const std::string err = ReadAll(dir_.File("required.stderr"));
+  EXPECT_NE(err.find("decision log " + log + ": write failed"), std::string::npos) << err;
+  // The disk has room again: the next decision is logged and stands.
+  ProcessResult lift = RunProcess({"/usr/bin/prlimit", "--pid",
+                                   std::to_string(sc.process->pid()), "--fsize=unlimited:unlimited"});
+  ASSERT_EQ(lift.exit_code, 0) << lift;
+  EXPECT_EQ(authorize()["allow"], true);
+  EXPECT_EQ(Direct("GET", "/readyz", "", {}, sc.port).status, 200);
+  EXPECT_NE(ReadAll(dir_.File("required.stderr")).find("writing again"), std::string::npos);
+  EXPECT_EQ(sc.process->Stop(10s).exit_code, 0);
+  // It needs a log to require.
+  EXPECT_EQ(RunProcess({kSidecar, "--store", store(), "--decision-log-required"}).exit_code, 2);
+}
+
 TEST_F(E2eTest, HttpApiAndBadInputOverTheWire) {
   // authorize, batch, verify (JSON, form, header), health, metrics.
   HttpResponse r =

@@ -2,6 +2,8 @@
 #include "sidecar/handlers.h"
 
 #include <gtest/gtest.h>
+#include <unistd.h>
+#include <sys/stat.h>
 
 #include <mutex>
 #include <nlohmann/json.hpp>
@@ -1040,7 +1042,7 @@ TEST_F(HandlersTest, MetricsCountRequestsDecisionsAndTokens) {
 TEST_F(HandlersTest, DecisionLogCutsATornLastLineOffWhenOpened) {
   namespace t = gatehouse::testing;
   const std::string path = dir_.File("decisions.jsonl");
-  const std::string whole = "{\"n\":1}\n{\"n\":2}\n";
+  const std::string whole = "{\"time\":\"a\",\"n\":1}\n{\"time\":\"b\",\"n\":2}\n";
   struct Case {
     std::string before, kept;
   } cases[] = {
@@ -1062,6 +1064,36 @@ TEST_F(HandlersTest, DecisionLogCutsATornLastLineOffWhenOpened) {
     ASSERT_TRUE((*log)->Write("{\"n\":4}"));
     EXPECT_EQ(t::ReadAll(path), c.kept + "{\"n\":4}\n") << c.before.substr(0, 40);
   }
+}
+
+// --decision-log pointed at the wrong thing (issue 10, item 11): never
+// through a symlink, never a FIFO or device, never a file that is not ours
+// (its tail is not cut), and always 0600.
+TEST_F(HandlersTest, DecisionLogRefusesLinksFifosAndForeignFilesAndIsMade0600) {
+  namespace t = gatehouse::testing;
+  const std::string target = dir_.File("precious.txt");
+  t::WriteAll(target, "line one\nno newline at the end");
+  ASSERT_EQ(::symlink(target.c_str(), dir_.File("link.jsonl").c_str()), 0);
+  auto linked = DecisionLog::Open(dir_.File("link.jsonl"));
+  ASSERT_FALSE(linked.ok());
+  EXPECT_NE(linked.status().ToString().find("symbolic link"), std::string::npos);
+  auto foreign = DecisionLog::Open(target);
+  ASSERT_FALSE(foreign.ok());
+  EXPECT_NE(foreign.status().ToString().find("other than Gatehouse"), std::string::npos);
+  EXPECT_EQ(t::ReadAll(target), "line one\nno newline at the end");  // its tail kept
+  ASSERT_EQ(::mkfifo(dir_.File("fifo.jsonl").c_str(), 0600), 0);
+  EXPECT_FALSE(DecisionLog::Open(dir_.File("fifo.jsonl")).ok());  // at once, no hang
+  EXPECT_FALSE(DecisionLog::Open("/dev/null").ok());
+  // An existing log of ours with a loose mode is made 0600.
+  const std::string path = dir_.File("decisions.jsonl");
+  t::WriteAll(path, "{\"time\":\"x\"}\n");
+  ASSERT_EQ(::chmod(path.c_str(), 0644), 0);
+  auto log = DecisionLog::Open(path);
+  ASSERT_TRUE(log.ok()) << log.status().ToString();
+  struct stat st {};
+  ASSERT_EQ(::stat(path.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 07777, 0600u);
+  EXPECT_TRUE((*log)->healthy());
 }
 
 TEST_F(HandlersTest, DecisionLogHasTheDecisionAndNeverASecret) {
