@@ -541,7 +541,7 @@ HttpReply Handlers::ForwardAuth(const HttpRequest& request) {
 
 // Verifies a presented token and notes, for the decision log, why it was
 // accepted or refused: its id when known, else only a redacted form.
-TokenLookup Handlers::CheckToken(const TokenIndex& index, std::string_view token, int64_t now,
+TokenLookup Handlers::CheckToken(const TokenView& index, std::string_view token, int64_t now,
                                  Evaluation* e) {
   const TokenLookup lookup = index.Verify(token, now);
   state_->metrics().CountTokenCheck(lookup.check);

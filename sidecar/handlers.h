@@ -159,7 +159,7 @@ class Handlers {
   HttpReply Route(const HttpRequest& request, Endpoint* endpoint);
   // True when no caller secret is set, or the request carries it (once).
   bool CallerAuthenticated(const HttpRequest& request) const;
-  TokenLookup CheckToken(const TokenIndex& index, std::string_view token, int64_t now, Evaluation* e);
+  TokenLookup CheckToken(const TokenView& index, std::string_view token, int64_t now, Evaluation* e);
 
   State* state_;
   DecisionLog* log_;

@@ -22,6 +22,12 @@ int64_t WallSeconds() {
       .count();
 }
 
+int64_t NowMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
 // Prometheus label values escape backslash, double quote and newline.
 std::string LabelValue(std::string_view v) {
   std::string out;
@@ -296,14 +302,45 @@ std::string Metrics::Render() const {
          "the refresh lock.");
   Line(out, "gatehouse_store_checks_total", "", store_slow_paths_.load());
   Header(out, "gatehouse_store_refreshes_total", "counter",
-         "Rebuilds of the token index and directory after the store changed.");
+         "Catch-ups and loads after the store changed.");
   Line(out, "gatehouse_store_refreshes_total", "", store_refreshes_.load());
   Header(out, "gatehouse_store_refresh_failures_total", "counter",
-         "Rebuilds that failed (requests were refused meanwhile).");
+         "Catch-ups or loads that failed (requests were refused meanwhile).");
   Line(out, "gatehouse_store_refresh_failures_total", "", store_refresh_failures_.load());
   Header(out, "gatehouse_store_refresh_seconds_total", "counter",
-         "Time spent rebuilding from the store.");
+         "Time spent catching up with and loading from the store.");
   out += "gatehouse_store_refresh_seconds_total " + Seconds(store_refresh_ns_.load()) + "\n";
+  Header(out, "gatehouse_feed_changes_applied_total", "counter",
+         "Change-feed rows applied by catch-ups (no full load).");
+  Line(out, "gatehouse_feed_changes_applied_total", "", feed_changes_.load());
+  Header(out, "gatehouse_feed_applied", "gauge",
+         "The store's change-feed number the serving view holds every change up to.");
+  Line(out, "gatehouse_feed_applied", "", static_cast<uint64_t>(feed_applied_.load()));
+  Header(out, "gatehouse_feed_pruned_total", "counter",
+         "Change-feed rows pruned by this sidecar's sweeper.");
+  Line(out, "gatehouse_feed_pruned_total", "", feed_pruned_.load());
+  Header(out, "gatehouse_store_catch_up_age_seconds", "gauge",
+         "Seconds since a catch-up last confirmed the serving view current (requests confirm it "
+         "too, by the WAL stamp, without a catch-up).");
+  {
+    const int64_t confirmed = feed_confirmed_ms_.load();
+    const int64_t age_ms = confirmed > 0 ? std::max<int64_t>(0, NowMs() - confirmed) : 0;
+    out += "gatehouse_store_catch_up_age_seconds " + Seconds(static_cast<uint64_t>(age_ms) * 1000000) +
+           "\n";
+  }
+  Header(out, "gatehouse_store_full_loads_total", "counter",
+         "Full loads of the directory and every token (at start, on reopen, or when the feed "
+         "could not say what changed).");
+  Line(out, "gatehouse_store_full_loads_total", "", full_loads_.load());
+  Header(out, "gatehouse_token_overlay_entries", "gauge",
+         "Entries in the token overlay on top of the last full token load.");
+  Line(out, "gatehouse_token_overlay_entries", "", static_cast<uint64_t>(overlay_entries_.load()));
+  Header(out, "gatehouse_token_compactions_total", "counter",
+         "New token bases loaded off the request path because the overlay had grown.");
+  Line(out, "gatehouse_token_compactions_total", "", compactions_.load());
+  Header(out, "gatehouse_token_compaction_seconds_total", "counter",
+         "Time spent loading new token bases (off the request path).");
+  out += "gatehouse_token_compaction_seconds_total " + Seconds(compaction_ns_.load()) + "\n";
   Header(out, "gatehouse_swept_tokens_total", "counter",
          "Expired tokens deleted by the background sweeper.");
   Line(out, "gatehouse_swept_tokens_total", "", swept_tokens_.load());

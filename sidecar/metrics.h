@@ -67,6 +67,22 @@ class Metrics {
     directory_users_.store(users, std::memory_order_relaxed);
     directory_workspaces_.store(workspaces, std::memory_order_relaxed);
   }
+  // The change feed (store_view.h): feed rows applied by catch-ups, the feed
+  // number applied, full loads, compactions of the token overlay, and the
+  // wall-clock time (ms) of the last catch-up that confirmed the view current.
+  void CountFeedChanges(int64_t n) { feed_changes_.fetch_add(static_cast<uint64_t>(n), std::memory_order_relaxed); }
+  void SetFeedApplied(int64_t head, int64_t overlay_entries, int64_t confirmed_ms) {
+    feed_applied_.store(head, std::memory_order_relaxed);
+    overlay_entries_.store(overlay_entries, std::memory_order_relaxed);
+    feed_confirmed_ms_.store(confirmed_ms, std::memory_order_relaxed);
+  }
+  void CountFullLoad() { full_loads_.fetch_add(1, std::memory_order_relaxed); }
+  void CountCompaction(std::chrono::nanoseconds took) {
+    compactions_.fetch_add(1, std::memory_order_relaxed);
+    compaction_ns_.fetch_add(static_cast<uint64_t>(took.count() < 0 ? 0 : took.count()),
+                             std::memory_order_relaxed);
+  }
+  void CountPruned(int64_t n) { feed_pruned_.fetch_add(static_cast<uint64_t>(n), std::memory_order_relaxed); }
   // Expired tokens deleted by the sweeper; a failed sweep.
   void CountSwept(int64_t tokens) { swept_tokens_.fetch_add(tokens, std::memory_order_relaxed); }
   void CountSweepFailure() { sweep_failures_.fetch_add(1, std::memory_order_relaxed); }
@@ -145,6 +161,9 @@ class Metrics {
   std::atomic<uint64_t> reloads_{0}, reload_failures_{0};
   std::atomic<int64_t> last_reload_ok_time_{0}, last_reload_failure_time_{0};
   std::atomic<uint64_t> store_slow_paths_{0};
+  std::atomic<uint64_t> feed_changes_{0}, full_loads_{0}, compactions_{0}, compaction_ns_{0},
+      feed_pruned_{0};
+  std::atomic<int64_t> feed_applied_{0}, overlay_entries_{0}, feed_confirmed_ms_{0};
   std::atomic<uint64_t> store_refreshes_{0}, store_refresh_failures_{0}, store_refresh_ns_{0};
   std::atomic<int64_t> token_index_size_{0}, directory_users_{0}, directory_workspaces_{0};
   std::atomic<uint64_t> swept_tokens_{0}, sweep_failures_{0}, log_failures_{0};

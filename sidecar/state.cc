@@ -56,160 +56,21 @@ Result<std::unique_ptr<State>> State::Open(const StateOptions& options, Metrics*
   s->fingerprint_ = s->PolicyFingerprint();
   s->policy_.store(load.policy);
   s->metrics_->SetPolicy(load.policy->name(), load.policy->revision());
-  {
-    std::lock_guard<std::mutex> lock(s->refresh_mu_);
-    GATEHOUSE_RETURN_IF_ERROR(s->OpenMaintenance());
-    GATEHOUSE_RETURN_IF_ERROR(s->RefreshLocked(/*force=*/true));
-  }
+  StoreViewOptions so;
+  so.store_path = s->options_.store_path;
+  so.clock = s->options_.clock;
+  so.busy_timeout_ms = s->options_.busy_timeout_ms;
+  auto store = StoreView::Open(so, s->metrics_, s->log_);
+  if (!store.ok()) return store.status();
+  s->store_ = std::move(store).value();
   return s;
 }
 
 State::~State() { Stop(); }
 
-Status State::OpenMaintenance() {
-  // Read-only: the sidecar never writes through it (the sweeper opens its
-  // own read-write connection), so a store the sidecar may only read works.
-  StoreOptions so;
-  so.busy_timeout_ms = options_.busy_timeout_ms;
-  so.read_only = true;
-  auto store = OpenSqliteStore(options_.store_path, so);
-  if (!store.ok()) return store.status();
-  maintenance_ = std::move(store).value();
-  struct stat st;
-  store_inode_ = ::stat(options_.store_path.c_str(), &st) == 0 ? st.st_ino : 0;
-  // A first query makes SQLite create and map the -shm file.
-  auto version = maintenance_->DataVersion();
-  if (!version.ok()) return version.status();
-  // Requests holding a view of the old watch keep it open until they finish.
-  watch_ = StoreWatch::Open(options_.store_path);
-  return Status::Ok();
-}
+Result<SnapshotPtr> State::Fresh() { return store_->Fresh(); }
 
-void State::ForgetStamp() {
-  auto view = std::make_shared<View>();
-  const std::shared_ptr<const View> current = view_.load();
-  if (current) view->snapshot = current->snapshot;
-  view_.store(std::move(view));
-}
-
-Status State::RefreshLocked(bool force) {
-  const auto start = std::chrono::steady_clock::now();
-  auto fail = [&](Status s) {
-    store_ok_.store(false, std::memory_order_relaxed);
-    metrics_->CountStoreRefresh(false, std::chrono::steady_clock::now() - start);
-    maintenance_.reset();  // reopen on the next attempt (the file may have been replaced)
-    ForgetStamp();         // the next request retries
-    return s;
-  };
-  if (!maintenance_) {
-    Status s = OpenMaintenance();
-    if (!s.ok()) return fail(s);
-    force = true;  // a new connection's data_version says nothing about the old one's
-  }
-  // The stamp first, then data_version, then the build's reads: a stamp
-  // equal to this one later means no commit since, so none the build missed.
-  auto view = std::make_shared<View>();
-  view->watch = watch_;
-  view->has_stamp = watch_ && watch_->Read(&view->stamp);
-  auto version = maintenance_->DataVersion();
-  if (!version.ok()) return fail(version.status());
-  const std::shared_ptr<const View> current_view = view_.load();
-  SnapshotPtr current = current_view ? current_view->snapshot : nullptr;
-  if (!force && current && current->maintenance_version == *version) {
-    view->snapshot = std::move(current);
-    view_.store(std::move(view));
-    store_ok_.store(true, std::memory_order_relaxed);
-    return Status::Ok();
-  }
-  // A commit. Only audit records (a denied or read-only CLI command)? Then
-  // the snapshot is still current: keep it, without a rebuild.
-  auto generation = maintenance_->ContentGeneration();
-  if (!generation.ok()) return fail(generation.status());
-  if (!force && current && current->generation == *generation) {
-    auto same = std::make_shared<Snapshot>(*current);
-    same->maintenance_version = *version;
-    view->snapshot = std::move(same);
-    view_.store(std::move(view));
-    store_ok_.store(true, std::memory_order_relaxed);
-    return Status::Ok();
-  }
-  auto snap = std::make_shared<Snapshot>();
-  snap->maintenance_version = *version;
-  snap->generation = *generation;
-  snap->built_at = options_.clock->NowSeconds();
-  auto dir = Directory::Load(*maintenance_);
-  if (!dir.ok()) return fail(dir.status());
-  snap->directory = std::move(dir).value();
-  TokenIndexBuilder builder;
-  if (current && current->tokens) builder.Reserve(current->tokens->size());
-  Status scan = maintenance_->ScanActiveTokens(snap->built_at, [&builder](const TokenRecord& t) {
-    builder.Add(t);
-    return Status::Ok();
-  });
-  if (!scan.ok()) return fail(scan);
-  snap->tokens = builder.Build();
-  metrics_->SetTokenIndexSize(static_cast<int64_t>(snap->tokens->size()));
-  metrics_->SetDirectorySize(static_cast<int64_t>(snap->directory->user_count()),
-                             static_cast<int64_t>(snap->directory->workspace_count()));
-  view->snapshot = std::move(snap);
-  view_.store(std::move(view));
-  store_ok_.store(true, std::memory_order_relaxed);
-  metrics_->CountStoreRefresh(true, std::chrono::steady_clock::now() - start);
-  return Status::Ok();
-}
-
-bool State::View::Current() const {
-  if (!has_stamp || !snapshot) return false;
-  StoreStamp now;
-  return watch->Read(&now) && now == stamp;
-}
-
-Result<SnapshotPtr> State::Fresh() {
-  // Fail closed: an in-memory snapshot of a store that cannot be read must
-  // not keep allowing (it could no longer see a revocation).
-  if (store_unavailable_.load(std::memory_order_relaxed))
-    return Status::FailedPrecondition("store " + options_.store_path + " is unavailable");
-  const std::shared_ptr<const View> view = view_.load();
-  if (view && view->Current()) return view->snapshot;
-  return SlowPath();
-}
-
-Result<SnapshotPtr> State::SlowPath() {
-  std::lock_guard<std::mutex> lock(refresh_mu_);
-  // After a commit every busy thread gets here; the first one refreshed.
-  const std::shared_ptr<const View> view = view_.load();
-  if (view && view->Current()) return view->snapshot;
-  metrics_->CountSlowPath();
-  GATEHOUSE_RETURN_IF_ERROR(RefreshLocked(/*force=*/false));
-  return view_.load()->snapshot;
-}
-
-Status State::CheckStore() {
-  std::lock_guard<std::mutex> lock(refresh_mu_);
-  const bool was_unavailable = store_unavailable_.load(std::memory_order_relaxed);
-  Status probe = ProbeStoreFile(options_.store_path);
-  if (!probe.ok()) {
-    if (!was_unavailable) log_(probe.message() + ": refusing every check until it is back");
-    store_unavailable_.store(true, std::memory_order_relaxed);
-    store_ok_.store(false, std::memory_order_relaxed);
-    ForgetStamp();  // so nothing serves the old snapshot once the flag is cleared
-    return probe;
-  }
-  struct stat st;
-  const bool replaced = store_inode_ != 0 && ::stat(options_.store_path.c_str(), &st) == 0 &&
-                        st.st_ino != store_inode_;
-  if (was_unavailable || replaced) {
-    // Its content may be another file's now (a restore, even in place):
-    // reopen every connection and rebuild from scratch.
-    log_("store " + options_.store_path + (replaced ? " was replaced" : " is back") +
-         "; reopening it");
-    maintenance_.reset();
-  }
-  Status refreshed = RefreshLocked(/*force=*/false);  // a real query, whatever the stamp says
-  // Cleared only after a rebuild from the file as it is now.
-  if (refreshed.ok()) store_unavailable_.store(false, std::memory_order_relaxed);
-  return refreshed;
-}
+Status State::CheckStore() { return store_->Check(); }
 
 bool State::ReloadPolicy() {
   std::lock_guard<std::mutex> lock(reload_mu_);
@@ -260,12 +121,13 @@ Result<int64_t> State::SweepNow() {
     return n.status();
   }
   metrics_->CountSwept(*n);
+  // The feed keeps its last kFeedKeep rows; a sidecar further behind loads
+  // everything (store_view.h). Best effort: a failure only keeps more rows.
+  auto pruned = (*writer)->PruneChanges(kFeedKeep);
+  if (pruned.ok()) metrics_->CountPruned(*pruned);
   writer->reset();
   // Drop the deleted tokens from memory now.
-  if (*n > 0) {
-    std::lock_guard<std::mutex> lock(refresh_mu_);
-    GATEHOUSE_RETURN_IF_ERROR(RefreshLocked(/*force=*/true));
-  }
+  if (*n > 0) GATEHOUSE_RETURN_IF_ERROR(store_->CatchUp());
   return n;
 }
 
@@ -358,9 +220,15 @@ void State::BackgroundLoop() {
     // or has been replaced under its path (e.g. restored from a backup).
     // (CheckStore logs the file going and coming back; this, a failing read.)
     Status store = CheckStore();
-    const bool read_failed = !store.ok() && !store_unavailable_.load(std::memory_order_relaxed);
+    const bool read_failed = !store.ok() && !store_->unavailable();
     if (read_failed && !read_failed_logged) log_("reading the store failed: " + store.ToString());
     read_failed_logged = read_failed;
+
+    // A new token base when the overlay has grown, off the request path.
+    if (store.ok()) {
+      auto compacted = store_->CompactIfDue();
+      if (!compacted.ok()) log_("loading a new token base failed: " + compacted.status().ToString());
+    }
 
     if (options_.sweep_interval_s > 0 && Clock::now() >= next_sweep) {
       next_sweep = Clock::now() + sweep_every;

@@ -1,33 +1,7 @@
-// State: what the sidecar serves from — the current policy, and a snapshot
-// of the store (directory and token index) kept coherent with the file.
-//
-// Freshness. A token revoked, deleted or expired through the CLI (another
-// process) must be refused by the very next request. Every request calls
-// Fresh(), which reads the store's StoreStamp (gatehouse/store.h: one
-// pread() of the WAL-index header, no SQLite call, no lock) and compares it
-// with the stamp read just before the serving snapshot was confirmed: equal
-// means nothing has committed since, so the snapshot is current. Any
-// difference (a commit, a checkpoint restarting the WAL, a torn read of a
-// header being written) takes the slow path: under the refresh mutex, read
-// the stamp again, then the maintenance connection's `PRAGMA data_version`
-// (it changes when another connection has committed) and the store's
-// ContentGeneration (it changes when the commit touched anything but the
-// audit log), and rebuild the directory and token index only if both
-// changed: a denied or read-only CLI command appends audit records only. Because a commit's header
-// write is its last step, a request that arrives after a CLI command has
-// returned always sees the new stamp. Without a stamp (not WAL, unusual VFS)
-// every request takes the slow path.
-//
-// (SQLite's own per-request check, `PRAGMA data_version` on a connection per
-// thread, was measured first: it costs a read transaction with file locks and
-// a process-wide SQLite mutex, and capped throughput ~30% lower.)
-//
-// Fail closed. The background thread probes the store file every poll
-// (ProbeStoreFile: there, readable by this process, a SQLite file). While it
-// is not, every request is refused (an in-memory snapshot of a store that is
-// gone could no longer see a revocation) and /readyz answers 503. When it
-// is back, every connection is reopened and the snapshot rebuilt from
-// scratch (the file may have been restored under the same inode).
+// State: what the sidecar serves from — the current policy and a view of
+// the store (StoreView, store_view.h: the directory and tokens, kept current
+// by the store's change feed, failing closed while the store is gone) — and
+// the background thread that reloads the policy and sweeps expired tokens.
 //
 // Expiry is checked against the Clock on every Verify, so an expired token
 // is refused at once, before the sweeper deletes it.
@@ -40,10 +14,10 @@
 // FILE:LINE:COL errors and counted; the previous one keeps serving.
 //
 // Sweeper. The same thread deletes expired tokens every sweep_interval_s
-// through a read-write connection of its own, then rebuilds. (The
-// maintenance connection that rebuilds is read-only.) It also
-// notices when the store file has been replaced (a new inode at the path,
-// e.g. a restore by rename) and reopens everything.
+// through a read-write connection of its own, prunes the change feed to its
+// last kFeedKeep rows, and catches up. Every poll it also has the store view
+// check the store (probe, catch up, reopen a replaced file) and load a new
+// token base when the overlay has grown (off the request path).
 //
 // Thread safety: every public method may be called from any thread.
 #pragma once
@@ -66,38 +40,11 @@
 #include "gatehouse/policy.h"
 #include "gatehouse/status.h"
 #include "gatehouse/store.h"
-#include "gatehouse/token_index.h"
 #include "sidecar/metrics.h"
+#include "sidecar/store_view.h"
 
 namespace gatehouse::sidecar {
 
-// A shared_ptr that readers copy under a short mutex and writers replace.
-// (libstdc++ 12 implements std::atomic<std::shared_ptr> with a spin lock on
-// a bit of the pointer: under load on two cores a reader preempted while
-// holding it makes every other reader spin out its time slice. A mutex
-// holder that is preempted makes the others sleep instead.)
-template <typename T>
-class SharedCell {
- public:
-  std::shared_ptr<const T> load() const {
-    std::lock_guard<std::mutex> lock(mu_);
-    return ptr_;
-  }
-  // Returns the previous value (released by the caller, outside the lock).
-  std::shared_ptr<const T> exchange(std::shared_ptr<const T> p) {
-    std::lock_guard<std::mutex> lock(mu_);
-    ptr_.swap(p);
-    return p;
-  }
-  void store(std::shared_ptr<const T> p) { exchange(std::move(p)); }
-
- private:
-  mutable std::mutex mu_;
-  std::shared_ptr<const T> ptr_;
-};
-
-// Operational log lines (stderr by default): reloads, failures, sweeps.
-using LogFn = std::function<void(std::string_view line)>;
 // Writes "2026-01-01T00:00:00.000Z gatehoused: LINE" to stderr.
 void LogToStderr(std::string_view line);
 
@@ -119,18 +66,12 @@ struct StateOptions {
   int busy_timeout_ms = 2000;
 };
 
-// An immutable view of the store, shared by the requests that use it.
-struct Snapshot {
-  std::shared_ptr<const Directory> directory;
-  std::shared_ptr<const TokenIndex> tokens;
-  int64_t maintenance_version = -1;  // the maintenance connection's data_version before the build
-  int64_t generation = -1;           // the store's ContentGeneration before the build
-  int64_t built_at = 0;              // clock seconds
-};
-using SnapshotPtr = std::shared_ptr<const Snapshot>;
-
 class State {
  public:
+  // The sweeper keeps the change feed's last this many rows (a sidecar that
+  // fell further behind loads everything).
+  static constexpr int64_t kFeedKeep = 100'000;
+
   // Loads the policy, opens the store and builds the first snapshot. Errors:
   // InvalidArgument with every policy error (FILE:LINE:COL: message, one per
   // line); the store's errors (FailedPrecondition when it does not exist).
@@ -164,32 +105,13 @@ class State {
   void Stop();
 
   // /readyz: the policy is loaded and the store answered the last time it was asked.
-  bool store_ok() const { return store_ok_.load(std::memory_order_relaxed); }
+  bool store_ok() const { return store_->ok(); }
   const Clock& clock() const { return *options_.clock; }
   Metrics& metrics() { return *metrics_; }
   const StateOptions& options() const { return options_; }
 
  private:
-  // What Fresh() compares: the snapshot and the store's stamp read just
-  // before the snapshot was last confirmed current. The view holds the watch
-  // it was read with, so a request never reads a watch that was replaced.
-  struct View {
-    SnapshotPtr snapshot;
-    std::shared_ptr<const StoreWatch> watch;
-    StoreStamp stamp{};
-    bool has_stamp = false;
-    // True when the snapshot is current: nothing has committed since `stamp`.
-    bool Current() const;
-  };
-
   State(const StateOptions& options, Metrics* metrics, LogFn log);
-  Status OpenMaintenance();
-  // A view without a stamp around the current snapshot: the next request
-  // takes the slow path.
-  void ForgetStamp();
-  Result<SnapshotPtr> SlowPath();
-  // With refresh_mu_ held: rebuild unless the snapshot is current (or always, if `force`).
-  Status RefreshLocked(bool force);
   void BackgroundLoop();
   std::vector<std::string> PolicyFingerprint() const;
 
@@ -198,16 +120,7 @@ class State {
   LogFn log_;
 
   SharedCell<CompiledPolicy> policy_;
-  SharedCell<View> view_;
-  std::atomic<bool> store_ok_{true};
-  // Set while ProbeStoreFile fails (checked by the background loop every poll
-  // and by /readyz): every request is then refused.
-  std::atomic<bool> store_unavailable_{false};
-
-  std::mutex refresh_mu_;                     // guards maintenance_, watch_, store_inode_ and rebuilds
-  std::unique_ptr<Store> maintenance_;        // read-only: data_version and rebuilds
-  std::shared_ptr<const StoreWatch> watch_;   // null: no stamp, always the slow path
-  ino_t store_inode_ = 0;                     // of the file the connections opened
+  std::unique_ptr<StoreView> store_;
 
   std::mutex bg_mu_;
   std::condition_variable bg_cv_;

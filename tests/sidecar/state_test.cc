@@ -270,5 +270,97 @@ TEST_F(StateTest, AnAuditOnlyCommitKeepsTheSnapshotAnyOtherRebuildsIt) {
   EXPECT_EQ((*state->Fresh())->tokens->size(), 4u);
 }
 
+// A metric's value in the exposition (-1 when absent).
+double MetricValue(const std::string& text, const std::string& name) {
+  const std::string key = "\n" + name + " ";
+  const size_t at = text.find(key);
+  if (at == std::string::npos) return -1;
+  return std::stod(text.substr(at + key.size()));
+}
+
+TEST_F(StateTest, ChangesAreAppliedFromTheFeedWithoutLoadingEverything) {
+  auto state = Open();
+  ASSERT_TRUE(state);
+  auto writer = OpenSqliteStore(demo_.path);
+  ASSERT_TRUE(writer.ok());
+  Store& w = **writer;
+  EXPECT_EQ(MetricValue(metrics_.Render(), "gatehouse_store_full_loads_total"), 1);
+  const std::string secret = demo_.tokens["prod-viewer"].secret;
+  // Re-roles, a new token, a revocation, a directory change: each seen by the
+  // next request, none loading everything again.
+  ASSERT_TRUE(w.SetApiUserWorkspaceRole(demo_.api_users["prod-viewer"], "admin").ok());
+  auto seen = state->Fresh();
+  ASSERT_TRUE(seen.ok());
+  TokenLookup l = (*seen)->tokens->Verify(secret, kNow);
+  ASSERT_TRUE(l.active());
+  EXPECT_EQ(l.token.principal->workspace_role, "admin");
+  MintedToken fresh = MintToken().value();
+  ASSERT_TRUE(w.InsertToken(NewToken{fresh.id, demo_.api_users["prod-viewer"], "new", fresh.hash,
+                                     kNow, kNow + 3600, "owner@demo.test"})
+                  .ok());
+  EXPECT_TRUE((*state->Fresh())->tokens->Verify(fresh.secret, kNow).active());
+  ASSERT_TRUE(w.SetSetting(demo_.org_id, "workspace_admins_can_create_tokens", "on").ok());
+  ASSERT_TRUE(w.DeleteApiUser(demo_.api_users["prod-viewer"]).ok());
+  SnapshotPtr after = *state->Fresh();
+  EXPECT_FALSE(after->tokens->Verify(secret, kNow).active());
+  EXPECT_FALSE(after->tokens->Verify(fresh.secret, kNow).active());
+  EXPECT_EQ(after->head, w.ChangeHead().value());
+  const std::string m = metrics_.Render();
+  EXPECT_EQ(MetricValue(m, "gatehouse_store_full_loads_total"), 1) << m;
+  EXPECT_GE(MetricValue(m, "gatehouse_feed_changes_applied_total"), 4) << m;
+  EXPECT_EQ(MetricValue(m, "gatehouse_feed_applied"), static_cast<double>(after->head)) << m;
+}
+
+TEST_F(StateTest, AFeedPrunedPastTheViewLoadsEverythingAndStillRefusesARevocation) {
+  auto state = Open();
+  ASSERT_TRUE(state);
+  auto writer = OpenSqliteStore(demo_.path);
+  ASSERT_TRUE(writer.ok());
+  Store& w = **writer;
+  ASSERT_TRUE(w.DeleteToken(demo_.tokens["prod-viewer"].id).ok());
+  ASSERT_TRUE(w.SetSetting(demo_.org_id, "workspace_admins_can_create_tokens", "on").ok());
+  ASSERT_TRUE(w.PruneChanges(0).ok());
+  SnapshotPtr after = *state->Fresh();
+  EXPECT_FALSE(after->tokens->Verify(demo_.tokens["prod-viewer"].secret, kNow).active());
+  EXPECT_EQ(MetricValue(metrics_.Render(), "gatehouse_store_full_loads_total"), 2);
+  EXPECT_NE(Logs().find("pruned"), std::string::npos) << Logs();
+}
+
+TEST_F(StateTest, AGrownOverlayIsCompactedOffTheRequestPath) {
+  auto state = Open();
+  ASSERT_TRUE(state);
+  auto writer = OpenSqliteStore(demo_.path, StoreOptions{.durable_commits = false});
+  ASSERT_TRUE(writer.ok());
+  Store& w = **writer;
+  std::vector<MintedToken> made;
+  ASSERT_TRUE(w.Transaction([&]() -> Status {
+                 for (int i = 0; i < 5000; ++i) {
+                   made.push_back(MintToken().value());
+                   GATEHOUSE_RETURN_IF_ERROR(
+                       w.InsertToken(NewToken{made.back().id, demo_.api_users["prod-viewer"], "n",
+                                              made.back().hash, kNow, kNow + 3600, "o@demo.test"}));
+                 }
+                 return Status::Ok();
+               }).ok());
+  SnapshotPtr caught_up = *state->Fresh();
+  EXPECT_GT(caught_up->tokens->overlay_size(), 4096u);
+  EXPECT_TRUE(caught_up->tokens->CompactionDue());
+  ASSERT_TRUE(w.DeleteToken(made[7].id).ok());  // a change the compaction must keep
+  // Requests catch up but never compact: that is the background thread's.
+  SnapshotPtr before = *state->Fresh();
+  EXPECT_FALSE(before->tokens->Verify(made[7].secret, kNow).active());
+  EXPECT_GT(before->tokens->overlay_size(), 4096u);
+  EXPECT_EQ(MetricValue(metrics_.Render(), "gatehouse_token_compactions_total"), 0);
+  state->Start();  // the background thread compacts on its next poll
+  ASSERT_TRUE(WaitFor([&] { return (*state->Fresh())->tokens->overlay_size() == 0; }));
+  state->Stop();
+  SnapshotPtr after = *state->Fresh();
+  EXPECT_EQ(MetricValue(metrics_.Render(), "gatehouse_token_compactions_total"), 1);
+  EXPECT_EQ(MetricValue(metrics_.Render(), "gatehouse_store_full_loads_total"), 1);
+  EXPECT_FALSE(after->tokens->Verify(made[7].secret, kNow).active());
+  EXPECT_TRUE(after->tokens->Verify(made[8].secret, kNow).active());
+  EXPECT_TRUE(after->tokens->Verify(made[4999].secret, kNow).active());
+}
+
 }  // namespace
 }  // namespace gatehouse::sidecar

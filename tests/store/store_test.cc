@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdlib>
@@ -19,24 +20,13 @@
 
 #include "gatehouse/tokens.h"
 #include "store/sqlite_store_testing.h"
+#include "support/assert_ok.h"
 #include "support/temp_dir.h"
 
 namespace gatehouse {
 namespace {
 
 namespace fs = std::filesystem;
-
-#define ASSERT_OK(expr)                                     \
-  do {                                                      \
-    const ::gatehouse::Status s_ = (expr);                  \
-    ASSERT_TRUE(s_.ok()) << #expr << ": " << s_.ToString(); \
-  } while (0)
-
-// Unwraps a Result in a test, failing the test (and returning) if it is an error.
-#define ASSERT_OK_AND_ASSIGN(lhs, expr)                                        \
-  auto lhs##_r_ = (expr);                                                      \
-  ASSERT_TRUE(lhs##_r_.ok()) << #expr << ": " << lhs##_r_.status().ToString(); \
-  auto lhs = std::move(lhs##_r_).value()
 
 constexpr int64_t kNow = 1'767'225'600;  // 2026-01-01T00:00:00Z
 
@@ -50,6 +40,16 @@ uint32_t BigEndian32(const std::string& bytes, size_t offset) {
          (static_cast<uint32_t>(static_cast<unsigned char>(bytes[offset + 1])) << 16) |
          (static_cast<uint32_t>(static_cast<unsigned char>(bytes[offset + 2])) << 8) |
          static_cast<uint32_t>(static_cast<unsigned char>(bytes[offset + 3]));
+}
+
+// SQL that takes a current store back to schema version 2 (no change feed).
+std::string DownToVersion2() {
+  std::string down = "DROP TABLE changes; DROP TABLE change_feed; ";
+  for (const char* table : {"organizations", "users", "workspaces", "memberships", "api_users",
+                            "tokens", "settings"})
+    for (const char* op : {"insert", "update", "delete"})
+      down += "DROP TRIGGER " + std::string(table) + "_" + op + "_feeds; ";
+  return down + "PRAGMA user_version = 2; ";
 }
 
 class StoreTest : public ::testing::Test {
@@ -962,8 +962,8 @@ TEST_F(StoreTest, AVersion1StoreIsMigratedByTheNextWriter) {
     auto store = Create();
     ASSERT_NE(store, nullptr);
     Populate(*store);
-    // Back to version 1, as a store made by the previous release.
-    std::string down = "DROP TABLE generation; PRAGMA user_version = 1;";
+    // Back to version 1, as a store made by an old release.
+    std::string down = DownToVersion2() + "DROP TABLE generation; PRAGMA user_version = 1;";
     for (const char* table : {"organizations", "users", "workspaces", "memberships", "api_users",
                               "tokens", "settings"})
       for (const char* op : {"insert", "update", "delete"})
@@ -985,6 +985,182 @@ TEST_F(StoreTest, AVersion1StoreIsMigratedByTheNextWriter) {
   auto reader = Open(StoreOptions{.read_only = true});
   ASSERT_NE(reader, nullptr);
   EXPECT_EQ(reader->ContentGeneration().value(), writer->ContentGeneration().value());
+}
+
+TEST_F(StoreTest, AVersion2StoreGetsTheChangeFeedFromTheNextWriter) {
+  {
+    auto store = Create();
+    ASSERT_NE(store, nullptr);
+    Populate(*store);
+    ASSERT_OK(internal::ExecSqliteForTesting(*store, DownToVersion2()));
+  }
+  auto writer = Open();
+  ASSERT_NE(writer, nullptr);
+  EXPECT_EQ(writer->SchemaVersion().value(), 3);
+  // The feed starts at the migration; the version 2 generation still moves
+  // (a sidecar of that version keeps serving the migrated store).
+  EXPECT_EQ(writer->ChangeHead().value(), 0);
+  const int64_t generation = writer->ContentGeneration().value();
+  ASSERT_OK(writer->CreateOrganization("Other").status());
+  EXPECT_EQ(writer->ChangeHead().value(), 1);
+  EXPECT_NE(writer->ContentGeneration().value(), generation);
+}
+
+// ---- the change feed ----
+
+TEST_F(StoreTest, TheFeedNumbersEveryChangeWithoutGapsAndSkipsTheAuditLog) {
+  auto store = Create();
+  ASSERT_NE(store, nullptr);
+  EXPECT_EQ(store->ChangeHead().value(), 0);
+  Fixture f = Populate(*store);  // organization, workspace, API user
+  EXPECT_EQ(store->ChangeHead().value(), 3);
+  ASSERT_OK_AND_ASSIGN(directory, store->ReadChangesSince(0, 100));
+  EXPECT_EQ(directory.head, 3);
+  EXPECT_EQ(directory.changes, 3);
+  EXPECT_TRUE(directory.directory_changed);
+  ASSERT_EQ(directory.principals.size(), 1u);
+  EXPECT_EQ(directory.principals[0].api_user_name, "ci-bot");
+  EXPECT_EQ(directory.principals[0].workspace_type, "shared");
+
+  MintedToken t = AddToken(*store, f.api_user.id, kNow + 3600);
+  ASSERT_OK_AND_ASSIGN(created, store->ReadChangesSince(3, 100));
+  EXPECT_EQ(created.head, 4);
+  EXPECT_FALSE(created.directory_changed);
+  ASSERT_EQ(created.tokens.size(), 1u);
+  EXPECT_EQ(created.tokens[0].token_id, t.id);
+  EXPECT_EQ(created.tokens[0].workspace_role, "contributor");
+  EXPECT_TRUE(created.removed_tokens.empty());
+
+  // Audit records are not in the feed; a rolled-back transaction takes no number.
+  ASSERT_OK(store->AppendAudit(AuditRecord{0, kNow, f.org.id, "a@example.com", "token.list", "x",
+                                           AuditDecision::kAllow, "", "", ""})
+                .status());
+  EXPECT_EQ(store->ChangeHead().value(), 4);
+  Status failed = store->Transaction([&]() -> Status {
+    (void)store->CreateOrganization("Doomed");
+    return Status::Internal("no");
+  });
+  EXPECT_FALSE(failed.ok());
+  EXPECT_EQ(store->ChangeHead().value(), 4);
+  ASSERT_OK_AND_ASSIGN(nothing, store->ReadChangesSince(4, 100));
+  EXPECT_EQ(nothing.changes, 0);
+  EXPECT_EQ(nothing.head, 4);
+
+  ASSERT_OK(store->DeleteToken(t.id));
+  ASSERT_OK_AND_ASSIGN(revoked, store->ReadChangesSince(4, 100));
+  EXPECT_TRUE(revoked.tokens.empty());
+  ASSERT_EQ(revoked.removed_tokens.size(), 1u);
+  EXPECT_EQ(revoked.removed_tokens[0], t.hash);
+
+  // A role change is the API user's principal, as it is now.
+  ASSERT_OK(store->SetApiUserWorkspaceRole(f.api_user.id, "admin"));
+  ASSERT_OK_AND_ASSIGN(role, store->ReadChangesSince(5, 100));
+  ASSERT_EQ(role.principals.size(), 1u);
+  EXPECT_EQ(role.principals[0].workspace_role, "admin");
+  EXPECT_FALSE(role.directory_changed);
+
+  // Every directory table is in the feed.
+  const int64_t before = store->ChangeHead().value();
+  auto user = store->AddUser(f.org.id, "u@example.com", "member");
+  ASSERT_TRUE(user.ok());
+  ASSERT_OK(store->SetMembership(f.ws.id, user->id, "viewer"));
+  ASSERT_OK(store->SetSetting(f.org.id, "workspace_admins_can_create_tokens", "false"));
+  EXPECT_EQ(store->ChangeHead().value(), before + 3);
+  ASSERT_OK_AND_ASSIGN(dir, store->ReadChangesSince(before, 100));
+  EXPECT_TRUE(dir.directory_changed);
+  EXPECT_TRUE(dir.tokens.empty() && dir.principals.empty());
+}
+
+TEST_F(StoreTest, AnApiUsersDeletionIsInTheFeedWithEveryCascadedToken) {
+  auto store = Create();
+  ASSERT_NE(store, nullptr);
+  Fixture f = Populate(*store);
+  MintedToken a = AddToken(*store, f.api_user.id, kNow + 3600, "a");
+  MintedToken b = AddToken(*store, f.api_user.id, kNow + 3600, "b");
+  const int64_t head = store->ChangeHead().value();
+  ASSERT_OK(store->DeleteApiUser(f.api_user.id).status());
+  ASSERT_OK_AND_ASSIGN(batch, store->ReadChangesSince(head, 100));
+  EXPECT_EQ(batch.removed_api_users, std::vector<int64_t>{f.api_user.id});
+  std::vector<TokenHash> want{a.hash, b.hash};
+  std::sort(want.begin(), want.end());
+  EXPECT_EQ(batch.removed_tokens, want);
+  EXPECT_TRUE(batch.tokens.empty());
+}
+
+TEST_F(StoreTest, AChangedWorkspaceChangesItsApiUsersPrincipals) {
+  auto store = Create();
+  ASSERT_NE(store, nullptr);
+  Fixture f = Populate(*store);
+  const int64_t head = store->ChangeHead().value();
+  ASSERT_OK(internal::ExecSqliteForTesting(
+      *store, "UPDATE workspaces SET type = 'personal', name = 'Renamed' WHERE id = " +
+                  std::to_string(f.ws.id)));
+  ASSERT_OK_AND_ASSIGN(batch, store->ReadChangesSince(head, 100));
+  EXPECT_TRUE(batch.directory_changed);
+  ASSERT_EQ(batch.principals.size(), 1u);
+  EXPECT_EQ(batch.principals[0].workspace_type, "personal");
+  EXPECT_EQ(batch.principals[0].workspace_name, "Renamed");
+}
+
+TEST_F(StoreTest, APrunedFeedOrABigBacklogOrAForeignNumberIsRefused) {
+  auto store = Create();
+  ASSERT_NE(store, nullptr);
+  Fixture f = Populate(*store);
+  for (int i = 0; i < 10; ++i) AddToken(*store, f.api_user.id, kNow + 3600);
+  const int64_t head = store->ChangeHead().value();
+  EXPECT_EQ(head, 13);
+  EXPECT_EQ(store->ReadChangesSince(0, 5).status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_EQ(store->ReadChangesSince(head + 1, 5).status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(store->ReadChangesSince(-1, 5).status().code(), StatusCode::kInvalidArgument);
+  ASSERT_OK_AND_ASSIGN(dropped, store->PruneChanges(4));
+  EXPECT_EQ(dropped, head - 4);
+  EXPECT_EQ(store->ChangeHead().value(), head);  // numbers are never reused
+  auto pruned = store->ReadChangesSince(head - 5, 100);
+  EXPECT_EQ(pruned.status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_NE(pruned.status().message().find("pruned"), std::string::npos) << pruned.status().ToString();
+  ASSERT_OK_AND_ASSIGN(kept, store->ReadChangesSince(head - 4, 100));
+  EXPECT_EQ(kept.tokens.size(), 4u);
+  // Pruning everything still keeps the numbering.
+  ASSERT_OK(store->PruneChanges(0).status());
+  AddToken(*store, f.api_user.id, kNow + 3600);
+  EXPECT_EQ(store->ChangeHead().value(), head + 1);
+  ASSERT_OK_AND_ASSIGN(next, store->ReadChangesSince(head, 100));
+  EXPECT_EQ(next.tokens.size(), 1u);
+}
+
+TEST_F(StoreTest, FeedNumbersAreGaplessUnderConcurrentWriters) {
+  auto store = Create();
+  ASSERT_NE(store, nullptr);
+  Fixture f = Populate(*store);
+  const int64_t start = store->ChangeHead().value();
+  constexpr int kWriters = 8, kEach = 25;
+  std::vector<std::thread> writers;
+  std::atomic<int> failures{0};
+  for (int w = 0; w < kWriters; ++w) {
+    writers.emplace_back([&] {
+      auto mine = OpenSqliteStore(path_, StoreOptions{.busy_timeout_ms = 20000});
+      if (!mine.ok()) {
+        ++failures;
+        return;
+      }
+      for (int i = 0; i < kEach; ++i) {
+        MintedToken m = MintToken().value();
+        Status s = (*mine)->InsertToken(
+            NewToken{m.id, f.api_user.id, "t", m.hash, kNow, kNow + 3600, "o@example.com"});
+        if (!s.ok()) ++failures;
+      }
+    });
+  }
+  for (std::thread& t : writers) t.join();
+  ASSERT_EQ(failures.load(), 0);
+  const int64_t head = store->ChangeHead().value();
+  EXPECT_EQ(head - start, kWriters * kEach);
+  ASSERT_OK_AND_ASSIGN(rows, internal::QuerySqliteIntForTesting(
+                                 *store, "SELECT count(*) FROM changes WHERE seq > " +
+                                             std::to_string(start)));
+  EXPECT_EQ(rows, kWriters * kEach);
+  ASSERT_OK_AND_ASSIGN(batch, store->ReadChangesSince(start, 1000));
+  EXPECT_EQ(batch.tokens.size(), static_cast<size_t>(kWriters * kEach));
 }
 
 }  // namespace

@@ -127,6 +127,25 @@ struct Setting {
   std::string value;
 };
 
+// What the change feed says changed after a feed number, joined to the rows
+// as they are now (in one snapshot): applying a batch twice is harmless.
+struct ChangeBatch {
+  int64_t after = 0;  // the feed number the batch starts after
+  int64_t head = 0;   // the last feed number it covers (== after: nothing changed)
+  int64_t changes = 0;  // how many feed rows it covers
+  // Changed tokens that exist now, with their principal as it is now.
+  std::vector<TokenRecord> tokens;
+  // Changed tokens that no longer exist (revoked, deleted, swept, cascaded).
+  std::vector<TokenHash> removed_tokens;
+  // API users that changed, or whose workspace changed, as they are now.
+  std::vector<TokenPrincipal> principals;
+  // API users that no longer exist (their tokens are refused at once).
+  std::vector<int64_t> removed_api_users;
+  // Organizations, users, workspaces, memberships or settings changed: the
+  // directory must be re-read (in the same snapshot as the batch).
+  bool directory_changed = false;
+};
+
 enum class AuditDecision : uint8_t { kDeny = 0, kAllow = 1 };
 
 // One audit record: who tried what on what, and what the policy said.
@@ -291,10 +310,31 @@ class Store {
 
   // The schema version of the store (after any migration done by Open).
   virtual Result<int> SchemaVersion() = 0;
+
+  // ---- The change feed ----
+  //
+  // Every committed change to the data decisions read (not the audit log)
+  // appends the changed rows' keys to a feed, numbered without gaps in commit
+  // order. A reader loads everything once with ChangeHead() in the same
+  // snapshot (ReadSnapshot), then applies ReadChangesSince(head) batches.
+
+  // The number of the last change committed (0 before the first). Call it in
+  // the ReadSnapshot that loads the data it should describe.
+  virtual Result<int64_t> ChangeHead() = 0;
+  // Everything changed after feed number `after`, in one snapshot (or in the
+  // caller's ReadSnapshot). FailedPrecondition ("the change feed was pruned
+  // past N") when the changes after `after` are no longer all kept, or when
+  // more than `max_changes` feed rows are waiting: the reader must load
+  // everything again. InvalidArgument when `after` is negative or ahead of
+  // the head (a different store).
+  virtual Result<ChangeBatch> ReadChangesSince(int64_t after, int64_t max_changes) = 0;
+  // Drops feed rows so that at most `keep_last` remain; returns how many were
+  // dropped. A reader that applied less than the new floor loads everything.
+  virtual Result<int64_t> PruneChanges(int64_t keep_last) = 0;
 };
 
 // The newest schema version this build reads and writes.
-inline constexpr int kStoreSchemaVersion = 2;
+inline constexpr int kStoreSchemaVersion = 3;
 
 // Opens an existing SQLite store, migrating an older schema (unless read-only).
 // FailedPrecondition "store PATH does not exist; run `gatehouse init`" when

@@ -32,19 +32,6 @@
 
 namespace gatehouse {
 
-// The principal a token acts as: its API user, the API user's workspace and
-// roles (policy names, as stored). Shared by all tokens of one API user.
-struct TokenPrincipal {
-  int64_t api_user_id = 0;
-  std::string api_user_name;
-  int64_t org_id = 0;
-  std::string org_role;
-  int64_t workspace_id = 0;
-  std::string workspace_name;
-  std::string workspace_type;
-  std::string workspace_role;
-};
-
 // A token found in an index. The views and the pointer point into the index
 // and stay valid as long as the index does (hold the shared_ptr).
 struct VerifiedToken {

@@ -76,6 +76,19 @@ struct MintedToken {
 // it and to decide for it: the token, its API user, and the API user's
 // workspace and roles. Roles and types are the policy's names, as stored.
 // Holds no secret.
+// The principal a token acts as: its API user, the API user's workspace and
+// roles (policy names, as stored). Shared by all tokens of one API user.
+struct TokenPrincipal {
+  int64_t api_user_id = 0;
+  std::string api_user_name;
+  int64_t org_id = 0;
+  std::string org_role;
+  int64_t workspace_id = 0;
+  std::string workspace_name;
+  std::string workspace_type;
+  std::string workspace_role;
+};
+
 struct TokenRecord {
   std::string token_id;  // public id, tok_...
   std::string name;      // the token's name, given at creation

@@ -123,14 +123,67 @@ constexpr char kSchemaV2[] =
     GH_BUMPS_GENERATION("settings");
 #undef GH_BUMPS_GENERATION
 
+// Version 3: the change feed. Every change to the data a decision reads
+// appends the changed row's key (never its values) to `changes`, in the same
+// transaction, so a reader can apply what changed instead of re-reading
+// everything: it joins each key to the current row in one snapshot (no row:
+// deleted), which makes applying a change twice harmless. Writers are
+// serialized (BEGIN IMMEDIATE), so `seq` is gapless and in commit order, and
+// AUTOINCREMENT never reuses a number, even after pruning (the last number
+// stays in sqlite_sequence). SQLite fires these triggers for the rows an
+// ON DELETE CASCADE removes too. `change_feed.pruned_through` is the last
+// number pruned: a reader that applied less than it must load everything.
+// The version 2 generation triggers stay, so a sidecar of the previous
+// version keeps serving a migrated store until it is restarted.
+//
+// Keys: tokens (hash), api_users (id1 = id), workspaces (id1 = id),
+// users (id1 = id), memberships (id1 = workspace_id, id2 = user_id),
+// settings (id1 = org_id, name), organizations (id1 = id).
+#define GH_FEEDS(table, new_key, old_key)                                          \
+  "CREATE TRIGGER " table "_insert_feeds AFTER INSERT ON " table                   \
+  " BEGIN INSERT INTO changes (tbl, op, id1, id2, hash, name) VALUES ('" table     \
+  "', 'insert', " new_key "); END;\n"                                              \
+  "CREATE TRIGGER " table "_update_feeds AFTER UPDATE ON " table                   \
+  " BEGIN INSERT INTO changes (tbl, op, id1, id2, hash, name) VALUES ('" table     \
+  "', 'update', " old_key "), ('" table "', 'update', " new_key "); END;\n"         \
+  "CREATE TRIGGER " table "_delete_feeds AFTER DELETE ON " table                   \
+  " BEGIN INSERT INTO changes (tbl, op, id1, id2, hash, name) VALUES ('" table     \
+  "', 'delete', " old_key "); END;\n"
+#define GH_KEY_ID(row) #row ".id, NULL, NULL, NULL"
+constexpr char kSchemaV3[] =
+    "CREATE TABLE changes (\n"
+    "  seq  INTEGER PRIMARY KEY AUTOINCREMENT,\n"
+    "  tbl  TEXT NOT NULL,\n"
+    "  op   TEXT NOT NULL,\n"
+    "  id1  INTEGER,\n"
+    "  id2  INTEGER,\n"
+    "  hash BLOB,\n"
+    "  name TEXT\n"
+    ") STRICT;\n"
+    "CREATE TABLE change_feed (id INTEGER PRIMARY KEY CHECK (id = 1), "
+    "pruned_through INTEGER NOT NULL) STRICT;\n"
+    "INSERT INTO change_feed (id, pruned_through) VALUES (1, 0);\n"
+    GH_FEEDS("tokens", "NULL, NULL, NEW.hash, NULL", "NULL, NULL, OLD.hash, NULL")
+    GH_FEEDS("api_users", GH_KEY_ID(NEW), GH_KEY_ID(OLD))
+    GH_FEEDS("workspaces", GH_KEY_ID(NEW), GH_KEY_ID(OLD))
+    GH_FEEDS("users", GH_KEY_ID(NEW), GH_KEY_ID(OLD))
+    GH_FEEDS("organizations", GH_KEY_ID(NEW), GH_KEY_ID(OLD))
+    GH_FEEDS("memberships", "NEW.workspace_id, NEW.user_id, NULL, NULL",
+             "OLD.workspace_id, OLD.user_id, NULL, NULL")
+    GH_FEEDS("settings", "NEW.org_id, NULL, NULL, NEW.name", "OLD.org_id, NULL, NULL, OLD.name");
+#undef GH_KEY_ID
+#undef GH_FEEDS
+
 constexpr Migration kMigrations[] = {
     {1, kSchemaV1},
     {2, kSchemaV2},
+    {3, kSchemaV3},
 };
 
 constexpr const char* kTables[] = {
     "organizations", "users",  "workspaces", "memberships",
     "api_users",     "tokens", "settings",   "audit_log",
+    "changes",       "change_feed",
 };
 
 }  // namespace

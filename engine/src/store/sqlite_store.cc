@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <cerrno>
 #include <cstring>
@@ -86,6 +87,14 @@ enum class Sql : int {
   kListAudit,
   kListAuditByOrg,
 
+  kChangeHead,
+  kPrunedThrough,
+  kReadChanges,
+  kPrincipalOfApiUser,
+  kPrincipalsOfWorkspace,
+  kPruneChanges,
+  kSetPrunedThrough,
+
   kCount,
 };
 
@@ -99,6 +108,9 @@ enum class Sql : int {
   "a.id, a.name, a.org_id, a.org_role, w.id, w.name, w.type, a.workspace_role "    \
   "FROM tokens t JOIN api_users a ON a.id = t.api_user_id "                        \
   "JOIN workspaces w ON w.id = a.workspace_id "
+#define GH_PRINCIPAL_COLUMNS                                                          \
+  "SELECT a.id, a.name, a.org_id, a.org_role, w.id, w.name, w.type, a.workspace_role " \
+  "FROM api_users a JOIN workspaces w ON w.id = a.workspace_id "
 #define GH_AUDIT_COLUMNS                                                                  \
   "SELECT id, time, org_id, actor, action, target, decision, rule, message, detail FROM " \
   "audit_log "
@@ -172,6 +184,14 @@ constexpr std::array<const char*, static_cast<size_t>(Sql::kCount)> kSqlText = {
     "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
     GH_AUDIT_COLUMNS "ORDER BY id DESC LIMIT ?1",
     GH_AUDIT_COLUMNS "WHERE org_id = ?1 ORDER BY id DESC LIMIT ?2",
+
+    "SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'changes'), 0)",
+    "SELECT pruned_through FROM change_feed WHERE id = 1",
+    "SELECT tbl, id1, hash FROM changes WHERE seq > ?1 AND seq <= ?2 ORDER BY seq",
+    GH_PRINCIPAL_COLUMNS "WHERE a.id = ?1",
+    GH_PRINCIPAL_COLUMNS "WHERE a.workspace_id = ?1",
+    "DELETE FROM changes WHERE seq <= ?1",
+    "UPDATE change_feed SET pruned_through = ?1 WHERE id = 1 AND pruned_through < ?1",
 };
 
 bool IsUniqueViolation(int rc) {
@@ -336,6 +356,10 @@ class SqliteStore final : public Store {
   Result<int64_t> DataVersion() override;
   Result<int64_t> ContentGeneration() override;
   Result<int> SchemaVersion() override;
+
+  Result<int64_t> ChangeHead() override;
+  Result<ChangeBatch> ReadChangesSince(int64_t after, int64_t max_changes) override;
+  Result<int64_t> PruneChanges(int64_t keep_last) override;
 
   // Test hooks (sqlite_store_testing.h).
   Status ExecRaw(std::string_view sql);
@@ -737,6 +761,155 @@ Result<int> SqliteStore::SchemaVersion() {
   int rc = s.Step();
   if (rc != SQLITE_ROW) return Error(rc, "reading the schema version");
   return static_cast<int>(s.Int(0));
+}
+
+// ---------------------------------------------------------------------------
+// The change feed (schema.cc, version 3).
+
+Result<int64_t> SqliteStore::ChangeHead() {
+  GH_ASSIGN_OR_RETURN(s, Use(Sql::kChangeHead));
+  int rc = s.Step();
+  if (rc != SQLITE_ROW) return Error(rc, "reading the change feed");
+  return s.Int(0);
+}
+
+namespace {
+
+TokenPrincipal ReadPrincipal(const Stmt& s) {
+  TokenPrincipal p;
+  p.api_user_id = s.Int(0);
+  s.TextInto(1, p.api_user_name);
+  p.org_id = s.Int(2);
+  s.TextInto(3, p.org_role);
+  p.workspace_id = s.Int(4);
+  s.TextInto(5, p.workspace_name);
+  s.TextInto(6, p.workspace_type);
+  s.TextInto(7, p.workspace_role);
+  return p;
+}
+
+template <typename T>
+void SortUnique(std::vector<T>& v) {
+  std::sort(v.begin(), v.end());
+  v.erase(std::unique(v.begin(), v.end()), v.end());
+}
+
+}  // namespace
+
+Result<ChangeBatch> SqliteStore::ReadChangesSince(int64_t after, int64_t max_changes) {
+  if (after < 0) return Status::InvalidArgument("a change feed number must not be negative");
+  ChangeBatch batch;
+  batch.after = after;
+  Status read = ReadSnapshot([&]() -> Status {
+    GH_ASSIGN_OR_RETURN(head, ChangeHead());
+    if (after > head) {
+      return Status::InvalidArgument("change feed number " + std::to_string(after) +
+                                     " is ahead of the store's (" + std::to_string(head) +
+                                     "): a different store?");
+    }
+    {
+      GH_ASSIGN_OR_RETURN(p, Use(Sql::kPrunedThrough));
+      int rc = p.Step();
+      if (rc != SQLITE_ROW) return Error(rc, "reading the change feed");
+      if (after < p.Int(0)) {
+        return Status::FailedPrecondition("the change feed was pruned past " +
+                                          std::to_string(after));
+      }
+    }
+    if (head - after > max_changes) {
+      return Status::FailedPrecondition(std::to_string(head - after) +
+                                        " changes are waiting, more than " +
+                                        std::to_string(max_changes) + " to apply one by one");
+    }
+    batch.head = head;
+    batch.changes = head - after;
+    if (head == after) return Status::Ok();
+
+    std::vector<TokenHash> hashes;
+    std::vector<int64_t> api_users, workspaces;
+    {
+      GH_ASSIGN_OR_RETURN(c, Use(Sql::kReadChanges));
+      c.Bind(after).Bind(head);
+      int rc;
+      while ((rc = c.Step()) == SQLITE_ROW) {
+        const std::string tbl = c.Text(0);
+        if (tbl == "tokens") {
+          TokenHash h;
+          if (!c.HashInto(2, h)) {
+            return Status::Corruption("store " + path_ + " has a token change without a hash");
+          }
+          hashes.push_back(h);
+        } else if (tbl == "api_users") {
+          api_users.push_back(c.Int(1));
+        } else {
+          if (tbl == "workspaces") workspaces.push_back(c.Int(1));
+          batch.directory_changed = true;
+        }
+      }
+      if (rc != SQLITE_DONE) return Error(rc, "reading the change feed");
+    }
+    SortUnique(hashes);
+    SortUnique(api_users);
+    SortUnique(workspaces);
+    for (const TokenHash& h : hashes) {
+      auto t = FindTokenByHash(h);
+      if (t.ok()) {
+        batch.tokens.push_back(std::move(t).value());
+      } else if (t.status().code() == StatusCode::kNotFound) {
+        batch.removed_tokens.push_back(h);
+      } else {
+        return t.status();
+      }
+    }
+    for (int64_t id : api_users) {
+      GH_ASSIGN_OR_RETURN(p, Use(Sql::kPrincipalOfApiUser));
+      int rc = p.Bind(id).Step();
+      if (rc == SQLITE_ROW) {
+        batch.principals.push_back(ReadPrincipal(p));
+      } else if (rc == SQLITE_DONE) {
+        batch.removed_api_users.push_back(id);
+      } else {
+        return Error(rc, "reading a changed API user");
+      }
+    }
+    // A renamed or retyped workspace changes its API users' principals.
+    for (int64_t id : workspaces) {
+      GH_ASSIGN_OR_RETURN(p, Use(Sql::kPrincipalsOfWorkspace));
+      p.Bind(id);
+      int rc;
+      while ((rc = p.Step()) == SQLITE_ROW) {
+        TokenPrincipal principal = ReadPrincipal(p);
+        if (!std::binary_search(api_users.begin(), api_users.end(), principal.api_user_id)) {
+          batch.principals.push_back(std::move(principal));
+        }
+      }
+      if (rc != SQLITE_DONE) return Error(rc, "reading a changed workspace's API users");
+    }
+    return Status::Ok();
+  });
+  if (!read.ok()) return read;
+  return batch;
+}
+
+Result<int64_t> SqliteStore::PruneChanges(int64_t keep_last) {
+  if (keep_last < 0) return Status::InvalidArgument("keep_last must not be negative");
+  int64_t dropped = 0;
+  GATEHOUSE_RETURN_IF_ERROR(Transaction([&]() -> Status {
+    GH_ASSIGN_OR_RETURN(head, ChangeHead());
+    const int64_t floor = head - keep_last;
+    if (floor <= 0) return Status::Ok();
+    {
+      GH_ASSIGN_OR_RETURN(d, Use(Sql::kPruneChanges));
+      int rc = d.Bind(floor).Step();
+      if (rc != SQLITE_DONE) return Error(rc, "pruning the change feed");
+      dropped = static_cast<int64_t>(sqlite3_changes64(db_));
+    }
+    GH_ASSIGN_OR_RETURN(u, Use(Sql::kSetPrunedThrough));
+    int rc = u.Bind(floor).Step();
+    if (rc != SQLITE_DONE) return Error(rc, "pruning the change feed");
+    return Status::Ok();
+  }));
+  return dropped;
 }
 
 // ---------------------------------------------------------------------------
