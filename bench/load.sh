@@ -20,8 +20,13 @@
 #        authorize load (else callgrind over a bounded run), summarised by
 #        component.
 #  rss   gatehoused with $TOKENS tokens (bench/seed_store): resident memory,
-#        start-up time, the first request after a CLI write (index rebuild)
+#        start-up time, the first request after a CLI write (feed catch-up)
 #        and after a read-only CLI command.
+#  churn the same gatehoused under wrk -c16 on POST /v1/authorize for
+#        $CHURN_S seconds quiet, then $CHURN_S seconds while the CLI makes
+#        $CHURN_RATE changes a second (token create and revoke, alternating;
+#        at most CHURN_RATE * CHURN_S changes): p50/p99/max side by side, the
+#        change feed's counters, and the RSS after.
 #  edge  the same gatehoused with $SLOW slow-header connections (trickling a
 #        byte every 300 ms, reopened when the server closes them) and $IDLE
 #        idle keep-alive connections held open by bench/conn_holder: a probe
@@ -42,7 +47,7 @@
 # PROBE_AT ("256 1024": connection counts with a probe beside wrk),
 # PROBE_COUNT (100), IO_THREADS (gatehoused --io-threads, 0 = one per core),
 # HELLO_THREADS (hello_server --threads, 64), TOKENS (100000), IDLE (10000),
-# SLOW (1000), PROFILE (auto | perf | callgrind | off), MODE (all | load | rss | edge).
+# SLOW (1000), CHURN_S (30), CHURN_RATE (20), PROFILE (auto | perf | callgrind | off), MODE (all | load | rss | edge).
 # Every loop is bounded (wrk -d, probe counts and deadlines, conn_holder
 # --hold-s); every process the script starts is stopped by PID on exit.
 set -euo pipefail
@@ -58,11 +63,13 @@ HELLO_THREADS=${HELLO_THREADS:-64}
 TOKENS=${TOKENS:-100000}
 IDLE=${IDLE:-10000}
 SLOW=${SLOW:-1000}
+CHURN_S=${CHURN_S:-30}
+CHURN_RATE=${CHURN_RATE:-20}
 ROUNDS=${ROUNDS:-3}
 PROFILE=${PROFILE:-auto}
 MODE=${MODE:-all}
 NGINX=${NGINX:-/usr/sbin/nginx}
-case "$MODE" in all | load | rss | edge) ;; *) echo "load.sh: MODE is all, load, rss or edge" >&2; exit 2 ;; esac
+case "$MODE" in all | load | rss | edge | churn) ;; *) echo "load.sh: MODE is all, load, rss, edge or churn" >&2; exit 2 ;; esac
 case "$DURATION" in *[0-9]s) ;; *) echo "load.sh: DURATION is in seconds, e.g. 10s" >&2; exit 2 ;; esac
 SECONDS_PER_RUN=${DURATION%s}
 
@@ -388,7 +395,7 @@ if [ "$MODE" = all ] || [ "$MODE" = load ]; then
   fi
 fi
 
-if [ "$MODE" = all ] || [ "$MODE" = rss ] || [ "$MODE" = edge ]; then
+if [ "$MODE" = all ] || [ "$MODE" = rss ] || [ "$MODE" = edge ] || [ "$MODE" = churn ]; then
   echo
   TOKEN=$(make_store "$WORK/big.db")
   t0=$(date +%s.%N)
@@ -408,18 +415,61 @@ if [ "$MODE" = all ] || [ "$MODE" = rss ] || [ "$MODE" = edge ]; then
 fi
 
 if [ "$MODE" = all ] || [ "$MODE" = rss ]; then
-  # One more token through the CLI: how long the next request waits for the rebuild.
+  # One more token through the CLI: how long the next request waits for the catch-up.
   "$G" --store "$WORK/big.db" token create --apiuser prod-importer --name one-more --expires-in 1d >/dev/null 2>&1
   t3=$(date +%s.%N)
   curl -fsS -X POST "http://127.0.0.1:$BIG/v1/tokens/verify" -d "{\"token\":\"$TOKEN\"}" >/dev/null
   t4=$(date +%s.%N)
-  echo "  first request after a CLI write (index rebuild of $((index + 1)) tokens): $(awk -v a="$t3" -v b="$t4" 'BEGIN {printf "%.0f", (b - a) * 1000}') ms"
+  echo "  first request after a CLI write (catch-up from the change feed, $((index + 1)) tokens): $(awk -v a="$t3" -v b="$t4" 'BEGIN {printf "%.0f", (b - a) * 1000}') ms"
   # A read-only command only appends an audit record: no rebuild.
   "$G" --store "$WORK/big.db" token list >/dev/null 2>&1
   t5=$(date +%s.%N)
   curl -fsS -X POST "http://127.0.0.1:$BIG/v1/tokens/verify" -d "{\"token\":\"$TOKEN\"}" >/dev/null
   t6=$(date +%s.%N)
   echo "  first request after a read-only CLI command (token list: audit record only): $(awk -v a="$t5" -v b="$t6" 'BEGIN {printf "%.0f", (b - a) * 1000}') ms"
+fi
+
+if [ "$MODE" = all ] || [ "$MODE" = churn ]; then
+  echo
+  echo "churn: wrk -t2 -c16 -d${CHURN_S}s on /v1/authorize with $index tokens, quiet, then beside $CHURN_RATE CLI changes/s"
+  churn_wrk() {
+    TOKEN=$TOKEN wrk -t2 -c16 "-d${CHURN_S}s" --latency -s "$ROOT/bench/wrk/authorize.lua" \
+      "http://127.0.0.1:$BIG" >"$WORK/churn-$1.txt" 2>&1
+  }
+  churn_row() {
+    local f=$WORK/churn-$1.txt
+    printf '  %-8s %8s req/s  p50 %7s ms  p99 %7s ms  max %8s ms  changes %s\n' "$1" \
+      "$(awk '/Requests\/sec/ {printf "%.0f", $2}' "$f")" "$(ms "$(awk '$1 == "50%" {print $2}' "$f")")" \
+      "$(ms "$(awk '$1 == "99%" {print $2}' "$f")")" "$(ms "$(awk '$1 == "Latency" {print $4}' "$f")")" "$2"
+  }
+  metric() { curl -fsS "http://127.0.0.1:$BIG/metrics" | awk -v m="$1" '$1 == m {print $2}'; }
+  rss_churn0=$(awk '/VmRSS/ {printf "%.1f", $2 / 1024}' "/proc/$BIGPID/status")
+  churn_wrk quiet
+  loads0=$(metric gatehouse_store_full_loads_total)
+  churn_wrk busy &
+  churn_pid=$!
+  made=0 last_id="" t_start=$(date +%s.%N)
+  total=$((CHURN_RATE * CHURN_S))
+  for i in $(seq 1 "$total"); do
+    if [ -z "$last_id" ]; then
+      last_id=$("$G" --store "$WORK/big.db" --json token create --apiuser prod-importer --name churn --expires-in 1d 2>/dev/null |
+        sed -n 's/.*"id": *"\(tok_[A-Za-z0-9]*\)".*/\1/p' | head -1)
+    else
+      "$G" --store "$WORK/big.db" token revoke "$last_id" >/dev/null 2>&1 || true
+      last_id=""
+    fi
+    made=$i
+    # Pace to CHURN_RATE a second; stop with wrk.
+    next=$(awk -v s="$t_start" -v i="$i" -v r="$CHURN_RATE" 'BEGIN {printf "%.3f", s + i / r}')
+    now=$(date +%s.%N)
+    sleep "$(awk -v a="$next" -v b="$now" 'BEGIN {d = a - b; printf "%.3f", d > 0 ? d : 0}')"
+    kill -0 "$churn_pid" 2>/dev/null || break
+  done
+  wait "$churn_pid" || true
+  churn_row quiet 0
+  churn_row busy "$made"
+  echo "  feed rows applied $(metric gatehouse_feed_changes_applied_total), full loads $loads0 -> $(metric gatehouse_store_full_loads_total), compactions $(metric gatehouse_token_compactions_total), overlay $(metric gatehouse_token_overlay_entries)"
+  echo "  RSS $rss_churn0 MiB before the quiet run, $(awk '/VmRSS/ {printf "%.1f", $2 / 1024}' "/proc/$BIGPID/status") MiB after the changes"
 fi
 
 if [ "$MODE" = all ] || [ "$MODE" = edge ]; then

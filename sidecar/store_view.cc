@@ -57,6 +57,9 @@ Result<std::shared_ptr<Snapshot>> StoreView::LoadAll(Store& store) const {
     auto head = store.ChangeHead();
     if (!head.ok()) return head.status();
     snap->head = *head;
+    auto epoch = store.FeedEpoch();
+    if (!epoch.ok()) return epoch.status();
+    snap->epoch = *epoch;
     auto dir = Directory::Load(store);
     if (!dir.ok()) return dir.status();
     snap->directory = std::move(dir).value();
@@ -124,6 +127,9 @@ Status StoreView::RefreshLocked(bool full) {
       auto b = maintenance_->ReadChangesSince(current->head, kMaxCatchUp);
       if (!b.ok()) return b.status();
       batch = std::move(b).value();
+      if (batch.epoch != current->epoch) {
+        return Status::FailedPrecondition("the store's content was replaced (a restore?)");
+      }
       if (batch.directory_changed) {
         auto dir = Directory::Load(*maintenance_);
         if (!dir.ok()) return dir.status();
@@ -148,7 +154,12 @@ Status StoreView::RefreshLocked(bool full) {
     }
     // The feed cannot say what changed: load everything, here and now (a
     // revocation among those changes must not be served).
-    if (read.code() != StatusCode::kFailedPrecondition) return fail(read);
+    // (InvalidArgument: the store's feed is behind the view — its content
+    // was replaced.)
+    if (read.code() != StatusCode::kFailedPrecondition &&
+        read.code() != StatusCode::kInvalidArgument) {
+      return fail(read);
+    }
     log_("catching up with the store failed (" + read.message() + "); loading everything");
   }
   auto snap = LoadAll(*maintenance_);

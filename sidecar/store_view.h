@@ -97,6 +97,7 @@ struct Snapshot {
   std::shared_ptr<const Directory> directory;
   std::shared_ptr<const TokenView> tokens;
   int64_t head = 0;                  // the change feed number it holds everything up to
+  int64_t epoch = 0;                 // the feed's epoch at the last full load
   int64_t maintenance_version = -1;  // the maintenance connection's data_version it was confirmed at
   int64_t loaded_at = 0;             // clock seconds of the last full load
 };

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "sidecar/fixture.h"
+#include "store/sqlite_store_testing.h"
 
 namespace gatehouse::sidecar {
 namespace {
@@ -360,6 +361,35 @@ TEST_F(StateTest, AGrownOverlayIsCompactedOffTheRequestPath) {
   EXPECT_FALSE(after->tokens->Verify(made[7].secret, kNow).active());
   EXPECT_TRUE(after->tokens->Verify(made[8].secret, kNow).active());
   EXPECT_TRUE(after->tokens->Verify(made[4999].secret, kNow).active());
+}
+
+TEST_F(StateTest, ContentReplacedUnderANewFeedEpochIsLoadedAgain) {
+  auto state = Open();
+  ASSERT_TRUE(state);
+  auto writer = OpenSqliteStore(demo_.path);
+  ASSERT_TRUE(writer.ok());
+  Store& w = **writer;
+  const std::string secret = demo_.tokens["prod-viewer"].secret;
+  ASSERT_TRUE((*state->Fresh())->tokens->Verify(secret, kNow).active());
+  // What a restore does: other content, the feed's numbers rewound, a new
+  // epoch — all in one commit. Here the token goes without a feed row, and
+  // the feed number even stays the same: only the epoch tells.
+  const int64_t head = w.ChangeHead().value();
+  ASSERT_TRUE(internal::ExecSqliteForTesting(
+                  w, "BEGIN; DELETE FROM tokens WHERE public_id = '" +
+                         demo_.tokens["prod-viewer"].id +
+                         "'; DELETE FROM changes; UPDATE sqlite_sequence SET seq = " +
+                         std::to_string(head) +
+                         " WHERE name = 'changes'; UPDATE change_feed SET epoch = epoch + 1; COMMIT;")
+                  .ok());
+  EXPECT_FALSE((*state->Fresh())->tokens->Verify(secret, kNow).active());
+  EXPECT_EQ(MetricValue(metrics_.Render(), "gatehouse_store_full_loads_total"), 2);
+  // A store whose feed is behind the view (rewound further) is loaded again too.
+  ASSERT_TRUE(internal::ExecSqliteForTesting(
+                  w, "UPDATE sqlite_sequence SET seq = 1 WHERE name = 'changes'").ok());
+  auto again = state->Fresh();
+  ASSERT_TRUE(again.ok()) << again.status().ToString();
+  EXPECT_EQ(MetricValue(metrics_.Render(), "gatehouse_store_full_loads_total"), 3);
 }
 
 }  // namespace

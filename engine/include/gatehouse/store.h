@@ -133,6 +133,7 @@ struct ChangeBatch {
   int64_t after = 0;  // the feed number the batch starts after
   int64_t head = 0;   // the last feed number it covers (== after: nothing changed)
   int64_t changes = 0;  // how many feed rows it covers
+  int64_t epoch = 0;    // the feed's epoch (FeedPosition().epoch)
   // Changed tokens that exist now, with their principal as it is now.
   std::vector<TokenRecord> tokens;
   // Changed tokens that no longer exist (revoked, deleted, swept, cascaded).
@@ -321,6 +322,11 @@ class Store {
   // The number of the last change committed (0 before the first). Call it in
   // the ReadSnapshot that loads the data it should describe.
   virtual Result<int64_t> ChangeHead() = 0;
+  // The feed's epoch: it changes when the content is replaced wholesale (a
+  // restore), after which no earlier feed number means anything. A reader
+  // keeps the epoch of its full load and loads everything again when a
+  // batch's epoch differs.
+  virtual Result<int64_t> FeedEpoch() = 0;
   // Everything changed after feed number `after`, in one snapshot (or in the
   // caller's ReadSnapshot). FailedPrecondition ("the change feed was pruned
   // past N") when the changes after `after` are no longer all kept, or when

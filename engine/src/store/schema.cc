@@ -133,6 +133,9 @@ constexpr char kSchemaV2[] =
 // stays in sqlite_sequence). SQLite fires these triggers for the rows an
 // ON DELETE CASCADE removes too. `change_feed.pruned_through` is the last
 // number pruned: a reader that applied less than it must load everything.
+// `change_feed.epoch` names this history of the feed: anything that replaces
+// the content wholesale (a restore) gives it a new epoch, and a reader whose
+// epoch differs loads everything (its numbers mean nothing in the new one).
 // The version 2 generation triggers stay, so a sidecar of the previous
 // version keeps serving a migrated store until it is restarted.
 //
@@ -161,8 +164,8 @@ constexpr char kSchemaV3[] =
     "  name TEXT\n"
     ") STRICT;\n"
     "CREATE TABLE change_feed (id INTEGER PRIMARY KEY CHECK (id = 1), "
-    "pruned_through INTEGER NOT NULL) STRICT;\n"
-    "INSERT INTO change_feed (id, pruned_through) VALUES (1, 0);\n"
+    "pruned_through INTEGER NOT NULL, epoch INTEGER NOT NULL) STRICT;\n"
+    "INSERT INTO change_feed (id, pruned_through, epoch) VALUES (1, 0, abs(random() >> 1));\n"
     GH_FEEDS("tokens", "NULL, NULL, NEW.hash, NULL", "NULL, NULL, OLD.hash, NULL")
     GH_FEEDS("api_users", GH_KEY_ID(NEW), GH_KEY_ID(OLD))
     GH_FEEDS("workspaces", GH_KEY_ID(NEW), GH_KEY_ID(OLD))

@@ -88,6 +88,7 @@ enum class Sql : int {
   kListAuditByOrg,
 
   kChangeHead,
+  kFeedEpoch,
   kPrunedThrough,
   kReadChanges,
   kPrincipalOfApiUser,
@@ -186,6 +187,7 @@ constexpr std::array<const char*, static_cast<size_t>(Sql::kCount)> kSqlText = {
     GH_AUDIT_COLUMNS "WHERE org_id = ?1 ORDER BY id DESC LIMIT ?2",
 
     "SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'changes'), 0)",
+    "SELECT epoch FROM change_feed WHERE id = 1",
     "SELECT pruned_through FROM change_feed WHERE id = 1",
     "SELECT tbl, id1, hash FROM changes WHERE seq > ?1 AND seq <= ?2 ORDER BY seq",
     GH_PRINCIPAL_COLUMNS "WHERE a.id = ?1",
@@ -358,6 +360,7 @@ class SqliteStore final : public Store {
   Result<int> SchemaVersion() override;
 
   Result<int64_t> ChangeHead() override;
+  Result<int64_t> FeedEpoch() override;
   Result<ChangeBatch> ReadChangesSince(int64_t after, int64_t max_changes) override;
   Result<int64_t> PruneChanges(int64_t keep_last) override;
 
@@ -773,6 +776,13 @@ Result<int64_t> SqliteStore::ChangeHead() {
   return s.Int(0);
 }
 
+Result<int64_t> SqliteStore::FeedEpoch() {
+  GH_ASSIGN_OR_RETURN(s, Use(Sql::kFeedEpoch));
+  int rc = s.Step();
+  if (rc != SQLITE_ROW) return Error(rc, "reading the change feed's epoch");
+  return s.Int(0);
+}
+
 namespace {
 
 TokenPrincipal ReadPrincipal(const Stmt& s) {
@@ -821,6 +831,8 @@ Result<ChangeBatch> SqliteStore::ReadChangesSince(int64_t after, int64_t max_cha
                                         " changes are waiting, more than " +
                                         std::to_string(max_changes) + " to apply one by one");
     }
+    GH_ASSIGN_OR_RETURN(epoch, FeedEpoch());
+    batch.epoch = epoch;
     batch.head = head;
     batch.changes = head - after;
     if (head == after) return Status::Ok();
