@@ -462,7 +462,7 @@ if [ "$MODE" = all ] || [ "$MODE" = churn ]; then
     # Pace to CHURN_RATE a second; stop with wrk.
     next=$(awk -v s="$t_start" -v i="$i" -v r="$CHURN_RATE" 'BEGIN {printf "%.3f", s + i / r}')
     now=$(date +%s.%N)
-    sleep "$(awk -v a="$next" -v b="$now" 'BEGIN {d = a - b; printf "%.3f", d > 0 ? d : 0}')"
+    sleep "$(awk -v a="$next" -v b="$now" 'BEGIN {d = a - b; printf "%.3f", (d > 0 ? d : 0)}')"
     kill -0 "$churn_pid" 2>/dev/null || break
   done
   wait "$churn_pid" || true
