@@ -18,8 +18,10 @@ json ErrorsJson(const std::vector<PolicyError>& errors) {
 }
 
 // Loads a policy or prints its errors; nullptr on failure.
-PolicyPtr LoadOrReport(Invocation& inv, const std::string& path) {
-  PolicyLoad load = LoadPolicy(path);
+PolicyPtr LoadOrReport(Invocation& inv, const std::string& path, bool with_invariants = true,
+                       size_t* invariants = nullptr) {
+  PolicyLoad load = LoadPolicy(path, LoadOptions{with_invariants ? inv.invariants : std::vector<std::string>{}});
+  if (invariants) *invariants = load.invariants;
   for (const auto& w : load.warnings) *inv.err << w.ToString() << "\n";  // skipped files, even with --json
   if (load.ok()) return load.policy;
   if (inv.json) {
@@ -36,15 +38,16 @@ std::string PathArg(const Invocation& inv, size_t i) { return inv.args.size() > 
 
 int Validate(Invocation& inv) {
   std::string path = PathArg(inv, 0);
-  PolicyPtr p = LoadOrReport(inv, path);
+  size_t invariants = 0;
+  PolicyPtr p = LoadOrReport(inv, path, true, &invariants);
   if (!p) return kRuntime;
   if (inv.json) {
     PrintJson(inv, {{"valid", true}, {"path", path}, {"policy", p->name()}, {"revision", p->revision()},
-                    {"actions", p->actions().size()}});
+                    {"actions", p->actions().size()}, {"invariants", invariants}});
   } else {
     *inv.out << "ok: policy " << p->name() << " (" << p->revision() << "): " << p->actions().size()
              << " actions, " << p->settings().size() << " settings, " << p->workspace_type_count()
-             << " workspace types\n";
+             << " workspace types, " << invariants << " invariant" << (invariants == 1 ? "" : "s") << " hold\n";
   }
   return kOk;
 }
@@ -131,7 +134,8 @@ int MatrixCmd(Invocation& inv) {
 }
 
 int DiffCmd(Invocation& inv) {
-  PolicyPtr a = LoadOrReport(inv, inv.args[0]);
+  // --invariants speak for the candidate: the old policy is compared, not judged.
+  PolicyPtr a = LoadOrReport(inv, inv.args[0], /*with_invariants=*/false);
   if (!a) return kUsage;
   PolicyPtr b = LoadOrReport(inv, inv.args[1]);
   if (!b) return kUsage;
