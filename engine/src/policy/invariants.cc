@@ -307,7 +307,11 @@ bool CheckOne(const CompiledPolicy& p, const ParsedInvariant& inv, ActionId aid,
         v.request = r;
         v.decision = d;
         v.request_text = RequestText(p, r);
-        for (const Reason& reason : p.Explain(d)) v.rules.push_back(reason.rule);
+        // What decided: the matching permits of an allow, the matching
+        // forbids of a deny (never the permits they overrode), or the missing
+        // permits of a default deny.
+        for (const Reason& reason : p.Explain(d))
+          if (reason.effect == d.effect) v.rules.push_back(reason.rule);
         out->push_back(std::move(v));
         return true;
       }
@@ -353,13 +357,12 @@ std::string InvariantViolation::ToString() const {
   std::string s = where.file + ":" + std::to_string(where.line) + ":" + std::to_string(where.column) + ": invariant " +
                   id + " broken";
   if (!message.empty()) s += " (" + message + ")";
-  s += ": counterexample " + action + " with " + request_text + " is " +
-       (decision.allowed() ? "allowed" : "denied");
-  if (!rules.empty()) {
-    s += " (decided by ";
-    for (size_t i = 0; i < rules.size(); ++i) s += (i ? ", " : "") + rules[i];
-    s += ")";
-  }
+  std::string list;
+  for (size_t i = 0; i < rules.size(); ++i) list += (i ? ", " : "") + rules[i];
+  s += ": counterexample " + action + " with " + request_text + " is ";
+  if (decision.allowed()) s += "allowed by " + list;
+  else if (decision.cause == Cause::kForbidden) s += "denied by " + list;
+  else s += "denied: no permit matched (" + list + ")";
   s += "; " + action + " must " + (form == "never" ? "never" : "always") + " be allowed when " + when;
   return s;
 }
