@@ -230,41 +230,80 @@ std::string RequestText(const CompiledPolicy& p, const Request& r) {
   return s;
 }
 
+// One attribute enumerated by the check: a representative value per class.
+struct CheckAxis {
+  Attr attr;
+  std::vector<int64_t> values;
+};
+
+// Calls f() for every combination of the axes' values, each set into *r
+// (the last axis fastest); stops when f returns false.
+template <typename F>
+void Enumerate(const std::vector<CheckAxis>& axes, Request* r, std::vector<size_t>* cls, F&& f) {
+  cls->assign(axes.size(), 0);
+  for (const CheckAxis& x : axes) internal::SetAttr(x.attr, x.values[0], r);
+  while (true) {
+    if (!f()) return;
+    size_t i = axes.size();
+    while (true) {
+      if (i == 0) return;
+      --i;
+      if (++(*cls)[i] < axes[i].values.size()) {
+        internal::SetAttr(axes[i].attr, axes[i].values[(*cls)[i]], r);
+        break;
+      }
+      (*cls)[i] = 0;
+      internal::SetAttr(axes[i].attr, axes[i].values[0], r);
+    }
+  }
+}
+
 // Checks one invariant over one action; appends a violation when it fails.
 // Returns false (with an error) when the space is too large to enumerate.
+//
+// Exact without visiting the product of everything: the policy's decision
+// reads the attributes D, the invariant's condition reads W. A counterexample
+// exists iff some assignment of the shared attributes S = D ∩ W both lets the
+// condition hold (for some values of W \ S) and lets the policy decide the
+// wrong way (for some values of D \ S), since the rest of W and of D are
+// independent. So one pass over W's classes marks the S-classes where the
+// condition can hold, and one pass over D's classes looks for a wrong
+// decision in a marked one: |W| + (marked classes × |D \ S|) cells, not
+// |W ∪ D|, and a broken invariant stops at its first counterexample. Shared integer
+// parameters are split at the constants of both sides, so a class decides
+// alike on each.
 bool CheckOne(const CompiledPolicy& p, const ParsedInvariant& inv, ActionId aid, const Expr& when,
               std::vector<InvariantViolation>* out, std::vector<PolicyError>* errors) {
   const internal::PolicyModel& m = p.impl().model;
   const internal::ActionModel& am = m.actions[aid];
   const internal::CompiledAction& ca = p.impl().compiled[aid];
-  // The dimensions: the action's, refined by what the invariant reads.
-  std::map<Attr, std::set<int64_t>> int_lows;
-  std::set<Attr> attrs;
+  std::set<Attr> d_attrs, w_attrs;
+  std::map<Attr, std::set<int64_t>> d_lows, w_lows;
   for (const Dim& d : ca.dims) {
-    attrs.insert(d.attr);
-    if (d.type == ValueType::kInt) int_lows[d.attr].insert(d.lows.begin(), d.lows.end());
+    d_attrs.insert(d.attr);
+    if (d.type == ValueType::kInt) d_lows[d.attr].insert(d.lows.begin(), d.lows.end());
   }
   internal::VisitAttrs(when, [&](const Attr& a) {
-    attrs.insert(a);
-    if (internal::AttrType(m, am, a) == ValueType::kInt) int_lows[a].insert(std::numeric_limits<int64_t>::min());
+    w_attrs.insert(a);
+    if (internal::AttrType(m, am, a) == ValueType::kInt) w_lows[a].insert(std::numeric_limits<int64_t>::min());
   });
   internal::VisitConstants(when, [&](const Attr& a, int64_t c) {
-    if (internal::AttrType(m, am, a) == ValueType::kInt) AddSplits(&int_lows[a], c);
+    if (internal::AttrType(m, am, a) == ValueType::kInt) AddSplits(&w_lows[a], c);
   });
-  struct Axis {
-    Attr attr;
-    std::vector<int64_t> values;  // one representative per class
-  };
-  std::vector<Axis> axes;
-  uint64_t cells = 1;
-  for (const Attr& a : attrs) {
-    Axis x{a, {}};
-    const ValueType t = internal::AttrType(m, am, a);
-    switch (t) {
+  // A shared integer gets the common refinement on both sides.
+  for (auto& [a, lows] : w_lows) {
+    if (!d_attrs.count(a)) continue;
+    lows.insert(d_lows[a].begin(), d_lows[a].end());
+    d_lows[a] = lows;
+  }
+  auto axis_of = [&](const Attr& a, std::map<Attr, std::set<int64_t>>& int_lows) {
+    CheckAxis x{a, {}};
+    switch (internal::AttrType(m, am, a)) {
       case ValueType::kInt: {
         const std::vector<int64_t> lows(int_lows[a].begin(), int_lows[a].end());
         for (size_t i = 0; i < lows.size(); ++i)
-          x.values.push_back(NearZero(lows[i], i + 1 < lows.size() ? lows[i + 1] - 1 : std::numeric_limits<int64_t>::max()));
+          x.values.push_back(
+              NearZero(lows[i], i + 1 < lows.size() ? lows[i + 1] - 1 : std::numeric_limits<int64_t>::max()));
         break;
       }
       case ValueType::kKind:
@@ -279,57 +318,100 @@ bool CheckOne(const CompiledPolicy& p, const ParsedInvariant& inv, ActionId aid,
         for (int i = 0; i < p.workspace_type_count(); ++i) x.values.push_back(i);
         break;
     }
-    if (cells <= kMaxInvariantCells) cells *= x.values.size();
-    axes.push_back(std::move(x));
+    return x;
+  };
+  std::vector<CheckAxis> d_axes, w_axes;
+  uint64_t d_cells = 1, w_cells = 1;
+  for (const Attr& a : d_attrs) {
+    d_axes.push_back(axis_of(a, d_lows));
+    if (d_cells <= kMaxInvariantCells) d_cells *= d_axes.back().values.size();
   }
-  if (cells > kMaxInvariantCells) {
+  for (const Attr& a : w_attrs) {
+    w_axes.push_back(axis_of(a, w_lows));
+    if (w_cells <= kMaxInvariantCells) w_cells *= w_axes.back().values.size();
+  }
+  if (d_cells > kMaxInvariantCells || w_cells > kMaxInvariantCells) {
     errors->push_back({inv.where.file, inv.where.line, inv.where.column,
                        "invariant " + Quote(inv.id) + " spans more than " + std::to_string(kMaxInvariantCells) +
                            " input classes of action " + am.name + "; too many to check exactly"});
     return false;
   }
-  Request r;
-  r.action = aid;
-  r.settings = p.default_settings();
-  std::vector<size_t> cls(axes.size(), 0);
-  for (size_t i = 0; i < axes.size(); ++i) internal::SetAttr(axes[i].attr, axes[i].values[0], &r);
-  while (true) {
-    if (internal::Eval(when, r)) {
-      const Decision d = p.Decide(r);
-      if (d.allowed() == inv.never) {
-        InvariantViolation v;
-        v.id = inv.id;
-        v.message = inv.message;
-        v.form = inv.never ? "never" : "always";
-        v.when = inv.when;
-        v.where = inv.where;
-        v.action = am.name;
-        v.request = r;
-        v.decision = d;
-        v.request_text = RequestText(p, r);
-        // What decided: the matching permits of an allow, the matching
-        // forbids of a deny (never the permits they overrode), or the missing
-        // permits of a default deny.
-        for (const Reason& reason : p.Explain(d))
-          if (reason.effect == d.effect) v.rules.push_back(reason.rule);
-        out->push_back(std::move(v));
-        return true;
+  // The shared attributes: their axis index on each side and a mixed-radix key.
+  std::vector<std::pair<size_t, size_t>> shared;  // (d axis, w axis)
+  for (size_t i = 0; i < d_axes.size(); ++i)
+    for (size_t j = 0; j < w_axes.size(); ++j)
+      if (d_axes[i].attr == w_axes[j].attr) shared.emplace_back(i, j);
+  auto key_of = [&](const std::vector<size_t>& w_cls) {
+    uint64_t k = 0;
+    for (const auto& [i, j] : shared) k = k * d_axes[i].values.size() + w_cls[j];
+    return k;
+  };
+  uint64_t keys = 1;
+  for (const auto& [i, j] : shared) keys *= d_axes[i].values.size();
+
+  // Pass 1: where can the condition hold? The first W cell per S-class.
+  Request base;
+  base.action = aid;
+  base.settings = p.default_settings();
+  std::vector<std::vector<size_t>> first_w(keys);
+  std::vector<uint8_t> sat(keys, 0);
+  bool any = false;
+  Request rw = base;
+  std::vector<size_t> cls;
+  Enumerate(w_axes, &rw, &cls, [&] {
+    if (internal::Eval(when, rw)) {
+      const uint64_t k = key_of(cls);
+      if (!sat[k]) {
+        sat[k] = 1;
+        first_w[k] = cls;
+        any = true;
       }
     }
-    // Next cell: the last axis fastest.
-    size_t i = axes.size();
-    while (i > 0) {
-      --i;
-      if (++cls[i] < axes[i].values.size()) {
-        internal::SetAttr(axes[i].attr, axes[i].values[cls[i]], &r);
-        break;
-      }
-      cls[i] = 0;
-      internal::SetAttr(axes[i].attr, axes[i].values[0], &r);
-      if (i == 0) return true;
-    }
-    if (axes.empty()) return true;
+    return true;
+  });
+  if (!any) return true;  // the condition never holds: nothing to break
+
+  // Pass 2: a wrong decision in a class where the condition can hold. Only
+  // the marked classes of the shared attributes are visited, each with every
+  // class of the action's other attributes.
+  std::vector<bool> is_shared(d_axes.size(), false);
+  for (const auto& [i, j] : shared) is_shared[i] = true;
+  std::vector<CheckAxis> rest;
+  for (size_t i = 0; i < d_axes.size(); ++i)
+    if (!is_shared[i]) rest.push_back(d_axes[i]);
+  for (uint64_t k = 0; k < keys; ++k) {
+    if (!sat[k]) continue;
+    Request rd = base;
+    for (const auto& [i, j] : shared) internal::SetAttr(w_axes[j].attr, w_axes[j].values[first_w[k][j]], &rd);
+    bool found = false;
+    Enumerate(rest, &rd, &cls, [&] {
+      const Decision d = p.Decide(rd);
+      if (d.allowed() != inv.never) return true;
+      Request r = rd;
+      for (size_t j = 0; j < w_axes.size(); ++j)
+        internal::SetAttr(w_axes[j].attr, w_axes[j].values[first_w[k][j]], &r);
+      InvariantViolation v;
+      v.id = inv.id;
+      v.message = inv.message;
+      v.form = inv.never ? "never" : "always";
+      v.when = inv.when;
+      v.where = inv.where;
+      v.action = am.name;
+      v.request = r;
+      v.decision = p.Decide(r);  // the same outcome: r differs from rd only outside D
+      v.request_text = RequestText(p, r);
+      // What decided: the matching permits of an allow, the matching forbids
+      // of a deny (never the permits they overrode), or the missing permits
+      // of a default deny.
+      for (const Reason& reason : p.Explain(v.decision))
+        if (reason.effect == v.decision.effect) v.rules.push_back(reason.rule);
+      out->push_back(std::move(v));
+      found = true;
+      return false;
+    });
+    if (found) return true;
   }
+  return true;
 }
 
 void ReadDoc(const CompiledPolicy& policy, const std::string& file, std::string text, InvariantReport* report,
@@ -347,7 +429,8 @@ void Run(const CompiledPolicy& policy, const std::vector<ParsedInvariant>& parse
   report->invariants = parsed.size();
   if (!report->errors.empty()) return;  // check nothing unless every file reads
   for (const ParsedInvariant& inv : parsed)
-    for (const auto& [aid, expr] : inv.checks) CheckOne(policy, inv, aid, *expr, &report->violations, &report->errors);
+    for (const auto& [aid, expr] : inv.checks)
+      CheckOne(policy, inv, aid, *expr, &report->violations, &report->errors);
   internal::SortErrors(&report->errors);
 }
 
