@@ -37,6 +37,8 @@ constexpr OptionSpec kOptions[] = {
     {"user", true, "a user's email"},
     {"limit", true, "how many records at most (default 50)"},
     {"rules", false, "also show changes of the deciding rule"},
+    {"coverage", false, "also report the rules no test decided and the cells no test reaches"},
+    {"min-coverage", true, "fail (exit 1) when rule or cell coverage is below PCT (0-100); implies --coverage"},
 };
 
 const std::set<std::string> kGlobal = {"store", "policy", "invariants", "as", "org", "json", "help"};

@@ -1,5 +1,9 @@
 // gatehouse policy validate|test|matrix|diff
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
 #include <iostream>
+#include <optional>
 
 #include "cli.h"
 #include "gatehouse/analysis.h"
@@ -83,12 +87,77 @@ int Test(Invocation& inv) {
     }
   }
   size_t passed = results.size() - failed;
+  // Coverage: asked for, or needed for --min-coverage.
+  std::optional<double> min_coverage;
+  if (auto v = inv.opt("min-coverage")) {
+    char* end = nullptr;
+    errno = 0;
+    const double pct = std::strtod(v->c_str(), &end);
+    if (v->empty() || *end != '\0' || errno != 0 || !(pct >= 0 && pct <= 100))
+      return Fail(inv, kUsage, "--min-coverage takes a percentage from 0 to 100, not '" + *v + "'");
+    min_coverage = pct;
+  }
+  const bool coverage = inv.opt("coverage").has_value() || min_coverage.has_value();
+  PolicyCoverage cov;
+  if (coverage) cov = MeasureCoverage(*p, results);
+  auto pct = [](double x) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%.1f%%", x);
+    return std::string(buf);
+  };
+  auto cell_text = [](const CoverageCell& c) {
+    std::string s = c.group;
+    if (!c.workspace_type.empty()) s += "; " + c.workspace_type + " workspace";
+    for (const auto& [name, on] : c.settings) s += "; " + name + "=" + (on ? "true" : "false");
+    return s;
+  };
   if (inv.json) {
-    PrintJson(inv, {{"passed", passed}, {"failed", failed}, {"failures", fails}, {"revision", p->revision()}});
+    json out = {{"passed", passed}, {"failed", failed}, {"failures", fails}, {"revision", p->revision()}};
+    if (coverage) {
+      json rules = json::array(), cells = json::array();
+      for (const auto& [action, rule] : cov.undecided_rules) rules.push_back({{"action", action}, {"rule", rule}});
+      for (const auto& c : cov.unreached) {
+        json settings = json::object();
+        for (const auto& [name, on] : c.settings) settings[name] = on;
+        json cell = {{"action", c.action}, {"group", c.group}, {"settings", settings}};
+        if (!c.workspace_type.empty()) cell["workspace_type"] = c.workspace_type;
+        cells.push_back(cell);
+      }
+      out["coverage"] = {{"rules", cov.rules},         {"rules_decided", cov.rules_decided},
+                         {"rule_percent", cov.rule_percent()}, {"undecided_rules", rules},
+                         {"cells", cov.cells},         {"cells_reached", cov.cells_reached},
+                         {"cell_percent", cov.cell_percent()}, {"unreached_cells", cells},
+                         {"problems", cov.problems}};
+    }
+    PrintJson(inv, out);
   } else {
     *inv.out << passed << " passed, " << failed << " failed\n";
+    if (coverage) {
+      *inv.out << "coverage: " << cov.rules_decided << " of " << cov.rules << " rules decided a case ("
+               << pct(cov.rule_percent()) << "); " << cov.cells_reached << " of " << cov.cells
+               << " cells reached (" << pct(cov.cell_percent()) << ")\n";
+      for (const auto& problem : cov.problems) *inv.out << "  cells not counted: " << problem << "\n";
+      if (!cov.undecided_rules.empty()) *inv.out << "rules that decided no case:\n";
+      for (const auto& [action, rule] : cov.undecided_rules) *inv.out << "  " << action << ": " << rule << "\n";
+      if (!cov.unreached.empty()) *inv.out << "cells no case reaches (action: principal group; workspace; settings):\n";
+      // At most kShown per action in text; --json lists them all.
+      constexpr size_t kShown = 8;
+      for (size_t i = 0; i < cov.unreached.size();) {
+        size_t j = i;
+        while (j < cov.unreached.size() && cov.unreached[j].action == cov.unreached[i].action) ++j;
+        for (size_t k = i; k < std::min(j, i + kShown); ++k)
+          *inv.out << "  " << cov.unreached[k].action << ": " << cell_text(cov.unreached[k]) << "\n";
+        if (j - i > kShown) *inv.out << "  " << cov.unreached[i].action << ": ... and " << (j - i - kShown) << " more\n";
+        i = j;
+      }
+    }
   }
-  return failed == 0 ? kOk : kRuntime;
+  if (failed != 0) return kRuntime;
+  if (min_coverage && (cov.rule_percent() < *min_coverage || cov.cell_percent() < *min_coverage)) {
+    return Fail(inv, kRuntime, "coverage below " + pct(*min_coverage) + ": rules " + pct(cov.rule_percent()) +
+                                   ", cells " + pct(cov.cell_percent()));
+  }
+  return kOk;
 }
 
 const char* VerdictName(Verdict v) {
@@ -161,7 +230,7 @@ int DiffCmd(Invocation& inv) {
 
 void RegisterPolicyCommands(std::vector<Command>* c) {
   c->push_back({{"policy", "validate"}, "[PATH]", "Load, check and compile a policy; print every error as FILE:LINE:COL.", {}, 0, 1, Validate});
-  c->push_back({{"policy", "test"}, "[PATH]", "Run the policy's tests (PATH/tests/*.yaml); print failures with the rule that decided.", {}, 0, 1, Test});
+  c->push_back({{"policy", "test"}, "[PATH]", "Run the policy's tests (PATH/tests/*.yaml); print failures with the rule that decided.", {"coverage", "min-coverage"}, 0, 1, Test});
   c->push_back({{"policy", "matrix"}, "[PATH]", "Print the role × action matrix per workspace type and setting.", {}, 0, 1, MatrixCmd});
   c->push_back({{"policy", "diff"}, "OLD NEW", "Print the exact semantic difference between two policies (exit 0 equal, 1 different, 2 error).", {"rules"}, 2, 2, DiffCmd});
 }
