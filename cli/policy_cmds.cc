@@ -5,7 +5,10 @@
 #include <iostream>
 #include <optional>
 
+#include <fstream>
+
 #include "cli.h"
+#include "html_report.h"
 #include "gatehouse/analysis.h"
 #include "gatehouse/policy.h"
 #include "gatehouse/policy_testing.h"
@@ -36,6 +39,24 @@ PolicyPtr LoadOrReport(Invocation& inv, const std::string& path, bool with_invar
              << (load.errors.size() == 1 ? "" : "s") << "\n";
   }
   return nullptr;
+}
+
+// Writes --html FILE when given; false (with the one stderr line in *code) on failure.
+bool WriteHtml(Invocation& inv, const std::string& html, int* code) {
+  auto file = inv.opt("html");
+  if (!file) return true;
+  if (file->empty()) {
+    *code = Fail(inv, kUsage, "--html needs a file name");
+    return false;
+  }
+  std::ofstream out(*file, std::ios::binary | std::ios::trunc);
+  out << html;
+  out.close();
+  if (!out) {
+    *code = Fail(inv, kRuntime, "cannot write " + *file);
+    return false;
+  }
+  return true;
 }
 
 std::string PathArg(const Invocation& inv, size_t i) { return inv.args.size() > i ? inv.args[i] : inv.policy; }
@@ -172,6 +193,7 @@ int MatrixCmd(Invocation& inv) {
     if (inv.json) PrintJson(inv, {{"policy", m.policy}, {"revision", m.revision}, {"problems", m.problems}});
     return Fail(inv, kUsage, "policy matrix: " + m.problems[0]);
   }
+  if (int code = kOk; !WriteHtml(inv, MatrixHtml(*p, m), &code)) return code;
   if (!inv.json) {
     *inv.out << RenderMatrix(m);
     return kOk;
@@ -211,6 +233,7 @@ int DiffCmd(Invocation& inv) {
   DiffOptions opt;
   opt.rules = inv.opt("rules").has_value();
   PolicyDiff d = DiffPolicies(*a, *b, opt);
+  if (int code = kOk; !WriteHtml(inv, DiffHtml(*a, *b, d), &code)) return code;
   if (inv.json) {
     json changes = json::array();
     for (const auto& c : d.changes)
@@ -231,8 +254,8 @@ int DiffCmd(Invocation& inv) {
 void RegisterPolicyCommands(std::vector<Command>* c) {
   c->push_back({{"policy", "validate"}, "[PATH]", "Load, check and compile a policy; print every error as FILE:LINE:COL.", {}, 0, 1, Validate});
   c->push_back({{"policy", "test"}, "[PATH]", "Run the policy's tests (PATH/tests/*.yaml); print failures with the rule that decided.", {"coverage", "min-coverage"}, 0, 1, Test});
-  c->push_back({{"policy", "matrix"}, "[PATH]", "Print the role × action matrix per workspace type and setting.", {}, 0, 1, MatrixCmd});
-  c->push_back({{"policy", "diff"}, "OLD NEW", "Print the exact semantic difference between two policies (exit 0 equal, 1 different, 2 error).", {"rules"}, 2, 2, DiffCmd});
+  c->push_back({{"policy", "matrix"}, "[PATH]", "Print the role × action matrix per workspace type and setting.", {"html"}, 0, 1, MatrixCmd});
+  c->push_back({{"policy", "diff"}, "OLD NEW", "Print the exact semantic difference between two policies (exit 0 equal, 1 different, 2 error).", {"rules", "html"}, 2, 2, DiffCmd});
 }
 
 }  // namespace gatehouse::cli
