@@ -32,7 +32,7 @@ AdminOptions Options(const Invocation& inv) {
 }
 
 PolicyPtr LoadPolicyOrFail(Invocation& inv, int* code) {
-  PolicyLoad load = LoadPolicy(inv.policy);
+  PolicyLoad load = LoadPolicy(inv.policy, LoadOptions{inv.invariants});
   for (const auto& w : load.warnings) *inv.err << w.ToString() << "\n";  // files skipped in the folder
   if (load.ok()) return load.policy;
   for (const auto& e : load.errors) *inv.err << e.ToString() << "\n";

@@ -29,6 +29,9 @@ struct Invocation {
   bool json = false;
   std::string store;   // --store / GATEHOUSE_STORE / ./gatehouse.db
   std::string policy;  // --policy / GATEHOUSE_POLICY / the default policy
+  // --invariants PATH (repeatable): checked whenever a policy loads, besides
+  // the policy folder's own invariants/.
+  std::vector<std::string> invariants;
   std::string as;      // --as / GATEHOUSE_AS
   std::string org;     // --org
   // Command options by name, as given ("" for switches); absent when not given.

@@ -37,9 +37,12 @@ constexpr OptionSpec kOptions[] = {
     {"user", true, "a user's email"},
     {"limit", true, "how many records at most (default 50)"},
     {"rules", false, "also show changes of the deciding rule"},
+    {"html", true, "also write a self-contained HTML review page to FILE (no network, no external files)"},
+    {"coverage", false, "also report the rules no test decided and the cells no test reaches"},
+    {"min-coverage", true, "fail (exit 1) when rule or cell coverage is below PCT (0-100); implies --coverage"},
 };
 
-const std::set<std::string> kGlobal = {"store", "policy", "as", "org", "json", "help"};
+const std::set<std::string> kGlobal = {"store", "policy", "invariants", "as", "org", "json", "help"};
 
 std::string Env(const char* name, const std::string& fallback) {
   const char* v = std::getenv(name);
@@ -81,6 +84,8 @@ void PrintHelp(std::ostream& out, const std::vector<Command>& commands, const st
   out << "\nglobal options (before or after the command words):\n"
          "  --store PATH    the store (env GATEHOUSE_STORE, default ./gatehouse.db)\n"
          "  --policy PATH   a policy file or folder (env GATEHOUSE_POLICY, default: the installed policies/)\n"
+         "  --invariants PATH  invariant file or folder checked on every policy load (repeatable;\n"
+         "                  besides the policy folder's invariants/)\n"
          "  --as EMAIL      the acting identity (env GATEHOUSE_AS)\n"
          "  --org NAME      the organization (may be left out while the store holds one)\n"
          "  --json          machine-readable output\n"
@@ -95,7 +100,8 @@ int Run(int argc, char** argv) {
 
   po::options_description desc;
   desc.add_options()("store", po::value<std::string>())("policy", po::value<std::string>())(
-      "as", po::value<std::string>())("org", po::value<std::string>())("json", "")("help,h", "");
+      "as", po::value<std::string>())("org", po::value<std::string>())("json", "")("help,h", "")(
+      "invariants", po::value<std::vector<std::string>>()->composing());
   for (const auto& spec : kOptions) {
     if (spec.takes_value) {
       desc.add_options()(spec.name, po::value<std::string>());
@@ -166,6 +172,13 @@ int Run(int argc, char** argv) {
   inv.json = vm.count("json") > 0;
   inv.store = vm.count("store") ? vm["store"].as<std::string>() : Env("GATEHOUSE_STORE", "./gatehouse.db");
   inv.policy = vm.count("policy") ? vm["policy"].as<std::string>() : DefaultPolicyPath();
+  if (vm.count("invariants")) inv.invariants = vm["invariants"].as<std::vector<std::string>>();
+  for (const std::string& i : inv.invariants) {
+    if (i.empty()) {
+      std::cerr << "gatehouse: --invariants must not be empty\n";
+      return kUsage;
+    }
+  }
   inv.as = vm.count("as") ? vm["as"].as<std::string>() : Env("GATEHOUSE_AS", "");
   inv.org = vm.count("org") ? vm["org"].as<std::string>() : "";
   inv.opt = [&vm](const std::string& key) -> std::optional<std::string> {

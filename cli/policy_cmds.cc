@@ -1,7 +1,14 @@
 // gatehouse policy validate|test|matrix|diff
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
 #include <iostream>
+#include <optional>
+
+#include <fstream>
 
 #include "cli.h"
+#include "html_report.h"
 #include "gatehouse/analysis.h"
 #include "gatehouse/policy.h"
 #include "gatehouse/policy_testing.h"
@@ -18,8 +25,10 @@ json ErrorsJson(const std::vector<PolicyError>& errors) {
 }
 
 // Loads a policy or prints its errors; nullptr on failure.
-PolicyPtr LoadOrReport(Invocation& inv, const std::string& path) {
-  PolicyLoad load = LoadPolicy(path);
+PolicyPtr LoadOrReport(Invocation& inv, const std::string& path, bool with_invariants = true,
+                       size_t* invariants = nullptr) {
+  PolicyLoad load = LoadPolicy(path, LoadOptions{with_invariants ? inv.invariants : std::vector<std::string>{}});
+  if (invariants) *invariants = load.invariants;
   for (const auto& w : load.warnings) *inv.err << w.ToString() << "\n";  // skipped files, even with --json
   if (load.ok()) return load.policy;
   if (inv.json) {
@@ -32,19 +41,38 @@ PolicyPtr LoadOrReport(Invocation& inv, const std::string& path) {
   return nullptr;
 }
 
+// Writes --html FILE when given; false (with the one stderr line in *code) on failure.
+bool WriteHtml(Invocation& inv, const std::string& html, int* code) {
+  auto file = inv.opt("html");
+  if (!file) return true;
+  if (file->empty()) {
+    *code = Fail(inv, kUsage, "--html needs a file name");
+    return false;
+  }
+  std::ofstream out(*file, std::ios::binary | std::ios::trunc);
+  out << html;
+  out.close();
+  if (!out) {
+    *code = Fail(inv, kRuntime, "cannot write " + *file);
+    return false;
+  }
+  return true;
+}
+
 std::string PathArg(const Invocation& inv, size_t i) { return inv.args.size() > i ? inv.args[i] : inv.policy; }
 
 int Validate(Invocation& inv) {
   std::string path = PathArg(inv, 0);
-  PolicyPtr p = LoadOrReport(inv, path);
+  size_t invariants = 0;
+  PolicyPtr p = LoadOrReport(inv, path, true, &invariants);
   if (!p) return kRuntime;
   if (inv.json) {
     PrintJson(inv, {{"valid", true}, {"path", path}, {"policy", p->name()}, {"revision", p->revision()},
-                    {"actions", p->actions().size()}});
+                    {"actions", p->actions().size()}, {"invariants", invariants}});
   } else {
     *inv.out << "ok: policy " << p->name() << " (" << p->revision() << "): " << p->actions().size()
              << " actions, " << p->settings().size() << " settings, " << p->workspace_type_count()
-             << " workspace types\n";
+             << " workspace types, " << invariants << " invariant" << (invariants == 1 ? "" : "s") << " hold\n";
   }
   return kOk;
 }
@@ -80,12 +108,77 @@ int Test(Invocation& inv) {
     }
   }
   size_t passed = results.size() - failed;
+  // Coverage: asked for, or needed for --min-coverage.
+  std::optional<double> min_coverage;
+  if (auto v = inv.opt("min-coverage")) {
+    char* end = nullptr;
+    errno = 0;
+    const double pct = std::strtod(v->c_str(), &end);
+    if (v->empty() || *end != '\0' || errno != 0 || !(pct >= 0 && pct <= 100))
+      return Fail(inv, kUsage, "--min-coverage takes a percentage from 0 to 100, not '" + *v + "'");
+    min_coverage = pct;
+  }
+  const bool coverage = inv.opt("coverage").has_value() || min_coverage.has_value();
+  PolicyCoverage cov;
+  if (coverage) cov = MeasureCoverage(*p, results);
+  auto pct = [](double x) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%.1f%%", x);
+    return std::string(buf);
+  };
+  auto cell_text = [](const CoverageCell& c) {
+    std::string s = c.group;
+    if (!c.workspace_type.empty()) s += "; " + c.workspace_type + " workspace";
+    for (const auto& [name, on] : c.settings) s += "; " + name + "=" + (on ? "true" : "false");
+    return s;
+  };
   if (inv.json) {
-    PrintJson(inv, {{"passed", passed}, {"failed", failed}, {"failures", fails}, {"revision", p->revision()}});
+    json out = {{"passed", passed}, {"failed", failed}, {"failures", fails}, {"revision", p->revision()}};
+    if (coverage) {
+      json rules = json::array(), cells = json::array();
+      for (const auto& [action, rule] : cov.undecided_rules) rules.push_back({{"action", action}, {"rule", rule}});
+      for (const auto& c : cov.unreached) {
+        json settings = json::object();
+        for (const auto& [name, on] : c.settings) settings[name] = on;
+        json cell = {{"action", c.action}, {"group", c.group}, {"settings", settings}};
+        if (!c.workspace_type.empty()) cell["workspace_type"] = c.workspace_type;
+        cells.push_back(cell);
+      }
+      out["coverage"] = {{"rules", cov.rules},         {"rules_decided", cov.rules_decided},
+                         {"rule_percent", cov.rule_percent()}, {"undecided_rules", rules},
+                         {"cells", cov.cells},         {"cells_reached", cov.cells_reached},
+                         {"cell_percent", cov.cell_percent()}, {"unreached_cells", cells},
+                         {"problems", cov.problems}};
+    }
+    PrintJson(inv, out);
   } else {
     *inv.out << passed << " passed, " << failed << " failed\n";
+    if (coverage) {
+      *inv.out << "coverage: " << cov.rules_decided << " of " << cov.rules << " rules decided a case ("
+               << pct(cov.rule_percent()) << "); " << cov.cells_reached << " of " << cov.cells
+               << " cells reached (" << pct(cov.cell_percent()) << ")\n";
+      for (const auto& problem : cov.problems) *inv.out << "  cells not counted: " << problem << "\n";
+      if (!cov.undecided_rules.empty()) *inv.out << "rules that decided no case:\n";
+      for (const auto& [action, rule] : cov.undecided_rules) *inv.out << "  " << action << ": " << rule << "\n";
+      if (!cov.unreached.empty()) *inv.out << "cells no case reaches (action: principal group; workspace; settings):\n";
+      // At most kShown per action in text; --json lists them all.
+      constexpr size_t kShown = 8;
+      for (size_t i = 0; i < cov.unreached.size();) {
+        size_t j = i;
+        while (j < cov.unreached.size() && cov.unreached[j].action == cov.unreached[i].action) ++j;
+        for (size_t k = i; k < std::min(j, i + kShown); ++k)
+          *inv.out << "  " << cov.unreached[k].action << ": " << cell_text(cov.unreached[k]) << "\n";
+        if (j - i > kShown) *inv.out << "  " << cov.unreached[i].action << ": ... and " << (j - i - kShown) << " more\n";
+        i = j;
+      }
+    }
   }
-  return failed == 0 ? kOk : kRuntime;
+  if (failed != 0) return kRuntime;
+  if (min_coverage && (cov.rule_percent() < *min_coverage || cov.cell_percent() < *min_coverage)) {
+    return Fail(inv, kRuntime, "coverage below " + pct(*min_coverage) + ": rules " + pct(cov.rule_percent()) +
+                                   ", cells " + pct(cov.cell_percent()));
+  }
+  return kOk;
 }
 
 const char* VerdictName(Verdict v) {
@@ -100,6 +193,7 @@ int MatrixCmd(Invocation& inv) {
     if (inv.json) PrintJson(inv, {{"policy", m.policy}, {"revision", m.revision}, {"problems", m.problems}});
     return Fail(inv, kUsage, "policy matrix: " + m.problems[0]);
   }
+  if (int code = kOk; !WriteHtml(inv, MatrixHtml(*p, m), &code)) return code;
   if (!inv.json) {
     *inv.out << RenderMatrix(m);
     return kOk;
@@ -131,13 +225,15 @@ int MatrixCmd(Invocation& inv) {
 }
 
 int DiffCmd(Invocation& inv) {
-  PolicyPtr a = LoadOrReport(inv, inv.args[0]);
+  // --invariants speak for the candidate: the old policy is compared, not judged.
+  PolicyPtr a = LoadOrReport(inv, inv.args[0], /*with_invariants=*/false);
   if (!a) return kUsage;
   PolicyPtr b = LoadOrReport(inv, inv.args[1]);
   if (!b) return kUsage;
   DiffOptions opt;
   opt.rules = inv.opt("rules").has_value();
   PolicyDiff d = DiffPolicies(*a, *b, opt);
+  if (int code = kOk; !WriteHtml(inv, DiffHtml(*a, *b, d), &code)) return code;
   if (inv.json) {
     json changes = json::array();
     for (const auto& c : d.changes)
@@ -157,9 +253,9 @@ int DiffCmd(Invocation& inv) {
 
 void RegisterPolicyCommands(std::vector<Command>* c) {
   c->push_back({{"policy", "validate"}, "[PATH]", "Load, check and compile a policy; print every error as FILE:LINE:COL.", {}, 0, 1, Validate});
-  c->push_back({{"policy", "test"}, "[PATH]", "Run the policy's tests (PATH/tests/*.yaml); print failures with the rule that decided.", {}, 0, 1, Test});
-  c->push_back({{"policy", "matrix"}, "[PATH]", "Print the role × action matrix per workspace type and setting.", {}, 0, 1, MatrixCmd});
-  c->push_back({{"policy", "diff"}, "OLD NEW", "Print the exact semantic difference between two policies (exit 0 equal, 1 different, 2 error).", {"rules"}, 2, 2, DiffCmd});
+  c->push_back({{"policy", "test"}, "[PATH]", "Run the policy's tests (PATH/tests/*.yaml); print failures with the rule that decided.", {"coverage", "min-coverage"}, 0, 1, Test});
+  c->push_back({{"policy", "matrix"}, "[PATH]", "Print the role × action matrix per workspace type and setting.", {"html"}, 0, 1, MatrixCmd});
+  c->push_back({{"policy", "diff"}, "OLD NEW", "Print the exact semantic difference between two policies (exit 0 equal, 1 different, 2 error).", {"rules", "html"}, 2, 2, DiffCmd});
 }
 
 }  // namespace gatehouse::cli

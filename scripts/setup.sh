@@ -10,6 +10,7 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev
   nginx-light caddy wrk sqlite3 curl openssl
   clang libclang-rt-14-dev
+  chromium  # the headless browser the HTML review page is tested in
 )
 
 missing=()

@@ -141,6 +141,9 @@ int main(int argc, char** argv) {
        "the SQLite store (env GATEHOUSE_STORE)")
       ("policy", po::value(&state_options.policy_path),
        "a policy file or folder (env GATEHOUSE_POLICY; default: the installed policies/)")
+      ("invariants", po::value(&state_options.invariants)->composing(),
+       "an invariant file or folder checked whenever the policy loads (repeatable; besides "
+       "the policy folder's invariants/); a policy that breaks one is refused")
       ("io-threads", po::value(&threads)->default_value(threads),
        "I/O threads serving every connection (0: one per core); an idle or slow connection "
        "holds none")

@@ -47,7 +47,7 @@ State::State(const StateOptions& options, Metrics* metrics, LogFn log)
 Result<std::unique_ptr<State>> State::Open(const StateOptions& options, Metrics* metrics,
                                            LogFn log) {
   std::unique_ptr<State> s(new State(options, metrics, log ? std::move(log) : LogFn(LogToStderr)));
-  PolicyLoad load = LoadPolicy(s->options_.policy_path);
+  PolicyLoad load = LoadPolicy(s->options_.policy_path, LoadOptions{s->options_.invariants});
   for (const PolicyError& w : load.warnings) s->log_(w.ToString());
   if (!load.ok()) {
     return Status::InvalidArgument("policy " + s->options_.policy_path + " does not load:\n" +
@@ -75,7 +75,7 @@ Status State::CheckStore() { return store_->Check(); }
 bool State::ReloadPolicy() {
   std::lock_guard<std::mutex> lock(reload_mu_);
   fingerprint_ = PolicyFingerprint();
-  PolicyLoad load = LoadPolicy(options_.policy_path);
+  PolicyLoad load = LoadPolicy(options_.policy_path, LoadOptions{options_.invariants});
   for (const PolicyError& w : load.warnings) log_(w.ToString());
   if (!load.ok()) {
     metrics_->CountReload(false);
@@ -146,17 +146,19 @@ std::vector<std::string> State::PolicyFingerprint() const {
                   std::to_string(st.st_mtim.tv_sec) + "." + std::to_string(st.st_mtim.tv_nsec) +
                   " " + std::to_string(st.st_ino));
   };
-  std::error_code ec;
-  if (fs::is_directory(options_.policy_path, ec)) {
-    add(options_.policy_path);
-    for (fs::recursive_directory_iterator
-             it(options_.policy_path, fs::directory_options::skip_permission_denied, ec),
-         end;
-         !ec && it != end; it.increment(ec)) {
-      add(it->path().string());
+  std::vector<std::string> roots = options_.invariants;
+  roots.insert(roots.begin(), options_.policy_path);
+  for (const std::string& root : roots) {
+    std::error_code ec;
+    if (fs::is_directory(root, ec)) {
+      add(root);
+      for (fs::recursive_directory_iterator it(root, fs::directory_options::skip_permission_denied, ec), end;
+           !ec && it != end; it.increment(ec)) {
+        add(it->path().string());
+      }
+    } else {
+      add(root);
     }
-  } else {
-    add(options_.policy_path);
   }
   std::sort(out.begin(), out.end());
   return out;

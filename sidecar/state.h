@@ -34,6 +34,7 @@
 #include <string_view>
 #include <thread>
 #include <vector>
+#include <vector>
 
 #include "gatehouse/authorizer.h"
 #include "gatehouse/clock.h"
@@ -53,6 +54,9 @@ struct StateOptions {
   std::string store_path = "./gatehouse.db";
   // A policy file or folder. Empty: DefaultPolicyPath().
   std::string policy_path;
+  // Invariant files or folders checked on every load besides the policy
+  // folder's invariants/ (--invariants); watched like the policy. Default: none.
+  std::vector<std::string> invariants;
   // The source of "now" for token expiry. Default: the real clock.
   const Clock* clock = &RealClock::Instance();
   // How often the background thread checks the policy files for changes, in

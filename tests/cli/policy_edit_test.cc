@@ -29,6 +29,17 @@ class PolicyEditTest : public CliTest {
     WriteFileBytes(file_, text);
   }
 
+  // The edit breaks the seed's invariant `id`: every command refuses the
+  // policy, naming the invariant and where it is written. Then the copy's
+  // invariants are dropped, so the rest of the test sees the edit's effect.
+  void ExpectRefusedByInvariantThenDropIt(const std::vector<std::string>& args, const std::string& id) {
+    ProcessResult r = Edited().Run(args);
+    EXPECT_TRUE(PolicyLoadFailed(r, copy_ + "/invariants/seed.yaml")) << r;
+    EXPECT_NE(r.err.find("invariant " + id + " broken"), std::string::npos) << r;
+    EXPECT_NE(r.err.find("counterexample"), std::string::npos) << r;
+    std::filesystem::remove_all(copy_ + "/invariants");
+  }
+
   // gh_ with the edited copy, by --policy.
   Gatehouse Edited() const {
     Gatehouse g = gh_;
@@ -53,6 +64,7 @@ TEST_F(PolicyEditTest, LettingViewersImportChangesWhatAuthorizeAllows) {
       "        message: Importing a project needs workspace role contributor",
       "when: principal.workspace_role >= viewer\n"
       "        message: Importing a project needs workspace role contributor");
+  ExpectRefusedByInvariantThenDropIt(import, "viewers-never-import-or-export");
   ProcessResult r = Edited().Run(import);
   EXPECT_TRUE(Succeeded(r));
   EXPECT_NE(r.out.find("contributors-and-up"), std::string::npos) << r;
@@ -88,6 +100,7 @@ TEST_F(PolicyEditTest, DroppingTheToggleFromTokenCreateLetsWorkspaceAdminsCreate
       "        message: Only organization owners and admins may create tokens",
       "principal.workspace_role >= admin\n"
       "        message: Only organization owners and admins may create tokens");
+  ExpectRefusedByInvariantThenDropIt(create, "credentials-need-org-admin-or-the-toggle");
   ProcessResult r = Edited().As(kWsAdmin, create);
   ASSERT_TRUE(Succeeded(r));
   EXPECT_TRUE(Succeeded(gh_.Run({"token", "verify", r.out.substr(0, r.out.find('\n'))})));

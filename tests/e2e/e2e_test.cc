@@ -1130,4 +1130,76 @@ TEST_F(E2eTest, StoreMadeUnreadableToTheSidecarDeniesAndRecovers) {
       << ReadAll(dir_.File("unprivileged.stderr"));
 }
 
+// Invariants on every load (issue 13): a sidecar whose policy folder gets an
+// edit that breaks one of its invariants refuses the edit (counted, logged
+// with the counterexample) and keeps serving the last good policy; the same
+// for a policy that breaks a newly written --invariants file; and a sidecar
+// cannot start on a policy that breaks one.
+TEST_F(E2eTest, InvariantBreakingEditsAreRefusedAndTheLastGoodPolicyServes) {
+  const std::string seed = ReadAll(std::string(GATEHOUSE_SOURCE_DIR) + "/policies/invariants/seed.yaml");
+  ASSERT_FALSE(seed.empty());
+  fs::create_directories(dir_.File("inv/invariants"));
+  WriteAll(dir_.File("inv/api-tokens.yaml"), DefaultPolicyText());
+  WriteAll(dir_.File("inv/invariants/seed.yaml"), seed);
+  const std::vector<std::string> common = {kSidecar, "--listen", "127.0.0.1:0", "--store", store(),
+                                           "--policy-poll-ms", "100", "--sweep-interval", "0"};
+  std::vector<std::string> argv = common;
+  argv.insert(argv.end(), {"--policy", dir_.File("inv")});
+  Sidecar s = LaunchSidecar(argv, dir_.File("inv.stderr"));
+  ASSERT_TRUE(s.process) << ReadAll(dir_.File("inv.stderr"));
+  auto allowed = [&](int port, const Token& t, const std::string& action) {
+    HttpResponse r = Direct("POST", "/v1/authorize",
+                            json({{"token", t.secret}, {"action", action}, {"workspace", "Marketing-Production"}}).dump(),
+                            {}, port);
+    EXPECT_EQ(r.status, 200) << r.error;
+    return json::parse(r.body, nullptr, false).value("allow", false);
+  };
+  auto failures = [&](int port) {
+    HttpResponse r = Direct("GET", "/metrics", "", {}, port);
+    const std::string key = "\ngatehouse_policy_reload_failures_total ";
+    const size_t at = r.body.find(key);
+    return at == std::string::npos ? -1.0 : std::stod(r.body.substr(at + key.size()));
+  };
+  const std::string good = Revision(s.port);
+  ASSERT_FALSE(good.empty());
+  EXPECT_FALSE(allowed(s.port, viewer_, "project.import"));
+  EXPECT_TRUE(allowed(s.port, prod_, "project.import"));
+
+  // The viewer-import edit: it compiles, but breaks viewers-never-import-or-export.
+  ReplaceFile(dir_.File("inv/api-tokens.yaml"), ViewersMayImport());
+  EXPECT_TRUE(WaitFor([&] { return failures(s.port) >= 1; })) << ReadAll(dir_.File("inv.stderr"));
+  EXPECT_EQ(Revision(s.port), good);
+  EXPECT_FALSE(allowed(s.port, viewer_, "project.import")) << "the refused edit is serving";
+  EXPECT_TRUE(allowed(s.port, prod_, "project.import"));
+  const std::string log = ReadAll(dir_.File("inv.stderr"));
+  EXPECT_NE(log.find(dir_.File("inv/invariants/seed.yaml") + ":"), std::string::npos) << log;
+  EXPECT_NE(log.find("invariant viewers-never-import-or-export broken"), std::string::npos) << log;
+  EXPECT_NE(log.find("counterexample project.import with kind=user"), std::string::npos) << log;
+  EXPECT_NE(log.find("keeps serving"), std::string::npos) << log;
+  // Dropping the invariant lets the edit through: it was the invariant that refused it.
+  fs::remove(dir_.File("inv/invariants/seed.yaml"));
+  EXPECT_TRUE(WaitFor([&] { return Revision(s.port) != good; })) << ReadAll(dir_.File("inv.stderr"));
+  EXPECT_TRUE(allowed(s.port, viewer_, "project.import"));
+  EXPECT_EQ(s.process->Stop(10s).exit_code, 0);
+
+  // --invariants: a folder of its own, watched like the policy. The permissive
+  // policy serves until an invariant it breaks is written there.
+  fs::create_directories(dir_.File("team-invariants"));
+  argv = common;
+  argv.insert(argv.end(), {"--policy", dir_.File("inv"), "--invariants", dir_.File("team-invariants")});
+  Sidecar t = LaunchSidecar(argv, dir_.File("team.stderr"));
+  ASSERT_TRUE(t.process) << ReadAll(dir_.File("team.stderr"));
+  const std::string permissive = Revision(t.port);
+  WriteAll(dir_.File("team-invariants/seed.yaml"), seed);
+  EXPECT_TRUE(WaitFor([&] { return failures(t.port) >= 1; })) << ReadAll(dir_.File("team.stderr"));
+  EXPECT_EQ(Revision(t.port), permissive);
+  EXPECT_NE(ReadAll(dir_.File("team.stderr")).find(dir_.File("team-invariants/seed.yaml") + ":"), std::string::npos);
+  EXPECT_EQ(t.process->Stop(10s).exit_code, 0);
+
+  // Starting on a policy that breaks an invariant: exit 1 with the counterexample.
+  ProcessResult r = RunProcess(argv);
+  EXPECT_EQ(r.exit_code, 1) << r;
+  EXPECT_NE(r.err.find("invariant viewers-never-import-or-export broken"), std::string::npos) << r;
+}
+
 }  // namespace gatehouse::testing

@@ -157,14 +157,27 @@ struct PolicyLoad {
   // "FILE: warning: skipped: why"), whether or not the policy loaded. For the
   // caller to print; they never make a load fail.
   std::vector<PolicyError> warnings;
+  // How many invariants were checked (and held) when the policy loaded.
+  size_t invariants = 0;
   bool ok() const { return policy != nullptr; }
+};
+
+struct LoadOptions {
+  // Invariant files or folders checked besides the policy folder's own
+  // invariants/ (--invariants PATH). Default: none.
+  std::vector<std::string> invariants;
 };
 
 // Loads a YAML file or a folder of policy files: *.yaml and *.yml, the
 // extension in any case (tests/ and invariants/ are not policy; every other
 // entry is skipped with a warning; see engine/src/policy/files.h). Bounded:
 // files, nodes, nesting and tables have limits, each refused with a position.
+// Once compiled, the policy is checked against every invariant of its
+// folder's invariants/ and of options.invariants (gatehouse/invariants.h): a
+// broken invariant is an error like any other (with a counterexample), an
+// unreadable or ill-typed invariant too, and no policy is returned.
 PolicyLoad LoadPolicy(const std::string& path);
+PolicyLoad LoadPolicy(const std::string& path, const LoadOptions& options);
 
 // Loads policy text held in memory; `file` names it in errors.
 PolicyLoad LoadPolicyFromString(std::string_view yaml, const std::string& file = "<memory>");

@@ -146,6 +146,14 @@ std::vector<std::string> PolicyTestFiles(const std::string& path, std::vector<Po
   return FilesIn(path, false, errors, warnings);
 }
 
+std::vector<std::string> InvariantFiles(const std::string& path, std::vector<PolicyError>* errors,
+                                        std::vector<PolicyError>* warnings) {
+  struct stat st {};
+  if (!StatPath(path, &st, errors)) return {};
+  if (S_ISREG(st.st_mode)) return {path};
+  return FilesIn(path, false, errors, warnings);
+}
+
 bool ReadFile(const std::string& path, size_t limit, std::string* out, std::vector<PolicyError>* errors) {
   // O_NONBLOCK: opening a FIFO that replaced the file since stat() must not
   // wait for a writer; fstat() below refuses it.

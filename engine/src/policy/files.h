@@ -39,6 +39,11 @@ std::vector<std::string> PolicyFiles(const std::string& path, std::vector<Policy
 std::vector<std::string> PolicyTestFiles(const std::string& path, std::vector<PolicyError>* errors,
                                          std::vector<PolicyError>* warnings);
 
+// The invariant files of an --invariants path or a policy's invariants/
+// folder: the file itself, or the folder's *.yaml and *.yml (the same rule).
+std::vector<std::string> InvariantFiles(const std::string& path, std::vector<PolicyError>* errors,
+                                        std::vector<PolicyError>* warnings);
+
 // Reads a whole regular file of at most `limit` bytes; false with an error
 // naming the file when it cannot (missing, unreadable, not a regular file,
 // too large: checked before reading).

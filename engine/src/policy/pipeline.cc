@@ -6,6 +6,7 @@
 #include <filesystem>
 
 #include "compile/compiler.h"
+#include "gatehouse/invariants.h"
 #include "gatehouse/policy.h"
 #include "policy/files.h"
 #include "policy/validate.h"
@@ -36,7 +37,9 @@ PolicyLoad Finish(const std::vector<internal::YDoc>& docs, std::vector<PolicyErr
 
 }  // namespace
 
-PolicyLoad LoadPolicy(const std::string& path) {
+PolicyLoad LoadPolicy(const std::string& path) { return LoadPolicy(path, LoadOptions{}); }
+
+PolicyLoad LoadPolicy(const std::string& path, const LoadOptions& options) {
   std::vector<PolicyError> errors, warnings;
   std::vector<internal::YDoc> docs;
   internal::YamlBudget budget;
@@ -54,6 +57,20 @@ PolicyLoad LoadPolicy(const std::string& path) {
     if (internal::ReadYaml(file, std::move(text), &doc, &errors, &budget)) docs.push_back(std::move(doc));
   }
   PolicyLoad out = Finish(docs, std::move(errors));
+  if (out.ok()) {
+    // Load time only: the check reads the finished tables; Decide never sees it.
+    const std::vector<std::string> paths = InvariantPaths(path, options.invariants);
+    if (!paths.empty()) {
+      InvariantReport report = CheckInvariants(*out.policy, paths);
+      for (auto& w : report.warnings) warnings.push_back(std::move(w));
+      if (!report.ok()) {
+        out.errors = report.AllErrors();
+        out.policy.reset();
+      } else {
+        out.invariants = report.invariants;
+      }
+    }
+  }
   out.warnings = std::move(warnings);
   return out;
 }
