@@ -4,6 +4,7 @@
 #include <exception>
 
 #include "gatehouse/authorizer.h"
+#include "gatehouse/text.h"
 #include "gatehouse/tokens.h"
 
 namespace gatehouse::sidecar {
@@ -197,6 +198,17 @@ Handlers::Evaluation Handlers::Evaluate(const AuthorizeCheck& check, std::string
     e.error = "unknown action '" + check.action + "' (policy " + policy->name() + " " +
               policy->revision() + ")";
     return e;
+  }
+  // Names obey one rule everywhere (gatehouse/text.h): a workspace or user
+  // name that could not have been stored is a malformed request.
+  for (const auto& [field, value] : {std::pair<const char*, const std::string*>{"workspace", &check.workspace},
+                                     {"user", check.user ? &*check.user : nullptr}}) {
+    if (value == nullptr) continue;
+    if (auto why = UnsafeTextReason(*value)) {
+      e.bad_request = true;
+      e.error = std::string("field \"") + field + "\" must not contain " + *why;
+      return e;
+    }
   }
   const ActionInfo& info = *policy->action(*action);
   for (const auto& [name, value] : check.params) {
