@@ -222,7 +222,12 @@ int Fail(Invocation& inv, int code, const std::string& message) {
   return code;
 }
 
-void PrintJson(Invocation& inv, const nlohmann::json& j) { *inv.out << j.dump(2) << "\n"; }
+// Text from the store is printed exactly; only bytes that cannot be JSON (a
+// row with invalid UTF-8, written by an older version) become U+FFFD rather
+// than failing the whole command.
+void PrintJson(Invocation& inv, const nlohmann::json& j) {
+  *inv.out << j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
+}
 
 }  // namespace gatehouse::cli
 
