@@ -1130,4 +1130,39 @@ TEST_F(E2eTest, StoreMadeUnreadableToTheSidecarDeniesAndRecovers) {
       << ReadAll(dir_.File("unprivileged.stderr"));
 }
 
+// ---------------------------------------------------------------------------
+// Backup and restore with a sidecar running (issue 10, item 14): a file swap
+// would let SQLite replay the old -wal onto the restored file; `store
+// restore` writes the backup into the live database instead, so the running
+// sidecar sees one more commit and a token made after the backup is gone for
+// it and for the CLI alike.
+
+TEST_F(E2eTest, RestoreWhileTheSidecarRunsTakesEffectForItAtOnce) {
+  const std::string backup = dir_.File("backup.db");
+  ProcessResult r = Cli({"store", "backup", backup});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const Token later = CreateToken("prod-importer");
+  ASSERT_EQ(Verify(later.secret)["active"], true);
+  ASSERT_EQ(ViaNginx("POST", kImport, later.secret).status, 200);
+  // A change of role after the backup, too.
+  ASSERT_EQ(Cli({"apiuser", "promote", "prod-viewer", "--workspace-role", "contributor"}).exit_code, 0);
+  ASSERT_EQ(ViaNginx("POST", kImport, viewer_.secret).status, 200);
+
+  r = Cli({"store", "restore", backup});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  // The very next requests, with no pause: the sidecar follows the restore.
+  EXPECT_EQ(Verify(later.secret), json({{"active", false}}));
+  EXPECT_EQ(ViaNginx("POST", kImport, later.secret).status, 401);
+  EXPECT_EQ(ViaNginx("POST", kImport, viewer_.secret).status, 403);  // the viewer again
+  EXPECT_EQ(ViaNginx("POST", kImport, prod_.secret).status, 200);    // made before the backup
+  std::vector<std::string> env = env_;
+  env.push_back("GATEHOUSE_TOKEN=" + later.secret);
+  ProcessResult v = RunCli({"token", "verify"}, env);
+  EXPECT_EQ(v.exit_code, 3) << v.out << v.err;
+  EXPECT_EQ(Direct("GET", "/readyz").status, 200);
+  // The store goes on working for both after the restore.
+  const Token fresh = CreateToken("prod-importer");
+  EXPECT_EQ(ViaNginx("POST", kImport, fresh.secret).status, 200);
+}
+
 }  // namespace gatehouse::testing
