@@ -292,6 +292,11 @@ TEST_F(HandlersTest, RequestParameters) {
   HttpReply r = create({{"lifetime_seconds", "forever"}});
   EXPECT_EQ(r.status, 400);
   EXPECT_NE(Json(r)["error"].get<std::string>().find("lifetime_seconds"), std::string::npos);
+  // A lifetime that is not positive is a bad request, never an allow (issue 10, item 4).
+  for (const json& v : {json(-1), json(0), json(INT64_MIN), json("-1"), json("0s")}) {
+    HttpReply bad = create({{"lifetime_seconds", v}});
+    EXPECT_EQ(bad.status, 400) << v.dump() << " -> " << bad.body;
+  }
 }
 
 TEST_F(HandlersTest, MalformedAuthorizeRequestsAre400) {
