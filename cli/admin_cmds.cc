@@ -98,7 +98,7 @@ int Init(Invocation& inv) {
   Status st = Admin::Init(Options(inv), *policy, org, owner);
   if (!st.ok()) return Fail(inv, st);
   if (inv.json) PrintJson(inv, {{"store", inv.store}, {"organization", org}, {"owner", owner}, {"workspace", "Organization"}});
-  else *inv.out << "created store " << inv.store << ": organization " << org << ", owner " << owner
+  else *inv.out << "created store " << EscapeText(inv.store) << ": organization " << org << ", owner " << owner
                 << ", workspace Organization\n";
   return kOk;
 }

@@ -2,6 +2,7 @@
 #include "cli.h"
 #include "gatehouse/clock.h"
 #include "gatehouse/store_backup.h"
+#include "gatehouse/text.h"
 
 namespace gatehouse::cli {
 namespace {
@@ -12,7 +13,7 @@ int StoreBackup(Invocation& inv) {
   Status st = BackupSqliteStore(inv.store, inv.args[0], o);
   if (!st.ok()) return Fail(inv, st);
   if (inv.json) PrintJson(inv, {{"store", inv.store}, {"backup", inv.args[0]}});
-  else *inv.out << "backed up store " << inv.store << " to " << inv.args[0] << "\n";
+  else *inv.out << "backed up store " << EscapeText(inv.store) << " to " << EscapeText(inv.args[0]) << "\n";
   return kOk;
 }
 
@@ -32,7 +33,7 @@ int StoreRestore(Invocation& inv) {
   Status st = RestoreSqliteStore(inv.store, inv.args[0], o);
   if (!st.ok()) return Fail(inv, st);
   if (inv.json) PrintJson(inv, {{"store", inv.store}, {"restored_from", inv.args[0]}});
-  else *inv.out << "restored store " << inv.store << " from " << inv.args[0] << "\n";
+  else *inv.out << "restored store " << EscapeText(inv.store) << " from " << EscapeText(inv.args[0]) << "\n";
   return kOk;
 }
 
