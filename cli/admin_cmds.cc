@@ -7,6 +7,7 @@
 
 #include "cli.h"
 #include "gatehouse/admin.h"
+#include "gatehouse/text.h"
 #include "gatehouse/tokens.h"
 
 namespace gatehouse::cli {
@@ -61,7 +62,15 @@ int Missing(Invocation& inv, const char* opt) {
   return Fail(inv, kUsage, std::string("missing --") + opt + " (see --help)");
 }
 
-void Table(Invocation& inv, const std::vector<std::string>& header, const std::vector<std::vector<std::string>>& rows) {
+// A human-readable table. Every cell is escaped first (gatehouse/text.h): a
+// store written by an older version may hold names with control or
+// bidirectional characters, and under kNonAscii (tables of names) every
+// non-ASCII character shows as \u{XXXX}, so that look-alike names differ on
+// screen. --json output is never escaped.
+void Table(Invocation& inv, const std::vector<std::string>& header, std::vector<std::vector<std::string>> rows,
+           EscapeMode mode = EscapeMode::kNonAscii) {
+  for (auto& r : rows)
+    for (auto& cell : r) cell = EscapeText(cell, mode);
   std::vector<size_t> w(header.size());
   for (size_t i = 0; i < header.size(); ++i) w[i] = header[i].size();
   for (const auto& r : rows)
@@ -89,7 +98,7 @@ int Init(Invocation& inv) {
   Status st = Admin::Init(Options(inv), *policy, org, owner);
   if (!st.ok()) return Fail(inv, st);
   if (inv.json) PrintJson(inv, {{"store", inv.store}, {"organization", org}, {"owner", owner}, {"workspace", "Organization"}});
-  else *inv.out << "created store " << inv.store << ": organization " << org << ", owner " << owner
+  else *inv.out << "created store " << EscapeText(inv.store) << ": organization " << org << ", owner " << owner
                 << ", workspace Organization\n";
   return kOk;
 }
@@ -152,7 +161,7 @@ int SettingsShow(Invocation& inv) {
     } else {
       std::vector<std::vector<std::string>> rows;
       for (const auto& v : *s) rows.push_back({v.name, v.value ? "true" : "false", v.is_default ? "(default)" : "", v.description});
-      Table(inv, {"SETTING", "VALUE", "", "DESCRIPTION"}, rows);
+      Table(inv, {"SETTING", "VALUE", "", "DESCRIPTION"}, rows, EscapeMode::kNonPrintable);
     }
     return int{kOk};
   });
@@ -355,7 +364,8 @@ int AuthorizeCmd(Invocation& inv) {
     } else {
       *inv.out << (o->allow ? "allow" : "deny") << ": " << action << " in " << ws << "\n";
       for (const auto& r : o->reasons)
-        *inv.out << "  " << (r.effect == Effect::kAllow ? "+ " : "- ") << r.rule << ": " << r.message << "\n";
+        *inv.out << "  " << (r.effect == Effect::kAllow ? "+ " : "- ") << EscapeText(r.rule) << ": "
+                 << EscapeText(r.message) << "\n";
     }
     if (o->allow) return int{kOk};
     std::string rule = o->reasons.empty() ? "default-deny" : o->reasons[0].rule;

@@ -51,6 +51,7 @@ struct Command {
 
 void RegisterPolicyCommands(std::vector<Command>* commands);
 void RegisterAdminCommands(std::vector<Command>* commands);
+void RegisterStoreCommands(std::vector<Command>* commands);
 
 // Prints one line "gatehouse: MESSAGE" to stderr and returns the exit status
 // for `status`'s code.

@@ -9,6 +9,7 @@
 
 #include "cli.h"
 #include "gatehouse/policy.h"
+#include "gatehouse/text.h"
 
 namespace po = boost::program_options;
 
@@ -40,6 +41,7 @@ constexpr OptionSpec kOptions[] = {
     {"html", true, "also write a self-contained HTML review page to FILE (no network, no external files)"},
     {"coverage", false, "also report the rules no test decided and the cells no test reaches"},
     {"min-coverage", true, "fail (exit 1) when rule or cell coverage is below PCT (0-100); implies --coverage"},
+    {"force", false, "replace an existing file (store backup)"},
 };
 
 const std::set<std::string> kGlobal = {"store", "policy", "invariants", "as", "org", "json", "help"};
@@ -97,6 +99,7 @@ int Run(int argc, char** argv) {
   std::vector<Command> commands;
   RegisterPolicyCommands(&commands);
   RegisterAdminCommands(&commands);
+  RegisterStoreCommands(&commands);
 
   po::options_description desc;
   desc.add_options()("store", po::value<std::string>())("policy", po::value<std::string>())(
@@ -118,7 +121,7 @@ int Run(int argc, char** argv) {
     po::store(po::command_line_parser(argc, argv).options(desc).positional(pos).run(), vm);
     po::notify(vm);
   } catch (const po::error& e) {
-    std::cerr << "gatehouse: " << e.what() << " (see gatehouse --help)\n";
+    std::cerr << "gatehouse: " << EscapeText(e.what()) << " (see gatehouse --help)\n";
     return kUsage;
   }
   std::vector<std::string> words;
@@ -142,7 +145,7 @@ int Run(int argc, char** argv) {
   if (!cmd) {
     std::string w;
     for (const auto& x : words) w += (w.empty() ? "" : " ") + x;
-    std::cerr << "gatehouse: unknown command '" << w << "' (see gatehouse --help)\n";
+    std::cerr << "gatehouse: unknown command '" << EscapeText(w) << "' (see gatehouse --help)\n";
     return kUsage;
   }
   std::vector<std::string> args(words.begin() + static_cast<long>(cmd->words.size()), words.end());
@@ -181,6 +184,16 @@ int Run(int argc, char** argv) {
   }
   inv.as = vm.count("as") ? vm["as"].as<std::string>() : Env("GATEHOUSE_AS", "");
   inv.org = vm.count("org") ? vm["org"].as<std::string>() : "";
+  // The acting identity reaches the audit log even when unknown, so it obeys
+  // the rule for names (gatehouse/text.h) wherever it came from.
+  for (const auto& [what, value] : {std::pair<const char*, const std::string*>{"--as (or GATEHOUSE_AS)", &inv.as},
+                                    {"--org", &inv.org}}) {
+    if (value->empty()) continue;
+    if (auto why = UnsafeTextReason(*value)) {
+      std::cerr << "gatehouse: " << what << " must not contain " << *why << "\n";
+      return kUsage;
+    }
+  }
   inv.opt = [&vm](const std::string& key) -> std::optional<std::string> {
     if (!vm.count(key)) return std::nullopt;
     const auto& v = vm[key].value();
@@ -192,7 +205,7 @@ int Run(int argc, char** argv) {
   try {
     return cmd->run(inv);
   } catch (const std::exception& e) {
-    std::cerr << "gatehouse: " << e.what() << "\n";
+    std::cerr << "gatehouse: " << EscapeText(e.what()) << "\n";
     return kRuntime;
   }
 }
@@ -213,15 +226,21 @@ int ExitFor(const Status& s) {
 int Fail(Invocation& inv, const Status& status) { return Fail(inv, ExitFor(status), status.message()); }
 
 int Fail(Invocation& inv, int code, const std::string& message) {
-  // One line: newlines inside a message would split it.
+  // One line: newlines inside a message would split it; and nothing in it
+  // may drive the terminal (a name from an older store, a path, a value).
   std::string line = message;
   for (char& c : line)
     if (c == '\n') c = ' ';
-  *inv.err << "gatehouse: " << line << "\n";
+  *inv.err << "gatehouse: " << EscapeText(line) << "\n";
   return code;
 }
 
-void PrintJson(Invocation& inv, const nlohmann::json& j) { *inv.out << j.dump(2) << "\n"; }
+// Text from the store is printed exactly; only bytes that cannot be JSON (a
+// row with invalid UTF-8, written by an older version) become U+FFFD rather
+// than failing the whole command.
+void PrintJson(Invocation& inv, const nlohmann::json& j) {
+  *inv.out << j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
+}
 
 }  // namespace gatehouse::cli
 

@@ -12,11 +12,27 @@
 #include "gatehouse/analysis.h"
 #include "gatehouse/policy.h"
 #include "gatehouse/policy_testing.h"
+#include "gatehouse/text.h"
 
 namespace gatehouse::cli {
 namespace {
 
 using nlohmann::json;
+
+// Human output line by line, each escaped (gatehouse/text.h): test names,
+// messages and paths come from files anyone may have written.
+std::string SafeLines(const std::string& text) {
+  std::string out;
+  size_t start = 0;
+  while (start < text.size()) {
+    size_t end = text.find('\n', start);
+    if (end == std::string::npos) end = text.size();
+    out += EscapeText(std::string_view(text).substr(start, end - start));
+    if (end < text.size()) out += '\n';
+    start = end + 1;
+  }
+  return out;
+}
 
 json ErrorsJson(const std::vector<PolicyError>& errors) {
   json a = json::array();
@@ -35,7 +51,7 @@ PolicyPtr LoadOrReport(Invocation& inv, const std::string& path, bool with_invar
     PrintJson(inv, {{"valid", false}, {"path", path}, {"errors", ErrorsJson(load.errors)}});
   } else {
     for (const auto& e : load.errors) *inv.err << e.ToString() << "\n";
-    *inv.err << "gatehouse: policy " << path << " refused: " << load.errors.size() << " error"
+    *inv.err << "gatehouse: policy " << EscapeText(path) << " refused: " << load.errors.size() << " error"
              << (load.errors.size() == 1 ? "" : "s") << "\n";
   }
   return nullptr;
@@ -103,8 +119,8 @@ int Test(Invocation& inv) {
       fails.push_back({{"file", c.file}, {"line", c.line}, {"name", c.name}, {"expected", expected}, {"actual", actual},
                        {"message", p->DecidingMessage(r.decision)}});
     } else {
-      *inv.out << "FAIL " << c.file << ":" << c.line << ": " << c.name << "\n     expected " << expected
-               << ", got " << actual << " (" << p->DecidingMessage(r.decision) << ")\n";
+      *inv.out << SafeLines("FAIL " + c.file + ":" + std::to_string(c.line) + ": " + c.name + "\n     expected " +
+                            expected + ", got " + actual + " (" + p->DecidingMessage(r.decision) + ")\n");
     }
   }
   size_t passed = results.size() - failed;
@@ -195,7 +211,7 @@ int MatrixCmd(Invocation& inv) {
   }
   if (int code = kOk; !WriteHtml(inv, MatrixHtml(*p, m), &code)) return code;
   if (!inv.json) {
-    *inv.out << RenderMatrix(m);
+    *inv.out << SafeLines(RenderMatrix(m));
     return kOk;
   }
   json groups = json::array();
@@ -243,7 +259,7 @@ int DiffCmd(Invocation& inv) {
   } else if (d.equal()) {
     *inv.out << "no semantic difference (" << a->revision() << " ≡ " << b->revision() << ")\n";
   } else {
-    *inv.out << RenderDiff(d);
+    *inv.out << SafeLines(RenderDiff(d));
   }
   if (!d.problems.empty()) return kUsage;
   return d.equal() ? kOk : kRuntime;

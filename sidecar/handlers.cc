@@ -4,6 +4,7 @@
 #include <exception>
 
 #include "gatehouse/authorizer.h"
+#include "gatehouse/text.h"
 #include "gatehouse/tokens.h"
 
 namespace gatehouse::sidecar {
@@ -44,6 +45,42 @@ std::string HeaderSafe(std::string_view s) {
     if (static_cast<unsigned char>(c) < 0x20 || c == 0x7F) c = '?';
   }
   return out;
+}
+
+// The decision as a header value nginx can hand on: the same JSON with every
+// non-ASCII character as a \uXXXX escape (equivalent JSON; the encoder leaves
+// non-ASCII only inside strings, always as valid UTF-8), so that the value is
+// visible ASCII only. Empty when it would not fit a proxy's header buffer.
+constexpr size_t kDecisionHeaderMax = 8192;
+std::string AsciiJson(std::string_view json) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out;
+  out.reserve(json.size());
+  auto escape = [&out](uint32_t unit) {
+    out += "\\u";
+    for (int shift = 12; shift >= 0; shift -= 4) out += kHex[(unit >> shift) & 0xF];
+  };
+  for (size_t i = 0; i < json.size();) {
+    const unsigned char c = static_cast<unsigned char>(json[i]);
+    if (c < 0x80) {
+      out += static_cast<char>(c < 0x20 ? ' ' : c);
+      ++i;
+      continue;
+    }
+    const size_t len = c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : 2;
+    uint32_t cp = len == 2 ? c & 0x1f : len == 3 ? c & 0x0f : c & 0x07;
+    for (size_t k = 1; k < len && i + k < json.size(); ++k)
+      cp = (cp << 6) | (static_cast<unsigned char>(json[i + k]) & 0x3f);
+    if (cp >= 0x10000) {
+      cp -= 0x10000;
+      escape(0xd800 + (cp >> 10));
+      escape(0xdc00 + (cp & 0x3ff));
+    } else {
+      escape(cp);
+    }
+    i += len;
+  }
+  return out.size() <= kDecisionHeaderMax ? out : std::string();
 }
 
 HttpReply JsonReply(int status, std::string body) {
@@ -197,6 +234,17 @@ Handlers::Evaluation Handlers::Evaluate(const AuthorizeCheck& check, std::string
     e.error = "unknown action '" + check.action + "' (policy " + policy->name() + " " +
               policy->revision() + ")";
     return e;
+  }
+  // Names obey one rule everywhere (gatehouse/text.h): a workspace or user
+  // name that could not have been stored is a malformed request.
+  for (const auto& [field, value] : {std::pair<const char*, const std::string*>{"workspace", &check.workspace},
+                                     {"user", check.user ? &*check.user : nullptr}}) {
+    if (value == nullptr) continue;
+    if (auto why = UnsafeTextReason(*value)) {
+      e.bad_request = true;
+      e.error = std::string("field \"") + field + "\" must not contain " + *why;
+      return e;
+    }
   }
   const ActionInfo& info = *policy->action(*action);
   for (const auto& [name, value] : check.params) {
@@ -450,10 +498,22 @@ HttpReply Handlers::ForwardAuth(const HttpRequest& request) {
     e.message = message;
     e.view.reasons.push_back({std::move(rule), Effect::kDeny, std::move(message)});
   };
+  // nginx drops an auth subrequest's body: the decision goes in a header as
+  // well, which deploy/nginx.conf hands to the client, so that nginx asks
+  // once per request (one decision, one record, one count).
+  auto reply403 = [&original](std::string body) {
+    HttpReply r = JsonReply(403, std::move(body));
+    if (original.source == ForwardAuthSource::kNginx) {
+      std::string header = AsciiJson(r.body);
+      if (header.empty()) header = "{\"allow\":false,\"error\":\"the decision is too large for a header; the decision log has it\"}";
+      r.headers.emplace_back("X-Gatehouse-Decision", std::move(header));
+    }
+    return r;
+  };
   auto deny403 = [&](std::string rule, std::string message) {
     note(std::move(rule), std::move(message));
     (void)Log("forward_auth", e, now_ms, request, &original);  // a refusal either way
-    return JsonReply(403, EncodeDecision(e.view));
+    return reply403(EncodeDecision(e.view));
   };
   // Contradictory proxy headers are a bad request whoever sends them; say so
   // before looking at the token.
@@ -466,9 +526,13 @@ HttpReply Handlers::ForwardAuth(const HttpRequest& request) {
   // 2. Authenticate, verifying the token once (401 before any 403).
   const auto bearer = BearerToken(request.authorization);
   if (!bearer) {
-    return unauthorized("", request.authorization.empty()
-                                ? "missing Authorization: Bearer token"
-                                : "the Authorization header is not a Bearer token");
+    // Refused like any other request: logged (one record per request).
+    const char* why = request.authorization.empty() ? "missing Authorization: Bearer token"
+                                                    : "the Authorization header is not a Bearer token";
+    e.token_check = "missing";
+    note("missing-token", why);
+    (void)Log("forward_auth", e, now_ms, request, &original);
+    return unauthorized("", why);
   }
   auto snapshot = state_->Fresh();
   if (!snapshot.ok()) {
@@ -508,14 +572,14 @@ HttpReply Handlers::ForwardAuth(const HttpRequest& request) {
   Decide(subject, check, *policy->action(route->action), *policy, *(*snapshot)->directory, &e);
   if (!Log("forward_auth", e, now_ms, request, &original)) FailClosed(&e);
   if (e.bad_request) {  // a route's action always exists; fail closed anyway
-    return JsonReply(403, EncodeError(e.error));
+    return reply403(EncodeError(e.error));
   }
   if (!e.view.allow) {
     e.view.graphql_response = true;
-    return JsonReply(403, EncodeDecision(e.view));
+    return reply403(EncodeDecision(e.view));
   }
   if (e.stored_workspace.empty()) {  // an allow always names a stored workspace; stay safe
-    return JsonReply(403, EncodeError("the decided workspace is not in the store"));
+    return reply403(EncodeError("the decided workspace is not in the store"));
   }
   // nginx, Traefik, Caddy and Envoy look only at the status and headers of a
   // 200. Every identity header is set, always, so a proxy that copies the

@@ -102,8 +102,13 @@ void DropTimes(json& j) {
 std::string Normalise(const HttpResponse& r) {
   json out = {{"status", r.status}};
   for (const auto& [name, value] : r.headers) {
-    if (name.rfind("x-gatehouse-", 0) == 0 || name == "www-authenticate" || name == "content-type")
+    if (name == "x-gatehouse-decision") {  // a 403's decision for nginx: the body's JSON
+      json decision = json::parse(value, nullptr, false);
+      DropTimes(decision);
+      out["headers"][name] = decision.is_discarded() ? json(value) : decision;
+    } else if (name.rfind("x-gatehouse-", 0) == 0 || name == "www-authenticate" || name == "content-type") {
       out["headers"][name] = value;
+    }
   }
   json body = json::parse(r.body, nullptr, false);
   if (body.is_discarded()) {

@@ -95,7 +95,7 @@ class Upstream {
       std::string method = head.substr(0, head.find(' '));
       size_t p1 = head.find(' ');
       std::string path = head.substr(p1 + 1, head.find(' ', p1 + 1) - p1 - 1);
-      std::string subject, workspace, role, caller;
+      std::string subject, workspace, role, caller, request_id;
       size_t length = 0;
       size_t pos = head.find("\r\n");
       while (pos != std::string::npos && pos < head.size()) {
@@ -113,6 +113,7 @@ class Upstream {
         if (name == "x-gatehouse-workspace") workspace = value;
         if (name == "x-gatehouse-role") role = value;
         if (name == "x-gatehouse-caller") caller = value;
+        if (name == "x-request-id") request_id = value;
       }
       while (buf.size() < length) {
         ssize_t n = ::recv(c, tmp, sizeof tmp, 0);
@@ -125,7 +126,7 @@ class Upstream {
                                "\",\"path\":\"" + Escape(path) + "\",\"subject\":\"" +
                                Escape(subject) + "\",\"workspace\":\"" + Escape(workspace) +
                                "\",\"role\":\"" + Escape(role) + "\",\"caller\":\"" +
-                               Escape(caller) + "\"}";
+                               Escape(caller) + "\",\"request_id\":\"" + Escape(request_id) + "\"}";
       const std::string reply =
           "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Type: "
           "application/json\r\nContent-Length: " +

@@ -292,6 +292,11 @@ TEST_F(HandlersTest, RequestParameters) {
   HttpReply r = create({{"lifetime_seconds", "forever"}});
   EXPECT_EQ(r.status, 400);
   EXPECT_NE(Json(r)["error"].get<std::string>().find("lifetime_seconds"), std::string::npos);
+  // A lifetime that is not positive is a bad request, never an allow (issue 10, item 4).
+  for (const json& v : {json(-1), json(0), json(INT64_MIN), json("-1"), json("0s")}) {
+    HttpReply bad = create({{"lifetime_seconds", v}});
+    EXPECT_EQ(bad.status, 400) << v.dump() << " -> " << bad.body;
+  }
 }
 
 TEST_F(HandlersTest, MalformedAuthorizeRequestsAre400) {
@@ -1177,6 +1182,44 @@ TEST_F(HandlersTest, DecisionLogHasTheDecisionAndNeverASecret) {
     EXPECT_EQ(text.find(t.secret.substr(4, 20)), std::string::npos) << name;
   }
   EXPECT_EQ(text.find("notarealtokenatall"), std::string::npos);
+}
+
+
+// Names obey one rule everywhere (gatehouse/text.h): a workspace or user
+// name that could never have been stored is a malformed request.
+TEST_F(HandlersTest, HostileNamesInRequestFieldsAre400) {
+  const std::vector<std::string> hostile = {"\x1b[2J", "\x7f", "\xc2\x9b", "\xe2\x80\xae", "\xe2\x81\xa6",
+                                            "\xe2\x80\x8b", "\xef\xbb\xbf", "\xe2\x80\xa8"};
+  for (const std::string& h : hostile) {
+    HttpReply r = Post("/v1/authorize", {{"user", "owner@demo.test"},
+                                         {"action", "project.import"},
+                                         {"workspace", "Marketing" + h}});
+    EXPECT_EQ(r.status, 400) << r.body;
+    EXPECT_NE(r.body.find("must not contain"), std::string::npos) << r.body;
+    r = Post("/v1/authorize", {{"user", "owner" + h + "@demo.test"},
+                               {"action", "project.import"},
+                               {"workspace", "Marketing-Production"}});
+    EXPECT_EQ(r.status, 400) << r.body;
+    EXPECT_NE(r.body.find("must not contain"), std::string::npos) << r.body;
+  }
+  // Invalid UTF-8 never gets as far as a name.
+  HttpReply r = Call("POST", "/v1/authorize",
+                     "{\"user\":\"owner@demo.test\",\"action\":\"project.import\",\"workspace\":\"M\xff\"}");
+  EXPECT_EQ(r.status, 400) << r.body;
+}
+
+// nginx drops an auth subrequest's body: a 403 carries the same decision in
+// X-Gatehouse-Decision (ASCII only), so deploy/nginx.conf never asks twice.
+TEST_F(HandlersTest, ForwardAuthDenialCarriesTheDecisionInAHeaderForNginx) {
+  HttpReply r = ForwardAuth(Bearer("prod-viewer"), "POST", "/workspaces/Marketing-Production/projects/p/import");
+  ASSERT_EQ(r.status, 403);
+  const std::string header = Header(r, "X-Gatehouse-Decision");
+  ASSERT_FALSE(header.empty());
+  for (unsigned char c : header) ASSERT_TRUE(c >= 0x20 && c < 0x7f) << header;
+  EXPECT_EQ(json::parse(header), json::parse(r.body));
+  r = ForwardAuth(Bearer("prod-importer"), "POST", "/workspaces/Marketing-Production/projects/p/import");
+  ASSERT_EQ(r.status, 200);
+  EXPECT_EQ(Header(r, "X-Gatehouse-Decision"), "");
 }
 
 }  // namespace

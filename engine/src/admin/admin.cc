@@ -1,5 +1,7 @@
 #include "gatehouse/admin.h"
 
+#include "gatehouse/text.h"
+
 #include <algorithm>
 #include <filesystem>
 #include <map>
@@ -34,20 +36,26 @@ Status CheckWorkspaceRole(const CompiledPolicy& p, const std::string& role) {
                                  Join(RoleNames(p, false)) + ")");
 }
 
-Status CheckName(const std::string& what, const std::string& name) {
-  if (name.empty() || name.size() > 200)
-    return Status::InvalidArgument(what + " must be 1 to 200 characters");
-  for (unsigned char c : name)
-    if (c < 0x20 || c == 0x7f) return Status::InvalidArgument(what + " must not contain control characters");
-  return Status::Ok();
-}
+// Every name and email, whatever it names and wherever it comes from, passes
+// one rule (gatehouse/text.h): a name that would rewrite a terminal or hide
+// in one is refused (exit 2) before anything is read or written, so it can
+// reach neither the store nor the audit log.
+Status CheckName(const std::string& what, const std::string& name) { return CheckNameText(what, name); }
 
-Status CheckEmail(const std::string& email) {
+Status CheckEmail(const std::string& email, const std::string& what = "an email") {
+  GATEHOUSE_RETURN_IF_ERROR(CheckNameText(what, email, 254));
   auto at = email.find('@');
-  if (email.size() > 254 || at == std::string::npos || at == 0 || at + 1 >= email.size() ||
+  if (at == std::string::npos || at == 0 || at + 1 >= email.size() ||
       email.find_first_of(" \t\r\n,;<>\"") != std::string::npos)
     return Status::InvalidArgument("'" + email + "' is not an email address");
   return Status::Ok();
+}
+
+// A name looked up, not created: the same rule, so that a refused name is
+// refused the same way everywhere (and never lands in an audit target).
+Status CheckLookup(const std::string& what, const std::string& name) {
+  if (name.empty()) return Status::Ok();  // "not given": the caller decides
+  return CheckNameText(what, name, 254);
 }
 
 }  // namespace
@@ -138,6 +146,7 @@ Result<std::unique_ptr<Admin>> Admin::Open(const AdminOptions& options, PolicyPt
 }
 
 Result<Organization> Admin::Org() {
+  GATEHOUSE_RETURN_IF_ERROR(CheckLookup("an organization name (--org)", options_.org));
   if (!options_.org.empty()) return store_->FindOrganization(options_.org);
   auto org = store_->TheOnlyOrganization();
   if (!org.ok() && !org.status().IsNotFound())
@@ -149,6 +158,9 @@ Status Admin::Change(const std::string& action, const std::string& target,
                      const std::function<Status(Ctx&)>& body) {
   if (options_.actor.empty())
     return Status::InvalidArgument("no acting identity: pass --as EMAIL or set GATEHOUSE_AS");
+  // Even an unknown identity is written to the audit log (as the actor of
+  // the denial): it passes the name rule first.
+  GATEHOUSE_RETURN_IF_ERROR(CheckLookup("the acting identity (--as)", options_.actor));
   const int64_t now = options_.clock->NowSeconds();
   Ctx ctx;
   ctx.admin = this;
@@ -215,6 +227,7 @@ Status Admin::AddUser(const std::string& email, const std::string& org_role) {
 
 Status Admin::CreateWorkspace(const std::string& name, const std::string& type, const std::string& owner_email) {
   GATEHOUSE_RETURN_IF_ERROR(CheckName("a workspace name", name));
+  GATEHOUSE_RETURN_IF_ERROR(CheckLookup("the owner's email", owner_email));
   if (!policy_->FindWorkspaceType(type)) {
     std::vector<std::string> types;
     for (int i = 0; i < policy_->workspace_type_count(); ++i) types.emplace_back(policy_->WorkspaceTypeName(i));
@@ -239,6 +252,8 @@ Status Admin::CreateWorkspace(const std::string& name, const std::string& type, 
 }
 
 Status Admin::AddMember(const std::string& email, const std::string& workspace, const std::string& role) {
+  GATEHOUSE_RETURN_IF_ERROR(CheckLookup("an email", email));
+  GATEHOUSE_RETURN_IF_ERROR(CheckLookup("a workspace name", workspace));
   GATEHOUSE_RETURN_IF_ERROR(CheckWorkspaceRole(*policy_, role));
   return Change("member.add", "user:" + email + "@workspace:" + workspace, [&](Ctx& c) -> Status {
     c.detail = "workspace_role=" + role;
@@ -300,6 +315,7 @@ Result<std::vector<SettingView>> Admin::ShowSettings() {
 Result<ApiUser> Admin::CreateApiUser(const std::string& name, const std::string& workspace,
                                      const std::string& workspace_role, const std::string& org_role) {
   GATEHOUSE_RETURN_IF_ERROR(CheckName("an API user name", name));
+  GATEHOUSE_RETURN_IF_ERROR(CheckLookup("a workspace name", workspace));
   GATEHOUSE_RETURN_IF_ERROR(CheckWorkspaceRole(*policy_, workspace_role));
   GATEHOUSE_RETURN_IF_ERROR(CheckOrgRole(*policy_, org_role));
   ApiUser created;
@@ -326,6 +342,7 @@ Result<ApiUser> Admin::CreateApiUser(const std::string& name, const std::string&
 }
 
 Status Admin::PromoteApiUser(const std::string& name, const std::string& workspace_role) {
+  GATEHOUSE_RETURN_IF_ERROR(CheckLookup("an API user name", name));
   GATEHOUSE_RETURN_IF_ERROR(CheckWorkspaceRole(*policy_, workspace_role));
   return Change("api_user.promote", "apiuser:" + name, [&](Ctx& c) -> Status {
     c.detail = "workspace_role=" + workspace_role;
@@ -337,6 +354,7 @@ Status Admin::PromoteApiUser(const std::string& name, const std::string& workspa
 }
 
 Status Admin::SetApiUserOrgRole(const std::string& name, const std::string& org_role) {
+  GATEHOUSE_RETURN_IF_ERROR(CheckLookup("an API user name", name));
   GATEHOUSE_RETURN_IF_ERROR(CheckOrgRole(*policy_, org_role));
   return Change("api_user.set_org_role", "apiuser:" + name, [&](Ctx& c) -> Status {
     c.detail = "org_role=" + org_role;
@@ -364,6 +382,7 @@ Status Admin::MayListSomewhere(Ctx& c, const std::string& action) {
 }
 
 Result<std::vector<ApiUser>> Admin::ListApiUsers(const std::string& workspace) {
+  GATEHOUSE_RETURN_IF_ERROR(CheckLookup("a workspace name", workspace));
   std::vector<ApiUser> out;
   Status st = Change("api_user.list", workspace.empty() ? "workspace:*" : "workspace:" + workspace, [&](Ctx& c) -> Status {
     std::optional<int64_t> ws_id;
@@ -394,6 +413,7 @@ Result<std::vector<ApiUser>> Admin::ListApiUsers(const std::string& workspace) {
 }
 
 Result<int64_t> Admin::DeleteApiUser(const std::string& name) {
+  GATEHOUSE_RETURN_IF_ERROR(CheckLookup("an API user name", name));
   int64_t tokens = 0;
   Status st = Change("api_user.delete", "apiuser:" + name, [&](Ctx& c) -> Status {
     auto au = store_->FindApiUser(c.org.id, name);
@@ -411,6 +431,7 @@ Result<int64_t> Admin::DeleteApiUser(const std::string& name) {
 
 Result<CreatedToken> Admin::CreateToken(const std::string& api_user, const std::string& name,
                                         const std::string& expires_in) {
+  GATEHOUSE_RETURN_IF_ERROR(CheckLookup("an API user name", api_user));
   GATEHOUSE_RETURN_IF_ERROR(CheckName("a token name", name));
   auto lifetime = ParseDuration(expires_in);
   if (!lifetime)
@@ -453,6 +474,7 @@ Result<CreatedToken> Admin::CreateToken(const std::string& api_user, const std::
 }
 
 Result<std::vector<TokenRecord>> Admin::ListTokens(const std::string& api_user) {
+  GATEHOUSE_RETURN_IF_ERROR(CheckLookup("an API user name", api_user));
   std::vector<TokenRecord> out;
   const int64_t now = options_.clock->NowSeconds();
   Status st = Change("token.list", api_user.empty() ? "apiuser:*" : "apiuser:" + api_user, [&](Ctx& c) -> Status {
@@ -509,6 +531,7 @@ Result<std::vector<AuditRecord>> Admin::Audit(int limit) {
 }
 
 Result<int64_t> Admin::Gc() {
+  GATEHOUSE_RETURN_IF_ERROR(CheckLookup("the acting identity (--as)", options_.actor));
   const int64_t now = options_.clock->NowSeconds();
   int64_t n = 0;
   Status st = store_->Transaction([&]() -> Status {
@@ -545,6 +568,8 @@ Introspection Admin::VerifyToken(const std::string& token) {
 
 Result<AuthzOutcome> Admin::Authorize(const std::string& action, const std::string& workspace,
                                       const std::string& token, const std::string& user) {
+  GATEHOUSE_RETURN_IF_ERROR(CheckLookup("a workspace name", workspace));
+  GATEHOUSE_RETURN_IF_ERROR(CheckLookup("an email (--user)", user));
   auto dir = Directory::Load(*store_);
   if (!dir.ok()) return dir.status();
   Subject subject;

@@ -1,5 +1,7 @@
 #include "policy/model.h"
 
+#include "gatehouse/text.h"
+
 #include <algorithm>
 #include <charconv>
 #include <limits>
@@ -7,9 +9,10 @@
 namespace gatehouse {
 
 std::string PolicyError::ToString() const {
-  // A problem with a whole file (a skipped file, say) has no line.
-  if (line <= 0) return file + ": " + message;
-  return file + ":" + std::to_string(line) + ":" + std::to_string(column) + ": " + message;
+  // A problem with a whole file (a skipped file, say) has no line. A file's
+  // name may hold anything but '/' and NUL: escaped, like the message.
+  if (line <= 0) return EscapeText(file + ": " + message);
+  return EscapeText(file + ":" + std::to_string(line) + ":" + std::to_string(column) + ": " + message);
 }
 
 std::optional<int64_t> ParseDuration(std::string_view text) {

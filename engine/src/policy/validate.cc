@@ -367,12 +367,14 @@ class Builder {
       std::set<std::string> rule_ids;
       std::vector<RuleModel> forbids;  // kept apart: permits first, then forbids (the compiler's order)
       size_t rule_count = 0;
+      bool malformed_rules = false;
       for (const char* kind : {"permit", "forbid"}) {
         if (!f.count(kind) || f[kind].value->kind == YNode::Kind::kNull) continue;
         const YNode& list = *f[kind].value;
         const std::string lpath = path + "." + kind;
         if (!list.IsSeq()) {
           ctx_.At(d, list, lpath + " must be a list of {rule, when, message}");
+          malformed_rules = true;
           continue;
         }
         rule_count += list.items.size();
@@ -412,6 +414,11 @@ class Builder {
           rules.push_back(std::move(r));
         }
       }
+      // The rules are the one thing an action must have (CONTRACT.md): an
+      // action without any would deny everything, silently; more likely a
+      // misplaced or misspelt permit list.
+      if (rule_count == 0 && !malformed_rules)
+        ctx_.At(d, *def.key, path + " has no rules: give it a permit (or forbid) list with at least one rule");
       const size_t permits = a.rules.size();
       for (RuleModel& r : forbids) a.rules.push_back(std::move(r));
       for (Pending& p : pending_)

@@ -13,11 +13,14 @@
 #include <algorithm>
 #include <array>
 #include <cerrno>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <string>
 #include <utility>
 
 #include "gatehouse/store.h"
+#include "gatehouse/store_backup.h"
 #include "store/schema.h"
 #include "store/sqlite_store_testing.h"
 
@@ -1467,4 +1470,303 @@ Result<int64_t> QuerySqliteIntForTesting(Store& store, std::string_view sql) {
 }
 
 }  // namespace internal
+}  // namespace gatehouse
+
+// ===========================================================================
+// Backup and restore (gatehouse/store_backup.h), kept apart from the Store
+// implementation above: raw connections and SQLite's online backup API.
+// Neither ever copies or renames the live store's files: the store is only
+// read (backup) or written in one transaction of its own (restore), so its
+// -wal and -shm stay SQLite's business.
+
+namespace gatehouse {
+namespace {
+
+class RawDb {
+ public:
+  RawDb() = default;
+  ~RawDb() { Close(); }
+  RawDb(const RawDb&) = delete;
+  RawDb& operator=(const RawDb&) = delete;
+
+  Status Open(const std::string& path, int flags, const std::string& what) {
+    const int rc = sqlite3_open_v2(path.c_str(), &db_,
+                                   flags | SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_EXRESCODE, nullptr);
+    if (rc != SQLITE_OK) {
+      std::string msg = db_ != nullptr ? sqlite3_errmsg(db_) : sqlite3_errstr(rc);
+      return Status::IoError("cannot open " + what + " " + path + ": " + msg);
+    }
+    // The file may not be trustworthy (a backup from anywhere).
+    sqlite3_db_config(db_, SQLITE_DBCONFIG_DEFENSIVE, 1, nullptr);
+    sqlite3_db_config(db_, SQLITE_DBCONFIG_TRUSTED_SCHEMA, 0, nullptr);
+    return Status::Ok();
+  }
+  void Close() {
+    if (db_ != nullptr) sqlite3_close_v2(db_);
+    db_ = nullptr;
+  }
+  sqlite3* get() const { return db_; }
+  std::string Message() const { return db_ != nullptr ? sqlite3_errmsg(db_) : "no connection"; }
+
+  // The first column of a query's first row, as text; the SQLite result code.
+  int QueryText(const char* sql, std::string* out) {
+    sqlite3_stmt* s = nullptr;
+    int rc = sqlite3_prepare_v2(db_, sql, -1, &s, nullptr);
+    if (rc != SQLITE_OK) return rc;
+    rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW) {
+      const unsigned char* t = sqlite3_column_text(s, 0);
+      *out = t != nullptr ? reinterpret_cast<const char*>(t) : "";
+      rc = SQLITE_OK;
+    } else if (rc == SQLITE_DONE) {
+      out->clear();
+      rc = SQLITE_OK;
+    }
+    sqlite3_finalize(s);
+    return rc;
+  }
+  int Exec(const std::string& sql) { return sqlite3_exec(db_, sql.c_str(), nullptr, nullptr, nullptr); }
+
+ private:
+  sqlite3* db_ = nullptr;
+};
+
+bool IsBusy(int rc) { return (rc & 0xff) == SQLITE_BUSY || (rc & 0xff) == SQLITE_LOCKED; }
+
+// The file is a Gatehouse store this build can read; `integrity` also runs
+// SQLite's quick_check (every page read once).
+Status CheckGatehouseFile(RawDb& db, const std::string& path, const std::string& what,
+                          bool integrity, int* version) {
+  std::string v;
+  int rc = db.QueryText("PRAGMA application_id", &v);
+  if ((rc & 0xff) == SQLITE_NOTADB || (rc & 0xff) == SQLITE_CORRUPT)
+    return Status::Corruption(what + " " + path + " is not a SQLite database");
+  if (rc != SQLITE_OK) return Status::IoError("cannot read " + what + " " + path + ": " + db.Message());
+  if (v != std::to_string(internal::kStoreApplicationId))
+    return Status::Corruption(what + " " + path + " is not a Gatehouse store");
+  rc = db.QueryText("PRAGMA user_version", &v);
+  if (rc != SQLITE_OK) return Status::IoError("cannot read " + what + " " + path + ": " + db.Message());
+  *version = std::atoi(v.c_str());
+  if (*version < 1) return Status::Corruption(what + " " + path + " is not a Gatehouse store (no schema)");
+  if (*version > kStoreSchemaVersion)
+    return Status::FailedPrecondition(what + " " + path + " has schema version " + v +
+                                      ", newer than this build's " +
+                                      std::to_string(kStoreSchemaVersion));
+  if (integrity) {
+    rc = db.QueryText("PRAGMA quick_check", &v);
+    if ((rc & 0xff) == SQLITE_NOTADB || (rc & 0xff) == SQLITE_CORRUPT || (rc == SQLITE_OK && v != "ok"))
+      return Status::Corruption(what + " " + path + " is damaged (SQLite quick_check failed)");
+    if (rc != SQLITE_OK) return Status::IoError("cannot check " + what + " " + path + ": " + db.Message());
+  }
+  return Status::Ok();
+}
+
+bool SameFile(const std::string& a, const std::string& b) {
+  struct stat sa, sb;
+  return ::stat(a.c_str(), &sa) == 0 && ::stat(b.c_str(), &sb) == 0 && sa.st_dev == sb.st_dev &&
+         sa.st_ino == sb.st_ino;
+}
+
+// Copies every page of `src` into `dest` in one step: one read transaction
+// on the source (a consistent instant) and one write transaction on the
+// destination. The SQLite result code (SQLITE_OK when done).
+int CopyAll(RawDb& dest, RawDb& src) {
+  sqlite3_backup* b = sqlite3_backup_init(dest.get(), "main", src.get(), "main");
+  if (b == nullptr) return sqlite3_extended_errcode(dest.get());
+  int rc = sqlite3_backup_step(b, -1);
+  const int finish = sqlite3_backup_finish(b);
+  if (rc == SQLITE_DONE) rc = finish;
+  return rc;
+}
+
+std::string Dir(const std::string& path) {
+  const auto slash = path.rfind('/');
+  if (slash == std::string::npos) return ".";
+  return slash == 0 ? "/" : path.substr(0, slash);
+}
+
+// An empty file beside `path`, mode 0600 from its first instant (SQLite gives
+// its journal the file's mode): "" when it cannot be made.
+std::string TempFileBeside(const std::string& path) {
+  std::string t = path + ".tmp-XXXXXX";
+  const int fd = ::mkstemp(t.data());
+  if (fd < 0) return "";
+  const bool ok = ::fchmod(fd, 0600) == 0;
+  ::close(fd);
+  if (!ok) {
+    ::unlink(t.c_str());
+    return "";
+  }
+  return t;
+}
+
+void RemoveTemp(const std::string& t) {
+  for (const char* suffix : {"", "-wal", "-shm", "-journal"}) ::unlink((t + suffix).c_str());
+}
+
+Status SyncPath(const std::string& path, bool directory) {
+  const int fd = ::open(path.c_str(), (directory ? O_RDONLY | O_DIRECTORY : O_RDONLY) | O_CLOEXEC);
+  if (fd < 0) return Status::IoError("cannot open " + path + ": " + std::strerror(errno));
+  const int rc = ::fsync(fd);
+  const int err = errno;
+  ::close(fd);
+  if (rc != 0) return Status::IoError("cannot sync " + path + ": " + std::strerror(err));
+  return Status::Ok();
+}
+
+Status NeedStoreFile(const std::string& store_path) {
+  struct stat st;
+  if (::stat(store_path.c_str(), &st) != 0) {
+    if (errno == ENOENT)
+      return Status::FailedPrecondition("store " + store_path + " does not exist; run `gatehouse init`");
+    return Status::IoError("cannot open store " + store_path + ": " + std::strerror(errno));
+  }
+  if (!S_ISREG(st.st_mode)) return Status::IoError("store " + store_path + " is not a regular file");
+  return Status::Ok();
+}
+
+// A private, self-contained copy of `src` in the file `tmp` (which exists,
+// empty): rollback-journal mode, so it is one file.
+Status CopyInto(const std::string& tmp, RawDb& src, const std::string& what) {
+  RawDb dest;
+  GATEHOUSE_RETURN_IF_ERROR(dest.Open(tmp, SQLITE_OPEN_READWRITE, "a copy of the " + what));
+  sqlite3_busy_timeout(src.get(), 5000);
+  const int rc = CopyAll(dest, src);
+  if (rc != SQLITE_OK) {
+    if ((rc & 0xff) == SQLITE_NOTADB || (rc & 0xff) == SQLITE_CORRUPT)
+      return Status::Corruption("the " + what + " is damaged: " + sqlite3_errstr(rc));
+    return Status::IoError("copying the " + what + ": " + sqlite3_errstr(rc) + " (" + dest.Message() + ")");
+  }
+  std::string mode;
+  if (dest.QueryText("PRAGMA journal_mode = DELETE", &mode) != SQLITE_OK || mode != "delete")
+    return Status::IoError("cannot make the copy of the " + what + " one file: " + dest.Message());
+  return Status::Ok();
+}
+
+}  // namespace
+
+Status BackupSqliteStore(const std::string& store_path, const std::string& backup_path,
+                         const BackupOptions& options) {
+  if (backup_path.empty()) return Status::InvalidArgument("the backup path must not be empty");
+  GATEHOUSE_RETURN_IF_ERROR(NeedStoreFile(store_path));
+  for (const char* suffix : {"", "-wal", "-shm"}) {
+    if (SameFile(backup_path, store_path + suffix))
+      return Status::InvalidArgument("the backup path " + backup_path + " is the store's own file " +
+                                     store_path + suffix);
+  }
+  struct stat st;
+  if (!options.overwrite && ::lstat(backup_path.c_str(), &st) == 0)
+    return Status::AlreadyExists(backup_path + " already exists (pass --force to replace it)");
+
+  RawDb src;
+  GATEHOUSE_RETURN_IF_ERROR(src.Open(store_path, SQLITE_OPEN_READONLY, "store"));
+  int version = 0;
+  GATEHOUSE_RETURN_IF_ERROR(CheckGatehouseFile(src, store_path, "store", /*integrity=*/false, &version));
+
+  const std::string tmp = TempFileBeside(backup_path);
+  if (tmp.empty())
+    return Status::IoError("cannot create a file in " + Dir(backup_path) + ": " + std::strerror(errno));
+  bool placed = false;
+  ScopeExit cleanup([&] {
+    if (!placed) RemoveTemp(tmp);
+  });
+  GATEHOUSE_RETURN_IF_ERROR(CopyInto(tmp, src, "store"));
+  src.Close();
+  GATEHOUSE_RETURN_IF_ERROR(SyncPath(tmp, false));
+  // Into place in one step: nobody sees half a backup, and without
+  // --force an existing file is never replaced (even one made meanwhile).
+  const int rc = options.overwrite
+                     ? ::rename(tmp.c_str(), backup_path.c_str())
+                     : ::renameat2(AT_FDCWD, tmp.c_str(), AT_FDCWD, backup_path.c_str(), RENAME_NOREPLACE);
+  if (rc != 0) {
+    if (errno == EEXIST) return Status::AlreadyExists(backup_path + " already exists (pass --force to replace it)");
+    return Status::IoError("cannot write the backup " + backup_path + ": " + std::strerror(errno));
+  }
+  placed = true;
+  return SyncPath(Dir(backup_path), true);
+}
+
+Status RestoreSqliteStore(const std::string& store_path, const std::string& backup_path,
+                          const RestoreOptions& options) {
+  if (options.busy_timeout_ms < 0) return Status::InvalidArgument("the busy timeout must not be negative");
+  GATEHOUSE_RETURN_IF_ERROR(NeedStoreFile(store_path));
+  struct stat st;
+  if (::stat(backup_path.c_str(), &st) != 0)
+    return Status::FailedPrecondition("backup " + backup_path + " cannot be read: " + std::strerror(errno));
+  if (!S_ISREG(st.st_mode)) return Status::FailedPrecondition("backup " + backup_path + " is not a regular file");
+  if (SameFile(backup_path, store_path))
+    return Status::InvalidArgument("the backup " + backup_path + " is the store itself");
+
+  // 1. The backup, checked whole, copied into a private file beside the
+  // store and brought to the current schema there: the live store never
+  // holds an old schema or a half-checked file.
+  RawDb backup;
+  GATEHOUSE_RETURN_IF_ERROR(backup.Open(backup_path, SQLITE_OPEN_READONLY, "backup"));
+  int version = 0;
+  GATEHOUSE_RETURN_IF_ERROR(CheckGatehouseFile(backup, backup_path, "backup", /*integrity=*/true, &version));
+  const std::string tmp = TempFileBeside(store_path);
+  if (tmp.empty())
+    return Status::IoError("cannot create a file in " + Dir(store_path) + ": " + std::strerror(errno));
+  ScopeExit cleanup([&] { RemoveTemp(tmp); });
+  GATEHOUSE_RETURN_IF_ERROR(CopyInto(tmp, backup, "backup"));
+  backup.Close();
+  {
+    auto migrated = OpenSqliteStore(tmp);
+    if (!migrated.ok())
+      return Status::Corruption("backup " + backup_path + " cannot be used: " + migrated.status().message());
+  }
+
+  // 2. The content generation past the store's, so that a reader that
+  // knew the old content cannot take the restored one for it.
+  RawDb live;
+  GATEHOUSE_RETURN_IF_ERROR(live.Open(store_path, SQLITE_OPEN_READWRITE, "store"));
+  int live_version = 0;
+  GATEHOUSE_RETURN_IF_ERROR(CheckGatehouseFile(live, store_path, "store", /*integrity=*/false, &live_version));
+  std::string generation;
+  if (live.QueryText("SELECT n FROM generation WHERE id = 1", &generation) != SQLITE_OK || generation.empty())
+    generation = "0";
+  RawDb copy;
+  GATEHOUSE_RETURN_IF_ERROR(copy.Open(tmp, SQLITE_OPEN_READWRITE, "a copy of the backup"));
+  // And a new change-feed epoch: a sidecar that applied the live store's
+  // feed numbers loads everything, since they mean nothing in the restored
+  // history (schema.cc, version 3). It arrives with the content, atomically.
+  if (copy.Exec("UPDATE generation SET n = max(n, " + std::to_string(std::atoll(generation.c_str())) + ") + 1") !=
+          SQLITE_OK ||
+      copy.Exec("UPDATE change_feed SET epoch = abs(random() >> 1) WHERE id = 1") != SQLITE_OK)
+    return Status::IoError("cannot prepare the backup's copy: " + copy.Message());
+
+  // 3. One write transaction of the live database, under its lock.
+  sqlite3_busy_timeout(live.get(), options.busy_timeout_ms);
+  const int rc = CopyAll(live, copy);
+  if (IsBusy(rc))
+    return Status::IoError("store " + store_path + " is in use by a writer (its lock stayed taken for " +
+                           std::to_string(options.busy_timeout_ms) + " ms); nothing was restored");
+  if ((rc & 0xff) == SQLITE_READONLY)
+    return Status::IoError("cannot restore into store " + store_path +
+                           ": its page size differs from the backup's, or it is read-only; nothing was restored");
+  if (rc != SQLITE_OK)
+    return Status::IoError("restoring store " + store_path + ": " + sqlite3_errstr(rc) + "; nothing was restored");
+  copy.Close();
+  live.Close();
+
+  // 4. Once more past any writer that committed between steps 2 and 3, with
+  // the audit record.
+  auto store = OpenSqliteStore(store_path);
+  if (!store.ok()) return Status::IoError("restored, but the store cannot be opened: " + store.status().message());
+  auto* s = dynamic_cast<SqliteStore*>(store->get());
+  Status after = (*store)->Transaction([&]() -> Status {
+    GATEHOUSE_RETURN_IF_ERROR(s->ExecRaw("UPDATE generation SET n = n + 1"));
+    if (!options.audit) return Status::Ok();
+    AuditRecord a = *options.audit;
+    if (!a.org_id) {
+      auto org = (*store)->TheOnlyOrganization();
+      if (org.ok()) a.org_id = org->id;
+    }
+    auto id = (*store)->AppendAudit(a);
+    return id.ok() ? Status::Ok() : id.status();
+  });
+  if (!after.ok()) return Status::IoError("restored, but recording it failed: " + after.message());
+  return Status::Ok();
+}
+
 }  // namespace gatehouse
