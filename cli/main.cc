@@ -38,6 +38,7 @@ constexpr OptionSpec kOptions[] = {
     {"user", true, "a user's email"},
     {"limit", true, "how many records at most (default 50)"},
     {"rules", false, "also show changes of the deciding rule"},
+    {"decision-log", true, "a gatehoused decision log (JSON lines) to replay"},
     {"html", true, "also write a self-contained HTML review page to FILE (no network, no external files)"},
     {"coverage", false, "also report the rules no test decided and the cells no test reaches"},
     {"min-coverage", true, "fail (exit 1) when rule or cell coverage is below PCT (0-100); implies --coverage"},

@@ -6,6 +6,8 @@
 #include <optional>
 
 #include <fstream>
+#include <map>
+#include <tuple>
 
 #include "cli.h"
 #include "html_report.h"
@@ -265,6 +267,180 @@ int DiffCmd(Invocation& inv) {
   return d.equal() ? kOk : kRuntime;
 }
 
+// One recorded request, resolved against the candidate policy.
+std::optional<Request> ReplayRequest(const CompiledPolicy& p, const json& rec, std::string* why) {
+  const json& in = rec["inputs"];
+  auto str = [&](const json& j, const char* key) -> std::string {
+    return j.contains(key) && j[key].is_string() ? j[key].get<std::string>() : std::string("\x01");
+  };
+  Request r;
+  auto action = p.FindAction(str(rec, "action"));
+  if (!action) {
+    *why = "action " + str(rec, "action") + " is not in the candidate policy";
+    return std::nullopt;
+  }
+  r.action = *action;
+  const std::string kind = str(in, "kind");
+  if (kind != "user" && kind != "api_user") {
+    *why = "no principal kind";
+    return std::nullopt;
+  }
+  r.kind = kind == "user" ? PrincipalKind::kUser : PrincipalKind::kApiUser;
+  auto org = p.FindOrgRole(str(in, "org_role"));
+  auto ws = p.FindWorkspaceRole(str(in, "workspace_role"));
+  auto type = p.FindWorkspaceType(str(in, "workspace_type"));
+  if (!org || !ws || !type) {
+    *why = "a role or workspace type the candidate policy does not declare";
+    return std::nullopt;
+  }
+  r.org_role = *org;
+  r.workspace_role = *ws;
+  r.workspace_type = *type;
+  // Settings the record names take its values; the others their defaults.
+  r.settings = p.default_settings();
+  if (in.contains("settings") && in["settings"].is_object()) {
+    for (const auto& [name, value] : in["settings"].items()) {
+      auto i = p.FindSetting(name);
+      if (!i || !value.is_boolean()) continue;
+      if (value.get<bool>()) r.settings |= uint64_t{1} << *i;
+      else r.settings &= ~(uint64_t{1} << *i);
+    }
+  }
+  const ActionInfo& info = *p.action(*action);
+  if (in.contains("params") && in["params"].is_object()) {
+    for (const auto& [name, value] : in["params"].items()) {
+      auto slot = p.FindParam(*action, name);
+      if (!slot || !value.is_string()) continue;  // parameters the candidate does not read
+      const std::string v = value.get<std::string>();
+      switch (info.params[*slot].type) {
+        case ValueType::kOrgRole:
+          if (auto id = p.FindOrgRole(v)) r.params[*slot] = *id;
+          else { *why = "role " + v + " is not declared"; return std::nullopt; }
+          break;
+        case ValueType::kWorkspaceRole:
+          if (auto id = p.FindWorkspaceRole(v)) r.params[*slot] = *id;
+          else { *why = "role " + v + " is not declared"; return std::nullopt; }
+          break;
+        case ValueType::kBool: r.params[*slot] = v == "true"; break;
+        default: {
+          char* end = nullptr;
+          errno = 0;
+          const long long n = std::strtoll(v.c_str(), &end, 10);
+          if (v.empty() || *end != '\0' || errno != 0) { *why = "parameter " + name + " is not an integer"; return std::nullopt; }
+          r.params[*slot] = n;
+        }
+      }
+    }
+  }
+  return r;
+}
+
+// Decides a replayed request as the sidecar does: an API user's token.use first.
+Decision ReplayDecide(const CompiledPolicy& p, const Request& r) {
+  auto use = p.FindAction("token.use");
+  if (use && r.kind == PrincipalKind::kApiUser && *use != r.action) {
+    Request gate = r;
+    gate.action = *use;
+    gate.params = {};
+    Decision d = p.Decide(gate);
+    if (!d.allowed()) return d;
+  }
+  return p.Decide(r);
+}
+
+int ReplayCmd(Invocation& inv) {
+  auto log_path = inv.opt("decision-log");
+  if (!log_path || log_path->empty()) return Fail(inv, kUsage, "policy replay needs --decision-log FILE");
+  PolicyPtr p = LoadOrReport(inv, inv.args[0]);
+  if (!p) return kUsage;
+  std::ifstream in(*log_path, std::ios::binary);
+  if (!in) return Fail(inv, kUsage, "cannot read the decision log " + *log_path);
+  struct Group {
+    std::string action, from, to;
+    std::map<std::string, std::vector<json>> by_inputs;  // inputs text → records
+    size_t count = 0;
+  };
+  std::map<std::tuple<std::string, std::string, std::string>, Group> groups;
+  size_t lines = 0, replayed = 0, skipped = 0, malformed = 0, changed = 0;
+  std::map<std::string, size_t> skip_reasons;
+  std::string line;
+  // Bounded by the file: one record per line, each line at most 1 MiB.
+  while (std::getline(in, line)) {
+    ++lines;
+    if (line.size() > (size_t{1} << 20)) {
+      ++malformed;
+      continue;
+    }
+    json rec = json::parse(line, nullptr, false);
+    if (rec.is_discarded() || !rec.is_object() || !rec.contains("decision") || !rec["decision"].is_string()) {
+      ++malformed;
+      continue;
+    }
+    if (!rec.contains("inputs") || !rec["inputs"].is_object()) {
+      ++skipped;
+      ++skip_reasons["the policy was not asked (unknown token, user or workspace), or no inputs recorded"];
+      continue;
+    }
+    std::string why;
+    auto r = ReplayRequest(*p, rec, &why);
+    if (!r) {
+      ++skipped;
+      ++skip_reasons[why];
+      continue;
+    }
+    ++replayed;
+    const Decision d = ReplayDecide(*p, *r);
+    const std::string from = rec["decision"].get<std::string>(), to = d.allowed() ? "allow" : "deny";
+    if (from == to) continue;
+    ++changed;
+    const std::string action = rec["action"].get<std::string>();
+    Group& g = groups[{action, from, to}];
+    g.action = action;
+    g.from = from;
+    g.to = to;
+    ++g.count;
+    json entry = {{"time", rec.value("time", "")},
+                  {"request_id", rec.value("request_id", "")},
+                  {"principal", rec.value("principal", "")},
+                  {"workspace", rec.value("workspace", "")},
+                  {"rule", std::string(p->DecidingRule(d))}};
+    g.by_inputs[rec["inputs"].dump()].push_back(std::move(entry));
+  }
+  if (inv.json) {
+    json out_groups = json::array();
+    for (const auto& [key, g] : groups) {
+      json inputs = json::array();
+      for (const auto& [text, recs] : g.by_inputs)
+        inputs.push_back({{"inputs", json::parse(text)}, {"count", recs.size()}, {"requests", recs}});
+      out_groups.push_back({{"action", g.action}, {"from", g.from}, {"to", g.to}, {"count", g.count}, {"by_inputs", inputs}});
+    }
+    json reasons = json::object();
+    for (const auto& [why, n] : skip_reasons) reasons[why] = n;
+    PrintJson(inv, {{"policy", p->name()}, {"revision", p->revision()}, {"records", lines}, {"replayed", replayed},
+                    {"skipped", skipped}, {"skip_reasons", reasons}, {"malformed", malformed}, {"changed", changed},
+                    {"changes", out_groups}});
+  } else {
+    *inv.out << "replayed " << replayed << " of " << lines << " recorded decisions under " << p->name() << " ("
+             << p->revision() << "); " << changed << " would change\n";
+    for (const auto& [key, g] : groups) {
+      *inv.out << g.action << ": " << g.from << " → " << g.to << " (" << g.count << " request"
+               << (g.count == 1 ? "" : "s") << ")\n";
+      for (const auto& [text, recs] : g.by_inputs) {
+        *inv.out << "  " << recs.size() << "× " << text << "\n";
+        for (size_t i = 0; i < recs.size() && i < 3; ++i)
+          *inv.out << "     " << recs[i]["time"].get<std::string>() << " " << recs[i]["principal"].get<std::string>()
+                   << " in " << recs[i]["workspace"].get<std::string>() << " (request "
+                   << recs[i]["request_id"].get<std::string>() << ", now " << g.to << " by "
+                   << recs[i]["rule"].get<std::string>() << ")\n";
+        if (recs.size() > 3) *inv.out << "     ... and " << recs.size() - 3 << " more\n";
+      }
+    }
+    for (const auto& [why, n] : skip_reasons) *inv.out << "skipped " << n << ": " << why << "\n";
+    if (malformed) *inv.out << "skipped " << malformed << " lines that are not decision records\n";
+  }
+  return changed == 0 ? kOk : kRuntime;
+}
+
 }  // namespace
 
 void RegisterPolicyCommands(std::vector<Command>* c) {
@@ -272,6 +448,7 @@ void RegisterPolicyCommands(std::vector<Command>* c) {
   c->push_back({{"policy", "test"}, "[PATH]", "Run the policy's tests (PATH/tests/*.yaml); print failures with the rule that decided.", {"coverage", "min-coverage"}, 0, 1, Test});
   c->push_back({{"policy", "matrix"}, "[PATH]", "Print the role × action matrix per workspace type and setting.", {"html"}, 0, 1, MatrixCmd});
   c->push_back({{"policy", "diff"}, "OLD NEW", "Print the exact semantic difference between two policies (exit 0 equal, 1 different, 2 error).", {"rules", "html"}, 2, 2, DiffCmd});
+  c->push_back({{"policy", "replay"}, "NEW_POLICY", "Re-decide the decisions of a sidecar's decision log under a candidate policy; list every request whose decision would change (exit 0 none, 1 some, 2 error).", {"decision-log"}, 1, 1, ReplayCmd});
 }
 
 }  // namespace gatehouse::cli

@@ -144,6 +144,7 @@ struct Handlers::Evaluation {
   // The workspace decided on as the store spells it ("" until decided);
   // `workspace` keeps the request's spelling for the log.
   std::string stored_workspace;
+  std::string inputs;  // EncodeInputs of what the policy decided; "" when it was not asked
 };
 
 Handlers::Handlers(State* state, DecisionLog* log, HandlerOptions options)
@@ -320,6 +321,7 @@ void Handlers::Decide(const Subject& subject, const AuthorizeCheck& check, const
   }
   if (outcome.decided) {
     principal.workspace_role = outcome.workspace_role;
+    e->inputs = EncodeInputs(policy, outcome.request);
     // The lookup is case-insensitive: report the name the store has, never
     // the request's spelling of it.
     if (const Directory::WorkspaceEntry* ws = dir.FindWorkspace(subject.org_id, check.workspace))
@@ -356,6 +358,7 @@ bool Handlers::Log(std::string_view endpoint, const Evaluation& e, int64_t now_m
   entry.token_check = e.token_check;
   entry.token_redacted = e.token_redacted;
   entry.request_id = request.request_id;
+  entry.inputs = e.inputs;
   if (original != nullptr) {
     entry.source = original->source == ForwardAuthSource::kAuto
                        ? std::string_view("none")

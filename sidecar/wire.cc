@@ -560,6 +560,37 @@ std::string EncodeError(std::string_view message) {
   return out;
 }
 
+std::string EncodeInputs(const CompiledPolicy& policy, const Request& r) {
+  std::string out = "{";
+  AppendField(out, "kind", r.kind == PrincipalKind::kUser ? "user" : "api_user", false);
+  AppendField(out, "org_role", policy.OrgRoleName(r.org_role));
+  AppendField(out, "workspace_role", policy.WorkspaceRoleName(r.workspace_role));
+  AppendField(out, "workspace_type", policy.WorkspaceTypeName(r.workspace_type));
+  out += ",\"settings\":{";
+  for (size_t i = 0; i < policy.settings().size(); ++i) {
+    if (i) out += ',';
+    AppendJsonString(out, policy.settings()[i].name);
+    out += ((r.settings >> i) & 1u) ? ":true" : ":false";
+  }
+  out += "},\"params\":{";
+  if (const ActionInfo* a = policy.action(r.action)) {
+    for (size_t i = 0; i < a->params.size() && i < static_cast<size_t>(kMaxParams); ++i) {
+      if (i) out += ',';
+      AppendJsonString(out, a->params[i].name);
+      out += ':';
+      const int64_t v = r.params[i];
+      switch (a->params[i].type) {
+        case ValueType::kOrgRole: AppendJsonString(out, policy.OrgRoleName(static_cast<RoleId>(v))); break;
+        case ValueType::kWorkspaceRole: AppendJsonString(out, policy.WorkspaceRoleName(static_cast<RoleId>(v))); break;
+        case ValueType::kBool: AppendJsonString(out, v ? "true" : "false"); break;
+        default: AppendJsonString(out, std::to_string(v));
+      }
+    }
+  }
+  out += "}}";
+  return out;
+}
+
 std::string EncodeDecisionLog(const DecisionLogEntry& e) {
   std::string out;
   out.reserve(384);
@@ -587,6 +618,10 @@ std::string EncodeDecisionLog(const DecisionLogEntry& e) {
   out += ']';
   if (!e.message.empty()) AppendField(out, "message", e.message);
   AppendField(out, "revision", e.revision);
+  if (!e.inputs.empty()) {
+    out += ",\"inputs\":";
+    out += e.inputs;
+  }
   if (!e.token_check.empty()) {
     AppendField(out, "token_id", e.token_id);
     AppendField(out, "token_check", e.token_check);

@@ -152,8 +152,17 @@ struct DecisionLogEntry {
   std::string_view source;
   std::string_view method;
   std::string_view uri;
+  // The resolved inputs the policy decided (EncodeInputs), "" when it was
+  // not asked (an unknown token, workspace or user).
+  std::string_view inputs;
 };
 std::string EncodeDecisionLog(const DecisionLogEntry& e);
+
+// The resolved request as names, for the decision log and `policy replay`:
+// {"kind":"api_user","org_role":"viewer","workspace_role":"viewer",
+//  "workspace_type":"shared","settings":{"NAME":false},"params":{"NAME":"30d"...}}
+// (parameters as text: role names, integers, true/false). Never a secret.
+std::string EncodeInputs(const CompiledPolicy& policy, const Request& request);
 
 // The JSON of a string: quotes, escapes, invalid UTF-8 replaced by U+FFFD.
 void AppendJsonString(std::string& out, std::string_view s);

@@ -16,6 +16,7 @@
 #include <filesystem>
 #include <nlohmann/json.hpp>
 #include <random>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -1316,6 +1317,73 @@ TEST_F(E2eTest, OneRequestThroughNginxIsOneDecisionRecordAndOneCount) {
   EXPECT_EQ(by_id[replaced_id].size(), 1u) << text;
   EXPECT_EQ(by_id.size(), cases.size() + 2) << text;  // nothing else asked
   EXPECT_EQ(forward_auth_requests() - counted_before, static_cast<double>(cases.size() + 2));
+}
+
+// Replay (issue 13): the decision log records the resolved inputs of every
+// decision the policy made; `gatehouse policy replay` re-decides a log under a
+// candidate policy and lists exactly the requests whose decision would change
+// — under the viewer-import edit, exactly the viewer's imports.
+TEST_F(E2eTest, ReplayingTheDecisionLogUnderTheViewerImportEditListsExactlyTheViewerImports) {
+  auto authorize = [&](const Token& t, const std::string& action, const std::string& ws) {
+    return Direct("POST", "/v1/authorize", json({{"token", t.secret}, {"action", action}, {"workspace", ws}}).dump());
+  };
+  const std::string prod = "Marketing-Production", dev = "Marketing-Development";
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(authorize(viewer_, "project.import", prod).status, 200);
+  EXPECT_EQ(authorize(viewer_, "project.export", prod).status, 200);
+  EXPECT_EQ(authorize(prod_, "project.import", prod).status, 200);
+  EXPECT_EQ(authorize(dev_, "project.export", dev).status, 200);
+  EXPECT_EQ(authorize(dev_, "project.import", prod).status, 200);  // denied by token.use, stays denied
+  EXPECT_EQ(ViaNginx("POST", kImport, viewer_.secret).status, 403);  // forward-auth, logged too
+  EXPECT_EQ(ViaNginx("POST", kExport, dev_.secret).status, 200);
+  EXPECT_EQ(Direct("POST", "/v1/authorize",
+                   json({{"user", "alice@demo.test"}, {"action", "token.create"}, {"workspace", dev},
+                         {"params", {{"lifetime_seconds", "30d"}}}}).dump())
+                .status,
+            200);
+  EXPECT_EQ(authorize(Token{"gat_notarealtoken", ""}, "project.import", prod).status, 200);  // no inputs
+  // The log's own view: which records are the viewer's denied imports.
+  const std::string log_path = dir_.File("decisions.jsonl");
+  // Each line is written before its reply is sent (decision_log.h).
+  std::set<std::string> viewer_imports;
+  size_t with_inputs = 0;
+  const std::string log_text = ReadAll(log_path);
+  for (size_t at = 0, nl; (nl = log_text.find('\n', at)) != std::string::npos; at = nl + 1) {
+    const std::string line = log_text.substr(at, nl - at);
+    json rec = json::parse(line, nullptr, false);
+    ASSERT_TRUE(rec.is_object()) << line;
+    if (rec.contains("inputs")) {
+      ++with_inputs;
+      EXPECT_TRUE(rec["inputs"].contains("workspace_type") && rec["inputs"].contains("settings")) << line;
+    }
+    if (rec["action"] == "project.import" && rec["principal"] == "prod-viewer" && rec["decision"] == "deny")
+      viewer_imports.insert(rec["request_id"].get<std::string>());
+  }
+  ASSERT_GE(viewer_imports.size(), 4u);  // ours (the proxy may add its own)
+  ASSERT_GE(with_inputs, 9u);
+
+  WriteAll(dir_.File("viewer-import.yaml"), ViewersMayImport());
+  ProcessResult r = Cli({"policy", "replay", "--decision-log", log_path, dir_.File("viewer-import.yaml"), "--json"});
+  ASSERT_EQ(r.exit_code, 1) << r;
+  json out = json::parse(r.out, nullptr, false);
+  ASSERT_TRUE(out.is_object()) << r;
+  EXPECT_EQ(out["changed"].get<size_t>(), viewer_imports.size());
+  EXPECT_EQ(out["replayed"].get<size_t>(), with_inputs);
+  ASSERT_EQ(out["changes"].size(), 1u) << out.dump(2);
+  const json& g = out["changes"][0];
+  EXPECT_EQ(g["action"], "project.import");
+  EXPECT_EQ(g["from"], "deny");
+  EXPECT_EQ(g["to"], "allow");
+  std::set<std::string> listed;
+  for (const auto& by : g["by_inputs"]) {
+    EXPECT_EQ(by["inputs"]["workspace_role"], "viewer");
+    for (const auto& req : by["requests"]) listed.insert(req["request_id"].get<std::string>());
+  }
+  EXPECT_EQ(listed, viewer_imports);
+  // The policy the log was recorded under changes nothing; text output names the group.
+  EXPECT_EQ(Cli({"policy", "replay", "--decision-log", log_path, policy_file()}).exit_code, 0);
+  r = Cli({"policy", "replay", "--decision-log", log_path, dir_.File("viewer-import.yaml")});
+  EXPECT_NE(r.out.find("project.import: deny → allow (" + std::to_string(viewer_imports.size()) + " requests)"), std::string::npos) << r;
+  EXPECT_EQ(Cli({"policy", "replay", "--decision-log", dir_.File("nope.jsonl"), policy_file()}).exit_code, 2);
 }
 
 }  // namespace gatehouse::testing

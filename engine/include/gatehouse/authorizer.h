@@ -92,6 +92,10 @@ struct AuthzOutcome {
   std::string workspace_role;  // the subject's role in the target workspace, as decided
   std::string workspace_type;
   std::optional<GraphqlTemplate> graphql;  // the action's on_deny error, when denied
+  // The resolved request of `action` the policy decided, when `decided` (the
+  // token.use gate is that request with the action token.use): what the
+  // decision log records so that `policy replay` can decide it again.
+  Request request;
 };
 
 // The action that says where a token may act at all (optional in a policy).

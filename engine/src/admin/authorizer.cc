@@ -218,6 +218,7 @@ AuthzOutcome Authorize(const CompiledPolicy& policy, const Directory& dir, const
 
   AuthzOutcome o;
   o.decided = true;
+  o.request = r;
   // A token acts only as its API user, and only where the policy's token.use
   // lets it (the default policy: its own workspace, or anywhere for an
   // organization admin). That gate is decided first, with the same principal.
