@@ -9,6 +9,7 @@
 
 #include "cli.h"
 #include "gatehouse/policy.h"
+#include "gatehouse/version.h"
 
 namespace po = boost::program_options;
 
@@ -39,7 +40,7 @@ constexpr OptionSpec kOptions[] = {
     {"rules", false, "also show changes of the deciding rule"},
 };
 
-const std::set<std::string> kGlobal = {"store", "policy", "as", "org", "json", "help"};
+const std::set<std::string> kGlobal = {"store", "policy", "as", "org", "json", "help", "version"};
 
 std::string Env(const char* name, const std::string& fallback) {
   const char* v = std::getenv(name);
@@ -85,6 +86,7 @@ void PrintHelp(std::ostream& out, const std::vector<Command>& commands, const st
          "  --org NAME      the organization (may be left out while the store holds one)\n"
          "  --json          machine-readable output\n"
          "  --help          this help\n"
+         "  --version       print the version and the git revision it was built from\n"
          "\nexit status: 0 ok/allow, 1 runtime error, 2 usage error, 3 denied, 4 not found, 5 conflict\n";
 }
 
@@ -95,7 +97,7 @@ int Run(int argc, char** argv) {
 
   po::options_description desc;
   desc.add_options()("store", po::value<std::string>())("policy", po::value<std::string>())(
-      "as", po::value<std::string>())("org", po::value<std::string>())("json", "")("help,h", "");
+      "as", po::value<std::string>())("org", po::value<std::string>())("json", "")("help,h", "")("version", "");
   for (const auto& spec : kOptions) {
     if (spec.takes_value) {
       desc.add_options()(spec.name, po::value<std::string>());
@@ -124,6 +126,10 @@ int Run(int argc, char** argv) {
     if (c.words.size() <= words.size() && std::equal(c.words.begin(), c.words.end(), words.begin()) &&
         (!cmd || c.words.size() > cmd->words.size()))
       cmd = &c;
+  }
+  if (vm.count("version") && !vm.count("help")) {
+    std::cout << VersionLine("gatehouse") << "\n";
+    return kOk;
   }
   if (vm.count("help") || words.empty()) {
     std::vector<std::string> prefix = cmd ? cmd->words : words;

@@ -10,6 +10,7 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev
   nginx-light caddy wrk sqlite3 curl openssl
   clang libclang-rt-14-dev
+  prometheus man-db bash-completion systemd git
 )
 
 missing=()

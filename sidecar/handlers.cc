@@ -575,7 +575,11 @@ HttpReply Handlers::Readyz(const HttpRequest&) {
   }
   body += ",\"decision_log\":";
   body += log_ok ? "\"ok\"" : "\"failing (--decision-log-required)\"";
-  body += '}';
+  body += ",\"build\":{\"version\":";
+  AppendJsonString(body, options_.version);
+  body += ",\"revision\":";
+  AppendJsonString(body, options_.revision);
+  body += "}}";
   return JsonReply(ready ? 200 : 503, std::move(body));
 }
 

@@ -98,6 +98,9 @@ struct HandlerOptions {
   // 503 while the log fails. Default off: a failed write is counted and
   // reported on stderr, the answer stands.
   bool decision_log_required = false;
+  // The build's version and git revision, reported by /readyz. Default
+  // empty (tests that do not care).
+  std::string version, revision;
 };
 
 // The identity headers of a forward-auth 200, all of them: the one list a

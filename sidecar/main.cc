@@ -19,6 +19,7 @@
 #include <thread>
 
 #include "gatehouse/policy.h"
+#include "gatehouse/version.h"
 #include "sidecar/config.h"
 #include "sidecar/decision_log.h"
 #include "sidecar/forward_auth.h"
@@ -132,6 +133,7 @@ int main(int argc, char** argv) {
   // clang-format off
   desc.add_options()
       ("help,h", "this help")
+      ("version", "print the version and the git revision it was built from, and exit")
       ("listen", po::value(&listen)->default_value("127.0.0.1:7878"),
        "HOST:PORT to listen on (port 0 picks a free port, printed on stdout), or unix:PATH "
        "for a Unix-domain socket")
@@ -194,6 +196,10 @@ int main(int argc, char** argv) {
           << "Subcommand: gatehoused healthcheck [--listen ADDR] (exit 0 when ready).\n"
           << "Signals: SIGHUP reloads the policy and reopens the decision log; SIGTERM/SIGINT\n"
           << "stop accepting, finish in-flight requests and exit 0.\n";
+      return 0;
+    }
+    if (vm.count("version")) {
+      std::cout << VersionLine("gatehoused") << "\n";
       return 0;
     }
     // Then the environment (only what the command line did not set).
@@ -266,6 +272,9 @@ int main(int argc, char** argv) {
   server_options.keep_alive_timeout_s = keep_alive_timeout;
 
   Metrics metrics;
+  metrics.SetBuildInfo(Version(), Revision());
+  handler_options.version = std::string(Version());
+  handler_options.revision = std::string(Revision());
   auto state = State::Open(state_options, &metrics);
   if (!state.ok()) return Fail(state.status().ToString());
 
@@ -296,11 +305,12 @@ int main(int argc, char** argv) {
       threads > 0 ? static_cast<unsigned>(threads) : std::max(1u, std::thread::hardware_concurrency());
   std::printf(
       "gatehoused listening on %s (%s%s) policy %s %s, store %s, forward-auth source %s, %u I/O "
-      "threads\n",
+      "threads, version %s (revision %s)\n",
               where.c_str(), server_options.tls_cert.empty() ? "http" : "https",
               server_options.tls_client_ca.empty() ? "" : ", client certificates required",
               policy->name().c_str(), policy->revision().c_str(), state_options.store_path.c_str(),
-              std::string(ForwardAuthSourceName(*source)).c_str(), io_threads);
+              std::string(ForwardAuthSourceName(*source)).c_str(), io_threads,
+              std::string(Version()).c_str(), std::string(Revision()).c_str());
   std::fflush(stdout);
 
   (*state)->Start();
