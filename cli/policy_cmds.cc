@@ -85,7 +85,7 @@ int Test(Invocation& inv) {
   } else {
     *inv.out << passed << " passed, " << failed << " failed\n";
   }
-  return failed == 0 ? kOk : kRuntime;
+  return failed == 0 ? kOk : kTestsFailed;
 }
 
 const char* VerdictName(Verdict v) {

@@ -2,10 +2,16 @@
 // installed binaries, `promtool check metrics` on the real sidecar's /metrics,
 // and the version header written the way a tarball build writes it.
 #include <gtest/gtest.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cctype>
+#include <cerrno>
+#include <cstddef>
+#include <cstring>
 #include <chrono>
 #include <ctime>
 #include <filesystem>
@@ -226,6 +232,263 @@ TEST_F(OpsTest, SidecarReportsItsBuildAndPassesPromtool) {
   EXPECT_EQ(check.exit_code, 0) << check << "\n" << m.body;
   EXPECT_EQ(check.out + check.err, "") << "promtool's lint found problems";
   EXPECT_EQ(s.process->Stop(10s).exit_code, 0);
+}
+
+// --- sd_notify ------------------------------------------------------------
+
+// A datagram socket standing in for systemd's notification socket.
+class NotifySocket {
+ public:
+  explicit NotifySocket(const std::string& name, bool abstract) {
+    fd_ = ::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    std::memcpy(addr.sun_path, name.data(), std::min(name.size(), sizeof addr.sun_path - 1));
+    if (abstract) addr.sun_path[0] = '\0';  // "@name"
+    const socklen_t len = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + name.size());
+    EXPECT_EQ(::bind(fd_, reinterpret_cast<sockaddr*>(&addr), len), 0) << std::strerror(errno);
+    timeval tv{10, 0};
+    ::setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  }
+  ~NotifySocket() { ::close(fd_); }
+  // The next datagram ("" after 10 s without one).
+  std::string Receive() {
+    char buf[4096];
+    const ssize_t n = ::recv(fd_, buf, sizeof buf, 0);
+    return n > 0 ? std::string(buf, static_cast<size_t>(n)) : "";
+  }
+
+ private:
+  int fd_ = -1;
+};
+
+// Type=notify: READY=1 once the port answers, STOPPING=1 at SIGTERM; by a
+// path and by an abstract name.
+TEST_F(OpsTest, SidecarNotifiesReadyAndStoppingOverNotifySocket) {
+  MakeStore(kCli, env());
+  if (HasFatalFailure()) return;
+  for (bool abstract : {false, true}) {
+    SCOPED_TRACE(abstract ? "abstract socket" : "socket file");
+    const std::string name = abstract ? "@gatehouse-ops-test-" + std::to_string(::getpid())
+                                      : dir_.File("notify.sock");
+    NotifySocket sock(name, abstract);
+    Sidecar s;
+    Launch({kSidecar, "--listen", "127.0.0.1:0", "--store", store()}, &s, {"NOTIFY_SOCKET=" + name});
+    ASSERT_TRUE(s.process);
+    const std::string ready = sock.Receive();
+    EXPECT_NE(ready.find("READY=1"), std::string::npos) << "'" << ready << "'";
+    EXPECT_NE(ready.find("MAINPID=" + std::to_string(s.process->pid())), std::string::npos) << ready;
+    EXPECT_EQ(HttpCall(s.port, "GET", "/readyz").status, 200);
+    s.process->Kill(SIGTERM);
+    EXPECT_EQ(sock.Receive(), "STOPPING=1");
+    EXPECT_EQ(s.process->Stop(10s).exit_code, 0);
+    if (!abstract) ::unlink(name.c_str());
+  }
+  // No socket there, or a name that is not a socket path: it serves anyway.
+  for (const std::string& bad : {dir_.File("absent.sock"), std::string("relative"), std::string(200, 'x')}) {
+    Sidecar s;
+    Launch({kSidecar, "--listen", "127.0.0.1:0", "--store", store()}, &s, {"NOTIFY_SOCKET=" + bad});
+    ASSERT_TRUE(s.process) << bad;
+    EXPECT_EQ(HttpCall(s.port, "GET", "/healthz").status, 200);
+    EXPECT_EQ(s.process->Stop(10s).exit_code, 0);
+  }
+}
+
+// --- the installed tree -----------------------------------------------------
+
+// `cmake --install` of this build into DESTDIR, at a prefix other than the
+// configured one, once for the tests below.
+class InstalledTest : public OpsTest {
+ protected:
+  static constexpr const char* kPrefix = "/opt/gatehouse-test";
+  static void SetUpTestSuite() {
+    root_ = new TempDir();
+    ProcessResult r = RunProcess({"/usr/bin/cmake", "--install", GATEHOUSE_BINARY_DIR, "--prefix", kPrefix},
+                                 {.env = ChildEnvironment({"DESTDIR=" + root_->File("")})});
+    install_log_ = new std::string(r.out + r.err);
+    install_ok_ = r.exit_code == 0;
+  }
+  static void TearDownTestSuite() {
+    delete root_;
+    delete install_log_;
+  }
+  void SetUp() override { ASSERT_TRUE(install_ok_) << *install_log_; }
+  static std::string Path(const std::string& rel) {
+    return root_->File(std::string(kPrefix).substr(1) + "/" + rel);
+  }
+
+  static TempDir* root_;
+  static std::string* install_log_;
+  static bool install_ok_;
+};
+TempDir* InstalledTest::root_ = nullptr;
+std::string* InstalledTest::install_log_ = nullptr;
+bool InstalledTest::install_ok_ = false;
+
+TEST_F(InstalledTest, TreeHoldsEverythingAPlatformTeamNeeds) {
+  for (const char* rel : {"bin/gatehouse", "bin/gatehoused", "share/man/man1/gatehouse.1",
+                          "share/man/man8/gatehoused.8", "share/bash-completion/completions/gatehouse",
+                          "share/bash-completion/completions/gatehoused",
+                          "share/gatehouse/policies/api-tokens.yaml", "share/gatehouse/policies/schema.json",
+                          "share/gatehouse/policies/tests.schema.json", "share/gatehouse/policies/tests/tokens.yaml",
+                          "share/gatehouse/deploy/nginx.conf", "share/gatehouse/deploy/Caddyfile",
+                          "share/gatehouse/deploy/gatehoused.service", "lib/systemd/system/gatehoused.service",
+                          "lib/sysusers.d/gatehouse.conf"}) {
+    EXPECT_TRUE(fs::is_regular_file(Path(rel))) << rel << "\n" << *install_log_;
+  }
+  const std::string unit = ReadAll(Path("lib/systemd/system/gatehoused.service"));
+  EXPECT_NE(unit.find("\nExecStart=" + std::string(kPrefix) + "/bin/gatehoused "), std::string::npos) << unit;
+  EXPECT_EQ(unit, ReadAll(Path("share/gatehouse/deploy/gatehoused.service")));
+}
+
+// The installed CLI and sidecar find the installed policy (not the source
+// tree's) and work against each other on one store.
+TEST_F(InstalledTest, InstalledCliAndSidecarWorkTogether) {
+  const std::string cli = Path("bin/gatehouse"), sidecar = Path("bin/gatehoused");
+  // Mark the installed copy, so whoever loads it says so.
+  const std::string policy = Path("share/gatehouse/policies/api-tokens.yaml");
+  std::string text = ReadAll(policy);
+  const size_t at = text.find("\npolicy: api-tokens\n");
+  ASSERT_NE(at, std::string::npos);
+  text.replace(at, 20, "\npolicy: api-tokens-installed\n");
+  WriteAll(policy, text);
+
+  ProcessResult v = RunProcess({cli, "policy", "validate", "--json"});
+  ASSERT_EQ(v.exit_code, 0) << v;
+  json j = json::parse(v.out, nullptr, false);
+  EXPECT_EQ(j["path"], Path("share/gatehouse/policies")) << v.out;
+  EXPECT_EQ(j["policy"], "api-tokens-installed");
+  ProcessResult t = RunProcess({cli, "policy", "test"});
+  EXPECT_EQ(t.exit_code, 0) << t;
+
+  MakeStore(cli, env());
+  if (HasFatalFailure()) return;
+  ProcessResult created = RunProcess({cli, "token", "create", "--apiuser", "prod-importer", "--name", "t",
+                                      "--expires-in", "1d", "--json"},
+                                     {.env = ChildEnvironment(env())});
+  CliToken token = CreatedToken(created);
+  ASSERT_FALSE(token.secret.empty());
+
+  Sidecar s;
+  const std::string line = Launch({sidecar, "--listen", "127.0.0.1:0", "--store", store()}, &s);
+  ASSERT_TRUE(s.process);
+  EXPECT_NE(line.find("policy api-tokens-installed "), std::string::npos) << line;
+  HttpResponse r = HttpCall(s.port, "POST", "/v1/authorize", {{"Content-Type", "application/json"}},
+                            R"({"token":")" + token.secret +
+                                R"(","action":"project.import","workspace":"Marketing-Production"})");
+  EXPECT_EQ(r.status, 200) << r.body;
+  EXPECT_NE(r.body.find("\"allow\":true"), std::string::npos) << r.body;
+  ProcessResult health =
+      RunProcess({sidecar, "healthcheck", "--listen", "127.0.0.1:" + std::to_string(s.port)});
+  EXPECT_EQ(health.exit_code, 0) << health;
+  // A revocation through the installed CLI is seen by the installed sidecar.
+  ProcessResult revoke = RunProcess({cli, "token", "revoke", token.id}, {.env = ChildEnvironment(env())});
+  ASSERT_EQ(revoke.exit_code, 0) << revoke;
+  HttpResponse after = HttpCall(s.port, "POST", "/v1/tokens/verify", {{"Content-Type", "application/json"}},
+                                R"({"token":")" + token.secret + R"("})");
+  EXPECT_NE(after.body.find("\"active\":false"), std::string::npos) << after.body;
+  EXPECT_EQ(s.process->Stop(10s).exit_code, 0);
+}
+
+// Every option --help lists is in the rendered man page (they come from one
+// table), and man renders both pages without a warning.
+TEST_F(InstalledTest, ManPagesRenderAndListEveryOptionOfHelp) {
+  struct Page {
+    std::string binary, page;
+    std::vector<std::string> help_args;
+  };
+  for (const Page& p : {Page{"bin/gatehoused", "share/man/man8/gatehoused.8", {"--help"}},
+                        Page{"bin/gatehouse", "share/man/man1/gatehouse.1", {"--help"}},
+                        Page{"bin/gatehouse", "share/man/man1/gatehouse.1", {"token", "create", "--help"}},
+                        Page{"bin/gatehouse", "share/man/man1/gatehouse.1", {"policy", "diff", "--help"}}}) {
+    SCOPED_TRACE(p.page);
+    ProcessResult man = RunProcess({"/usr/bin/man", "--warnings", "-l", Path(p.page)},
+                                   {.env = ChildEnvironment({"MANWIDTH=200", "MAN_KEEP_FORMATTING=0",
+                                                             "MANPAGER=cat", "PAGER=cat"})});
+    ASSERT_EQ(man.exit_code, 0) << man;
+    EXPECT_EQ(man.err, "") << "man/groff warnings";
+    std::string rendered = man.out;  // overstrike bold (c\bc) undone
+    std::string plain;
+    for (size_t i = 0; i < rendered.size(); ++i) {
+      if (i + 1 < rendered.size() && rendered[i + 1] == '\b') {
+        ++i;
+        continue;
+      }
+      plain += rendered[i];
+    }
+    EXPECT_NE(plain.find("NAME"), std::string::npos) << plain;
+    std::vector<std::string> argv = {Path(p.binary)};
+    argv.insert(argv.end(), p.help_args.begin(), p.help_args.end());
+    ProcessResult help = RunProcess(argv);
+    ASSERT_EQ(help.exit_code, 0) << help;
+    std::istringstream in(help.out);
+    std::string word;
+    int options = 0;
+    while (in >> word) {
+      if (word.rfind("--", 0) != 0 || word.size() < 3) continue;
+      while (!word.empty() && !std::isalnum(static_cast<unsigned char>(word.back()))) word.pop_back();
+      if (word.find('=') != std::string::npos || word.find('[') != std::string::npos) continue;
+      ++options;
+      EXPECT_NE(plain.find(word), std::string::npos) << word << " is in --help but not in " << p.page;
+    }
+    EXPECT_GT(options, 5);
+  }
+}
+
+// The installed completion loads in bash and completes commands and options.
+TEST_F(InstalledTest, BashCompletionLoadsAndCompletes) {
+  ASSERT_TRUE(fs::exists("/usr/share/bash-completion/bash_completion"))
+      << "bash-completion is not installed (scripts/setup.sh installs it)";
+  const std::string script =
+      "source /usr/share/bash-completion/bash_completion || exit 9\n"
+      "source \"$0/gatehouse\" && source \"$0/gatehoused\" || exit 8\n"
+      "complete -p gatehouse; complete -p gatehoused\n"
+      "t() { COMP_WORDS=(\"$@\"); COMP_CWORD=$(($# - 1)); \"_${1}\"; echo \"${COMPREPLY[*]}\"; }\n"
+      "t gatehouse to\n"
+      "t gatehouse token cr\n"
+      "t gatehouse --store x.db token create --e\n"
+      "t gatehouse policy ''\n"
+      "t gatehoused --decision-l\n"
+      "t gatehoused health\n";
+  ProcessResult r = RunProcess({"/bin/bash", "-c", script, Path("share/bash-completion/completions")});
+  ASSERT_EQ(r.exit_code, 0) << r;
+  EXPECT_EQ(r.out,
+            "complete -F _gatehouse gatehouse\n"
+            "complete -F _gatehoused gatehoused\n"
+            "token\n"
+            "create\n"
+            "--expires-in\n"
+            "diff matrix test validate\n"
+            "--decision-log --decision-log-required\n"
+            "healthcheck\n")
+      << r;
+}
+
+// The unit passes `systemd-analyze verify`, its man: references included
+// (found in the installed tree), with its ExecStart pointing there.
+TEST_F(InstalledTest, SystemdUnitVerifies) {
+  ASSERT_TRUE(fs::exists("/usr/bin/systemd-analyze")) << "systemd is not installed (scripts/setup.sh)";
+  std::string unit = ReadAll(Path("lib/systemd/system/gatehoused.service"));
+  const std::string exec = std::string(kPrefix) + "/bin/gatehoused";
+  const size_t at = unit.find(exec);
+  ASSERT_NE(at, std::string::npos) << unit;
+  unit.replace(at, exec.size(), Path("bin/gatehoused"));
+  const std::string copy = dir_.File("gatehoused.service");
+  WriteAll(copy, unit);
+  ProcessResult r = RunProcess({"/usr/bin/systemd-analyze", "verify", copy},
+                               {.env = ChildEnvironment({"MANPATH=" + Path("share/man"), "SYSTEMD_LOG_COLOR=0"})});
+  EXPECT_EQ(r.exit_code, 0) << r;
+  EXPECT_EQ(r.out + r.err, "") << "systemd-analyze found problems";
+  // The check can fail: an unknown key is reported.
+  WriteAll(copy, unit + "\n[Service]\nNoSuchSetting=1\n");
+  ProcessResult bad = RunProcess({"/usr/bin/systemd-analyze", "verify", copy},
+                                 {.env = ChildEnvironment({"MANPATH=" + Path("share/man")})});
+  EXPECT_NE(bad.out + bad.err, "") << bad;
+  for (const char* key : {"Type=notify", "ProtectSystem=strict", "NoNewPrivileges=yes", "User=gatehouse",
+                          "ReadWritePaths=/var/lib/gatehouse /var/log/gatehouse", "Restart=on-failure",
+                          "ExecReload=/bin/kill -HUP $MAINPID"}) {
+    EXPECT_NE(unit.find(std::string("\n") + key + "\n"), std::string::npos) << key;
+  }
 }
 
 }  // namespace
