@@ -28,6 +28,7 @@
 #include "sidecar/handlers.h"
 #include "sidecar/healthcheck.h"
 #include "sidecar/http_server.h"
+#include "sidecar/log.h"
 #include "sidecar/metrics.h"
 #include "sidecar/sd_notify.h"
 #include "sidecar/state.h"
@@ -211,6 +212,7 @@ int main(int argc, char** argv) {
   ServerOptions server_options;
   StateOptions state_options;
   HandlerOptions handler_options;
+  std::string log_level = "info", log_format = "text", access_log_path;
   std::string listen, decision_log_path, config_path, socket_mode = "0660", forward_auth_source,
       caller_secret_file;
   int threads = server_options.threads;
@@ -258,6 +260,14 @@ int main(int argc, char** argv) {
       ("decision-log", po::value(&decision_log_path),
        "write one JSON line per decision to PATH (mode 0600, never through a symlink), or to "
        "stdout with -")
+      ("access-log", po::value(&access_log_path),
+       "write one JSON line per answered request to PATH (time, request id, peer, method, path "
+       "without the query, status, bytes, duration; never a header or a body), or to stdout "
+       "with -; the decision log's file rules, reopened on SIGHUP")
+      ("log-level", po::value(&log_level)->default_value(log_level),
+       "operational messages on stderr at this level and above: error, warn, info or debug")
+      ("log-format", po::value(&log_format)->default_value(log_format),
+       "operational messages as text lines or as JSON lines (json)")
       ("decision-log-required", po::bool_switch(&handler_options.decision_log_required),
        "deny every decision whose log line cannot be written (rule decision-log-unavailable) and "
        "report not ready while the log fails")
@@ -332,6 +342,14 @@ int main(int argc, char** argv) {
     return Usage(e.what());
   }
 
+  const auto level = ParseLogLevel(log_level);
+  if (!level) return Usage("--log-level must be error, warn, info or debug, not '" + log_level.substr(0, 32) + "'");
+  const auto format = ParseLogFormat(log_format);
+  if (!format) return Usage("--log-format must be text or json, not '" + log_format.substr(0, 32) + "'");
+  SetLogOptions(*level, *format);
+  if (!access_log_path.empty() && access_log_path == decision_log_path)
+    return Usage("--access-log and --decision-log must not be the same");
+
   auto address = ParseListen(listen);
   if (!address.ok()) return Usage(address.status().ToString());
   server_options.host = address->host;
@@ -377,7 +395,9 @@ int main(int argc, char** argv) {
   metrics.SetBuildInfo(Version(), Revision());
   handler_options.version = std::string(Version());
   handler_options.revision = std::string(Revision());
-  auto state = State::Open(state_options, &metrics);
+  // State's messages carry no level: trouble is a warning, the rest info.
+  auto state = State::Open(state_options, &metrics,
+                           [](std::string_view line) { Log(GuessLevel(line), line); });
   if (!state.ok()) return Fail(state.status().ToString());
 
   std::unique_ptr<DecisionLog> decision_log;
@@ -385,6 +405,14 @@ int main(int argc, char** argv) {
     auto log = DecisionLog::Open(decision_log_path);
     if (!log.ok()) return Fail(log.status().ToString());
     decision_log = std::move(log).value();
+  }
+
+  std::unique_ptr<DecisionLog> access_log;
+  if (!access_log_path.empty()) {
+    auto log = DecisionLog::Open(access_log_path, "access log");
+    if (!log.ok()) return Fail(log.status().ToString());
+    access_log = std::move(log).value();
+    handler_options.access_log = access_log.get();
   }
 
   if (handler_options.decision_log_required && !decision_log) {
@@ -405,15 +433,23 @@ int main(int argc, char** argv) {
           : (v6 ? "[" : "") + server_options.host + (v6 ? "]" : "") + ":" + std::to_string(*port);
   const unsigned io_threads =
       threads > 0 ? static_cast<unsigned>(threads) : std::max(1u, std::thread::hardware_concurrency());
-  std::printf(
+  char banner[1024];
+  std::snprintf(
+      banner, sizeof banner,
       "gatehoused listening on %s (%s%s) policy %s %s, store %s, forward-auth source %s, %u I/O "
-      "threads, version %s (revision %s)\n",
-              where.c_str(), server_options.tls_cert.empty() ? "http" : "https",
-              server_options.tls_client_ca.empty() ? "" : ", client certificates required",
-              policy->name().c_str(), policy->revision().c_str(), state_options.store_path.c_str(),
-              std::string(ForwardAuthSourceName(*source)).c_str(), io_threads,
-              std::string(Version()).c_str(), std::string(Revision()).c_str());
-  std::fflush(stdout);
+      "threads, version %s (revision %s)",
+      where.c_str(), server_options.tls_cert.empty() ? "http" : "https",
+      server_options.tls_client_ca.empty() ? "" : ", client certificates required",
+      policy->name().c_str(), policy->revision().c_str(), state_options.store_path.c_str(),
+      std::string(ForwardAuthSourceName(*source)).c_str(), io_threads,
+      std::string(Version()).c_str(), std::string(Revision()).c_str());
+  // The banner is a log line like the others; stdout gets it too (where
+  // port 0's choice is read) unless stdout carries a JSON log.
+  Log(LogLevel::kInfo, banner);
+  if (decision_log_path != "-" && access_log_path != "-") {
+    std::printf("%s\n", banner);
+    std::fflush(stdout);
+  }
 
   (*state)->Start();
   // Bound and loaded: connections are queued from here on, so a supervisor
@@ -427,17 +463,18 @@ int main(int argc, char** argv) {
       if (sigwait(&signals, &sig) != 0) continue;
       if (sig == SIGHUP) {
         (*state)->RequestReload();
-        if (decision_log) {
-          Status s = decision_log->Reopen();
-          if (!s.ok()) LogToStderr(s.ToString());
+        for (DecisionLog* log : {decision_log.get(), access_log.get()}) {
+          if (log == nullptr) continue;
+          Status s = log->Reopen();
+          if (!s.ok()) Log(LogLevel::kError, s.ToString());
         }
         continue;
       }
       signalled = true;
       SdNotify("STOPPING=1");
       if (!run_returned)
-        LogToStderr(sig == SIGTERM ? "SIGTERM: finishing in-flight requests"
-                                   : "SIGINT: finishing in-flight requests");
+        Log(LogLevel::kInfo, sig == SIGTERM ? "SIGTERM: finishing in-flight requests"
+                                            : "SIGINT: finishing in-flight requests");
       // Stop until Run has returned: a stop that lands before the server
       // loop has started would otherwise be lost.
       while (!run_returned) {
@@ -454,6 +491,6 @@ int main(int argc, char** argv) {
   signal_thread.join();
   (*state)->Stop();
   if (!run.ok()) return Fail(run.ToString());
-  LogToStderr("stopped");
+  Log(LogLevel::kInfo, "stopped");
   return 0;
 }

@@ -17,6 +17,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <random>
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
@@ -488,6 +489,158 @@ TEST_F(InstalledTest, SystemdUnitVerifies) {
                           "ReadWritePaths=/var/lib/gatehouse /var/log/gatehouse", "Restart=on-failure",
                           "ExecReload=/bin/kill -HUP $MAINPID"}) {
     EXPECT_NE(unit.find(std::string("\n") + key + "\n"), std::string::npos) << key;
+  }
+}
+
+// --- logs -------------------------------------------------------------------
+
+std::vector<json> JsonLines(const std::string& text, const std::string& what) {
+  std::vector<json> out;
+  std::istringstream in(text);
+  std::string line;
+  while (std::getline(in, line)) {
+    json j = json::parse(line, nullptr, false);
+    EXPECT_TRUE(j.is_object()) << what << ": not a JSON object: '" << line << "'";
+    if (j.is_object()) out.push_back(std::move(j));
+  }
+  return out;
+}
+
+// --decision-log - with --log-format json: stdout holds only decision
+// records, stderr only JSON log lines (the banner among them); the access
+// log has one line per request, with the reply's request id, and never a
+// secret, generated over many requests; SIGHUP reopens it after rotation.
+TEST_F(OpsTest, AccessAndDecisionLogsLineByLine) {
+  MakeStore(kCli, env());
+  if (HasFatalFailure()) return;
+  ProcessResult created = RunProcess({kCli, "token", "create", "--apiuser", "prod-importer", "--name", "t",
+                                      "--expires-in", "1d", "--json"},
+                                     {.env = ChildEnvironment(env())});
+  CliToken token = CreatedToken(created);
+  ASSERT_FALSE(token.secret.empty());
+  const std::string caller = "caller-secret-" + std::to_string(::getpid()) + "-xyzzy";
+  WriteAll(dir_.File("caller"), caller + "\n");
+  ::chmod(dir_.File("caller").c_str(), 0600);
+  const std::string access = dir_.File("access.log");
+  auto process = Process::Start({kSidecar, "--listen", "127.0.0.1:0", "--store", store(), "--decision-log", "-",
+                                 "--access-log", access, "--log-format", "json", "--caller-secret-file",
+                                 dir_.File("caller")},
+                                {.stderr_path = dir_.File("err.txt")});
+  ASSERT_TRUE(process);
+  int port = 0;
+  for (int i = 0; i < 200 && port == 0; ++i) {  // the port from the banner on stderr
+    const std::string err = ReadAll(dir_.File("err.txt"));
+    const size_t at = err.find("listening on 127.0.0.1:");
+    if (at != std::string::npos) port = std::atoi(err.c_str() + at + 23);
+    if (port == 0) ::usleep(50'000);
+  }
+  ASSERT_NE(port, 0) << ReadAll(dir_.File("err.txt"));
+
+  // Generated requests: endpoints, methods, queries carrying the token,
+  // the secret in Authorization and the caller header, odd paths.
+  std::mt19937 rng(12);
+  const std::vector<std::string> paths = {"/v1/authorize", "/v1/tokens/verify", "/healthz", "/readyz",
+                                          "/v1/forward-auth/workspaces/Marketing-Production/projects/p/import",
+                                          "/nowhere", "/v1/authorize/batch", "/%2e%2e/\"quoted\"/\\back"};
+  const std::vector<std::string> methods = {"GET", "POST", "PUT", "DELETE", "HEAD"};
+  struct Sent {
+    std::string method, path, request_id;
+    int status;
+  };
+  std::vector<Sent> sent;
+  for (int i = 0; i < 60; ++i) {
+    const std::string path = paths[rng() % paths.size()];
+    const std::string method = methods[rng() % methods.size()];
+    const bool query = rng() % 2 == 0;
+    HeaderList headers = {{"Authorization", "Bearer " + token.secret}, {"X-Original-Method", "POST"},
+                          {"X-Original-URI", "/workspaces/Marketing-Production/projects/p/import?t=" + token.secret}};
+    if (rng() % 4 != 0) headers.push_back({"X-Gatehouse-Caller", caller});
+    if (rng() % 3 == 0) headers.push_back({"X-Request-Id", "req-" + std::to_string(i)});
+    headers.push_back({"Content-Type", "application/json"});
+    const std::string body = path == "/v1/tokens/verify"
+                                 ? R"({"token":")" + token.secret + R"("})"
+                                 : R"({"token":")" + token.secret +
+                                       R"(","action":"project.import","workspace":"Marketing-Production"})";
+    HttpResponse r = HttpCall(port, method, path + (query ? "?token=" + token.secret + "&x=1" : ""), headers,
+                              method == "GET" || method == "HEAD" ? "" : body);
+    ASSERT_NE(r.status, 0) << r.error;
+    sent.push_back({method, path, r.Header("x-request-id"), r.status});
+  }
+  // Rotation: the file moved away, SIGHUP, the next line in a new file.
+  ASSERT_EQ(::rename(access.c_str(), dir_.File("access.log.1").c_str()), 0);
+  process->Kill(SIGHUP);
+  bool reopened = false;
+  for (int i = 0; i < 100 && !reopened; ++i) {
+    ::usleep(50'000);
+    reopened = fs::exists(access);
+  }
+  ASSERT_TRUE(reopened) << "SIGHUP did not reopen the access log";
+  HttpResponse last = HttpCall(port, "GET", "/healthz");
+  sent.push_back({"GET", "/healthz", last.Header("x-request-id"), last.status});
+  ProcessResult done = process->Stop(10s);
+  EXPECT_EQ(done.exit_code, 0) << done;
+
+  const std::string access_text = ReadAll(dir_.File("access.log.1")) + ReadAll(access);
+  std::vector<json> lines = JsonLines(access_text, "access log");
+  EXPECT_EQ(JsonLines(ReadAll(access), "access log").size(), 1u);
+  ASSERT_EQ(lines.size(), sent.size()) << access_text;
+  for (size_t i = 0; i < sent.size(); ++i) {
+    const json& l = lines[i];
+    EXPECT_EQ(l["request_id"], sent[i].request_id) << l;
+    EXPECT_EQ(l["method"], sent[i].method) << l;
+    EXPECT_EQ(l["path"], sent[i].path) << l;
+    EXPECT_EQ(l["status"], sent[i].status) << l;
+    EXPECT_TRUE(l["peer"].get<std::string>().rfind("127.0.0.1:", 0) == 0) << l;
+    EXPECT_TRUE(l["bytes"].is_number_unsigned() && l["duration_us"].is_number_integer()) << l;
+    EXPECT_EQ(l["time"].get<std::string>().size(), 24u) << l;
+  }
+  for (const std::string& secret : {token.secret, caller, std::string("token=")}) {
+    EXPECT_EQ(access_text.find(secret), std::string::npos) << "the access log holds '" << secret << "'";
+  }
+  struct stat st {};
+  ASSERT_EQ(::stat(access.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+
+  // stdout: only decision records, each with a request id the access log has.
+  std::vector<json> decisions = JsonLines(done.out, "stdout");
+  EXPECT_FALSE(decisions.empty());
+  for (const json& d : decisions) {
+    EXPECT_TRUE(d.contains("decision")) << d;
+    const std::string id = d.value("request_id", "");
+    EXPECT_NE(access_text.find("\"request_id\":\"" + id + "\""), std::string::npos) << d;
+  }
+  // stderr: only JSON log lines; the banner among them.
+  std::vector<json> log = JsonLines(ReadAll(dir_.File("err.txt")), "stderr");
+  ASSERT_FALSE(log.empty());
+  EXPECT_NE(log[0]["msg"].get<std::string>().find("listening on"), std::string::npos) << log[0];
+  for (const json& l : log) {
+    EXPECT_TRUE(l.contains("time") && l.contains("level") && l.contains("msg")) << l;
+  }
+}
+
+// --log-level drops what is below it; bad values are usage errors.
+TEST_F(OpsTest, LogLevelAndFormat) {
+  MakeStore(kCli, env());
+  if (HasFatalFailure()) return;
+  for (const std::string level : {"error", "warn", "info", "debug"}) {
+    ::truncate(dir_.File("err.txt").c_str(), 0);
+    Sidecar s;
+    const std::string banner = Launch({kSidecar, "--listen", "127.0.0.1:0", "--store", store(),
+                                       "--log-level", level}, &s);
+    ASSERT_TRUE(s.process) << level;
+    EXPECT_EQ(s.process->Stop(10s).exit_code, 0);
+    const std::string err = ReadAll(dir_.File("err.txt"));
+    const bool info = level == "info" || level == "debug";
+    EXPECT_EQ(err.find(" info gatehoused: gatehoused listening on") != std::string::npos, info) << level << err;
+    EXPECT_EQ(err.find(" info gatehoused: stopped") != std::string::npos, info) << level << err;
+  }
+  for (const std::vector<std::string>& bad : std::vector<std::vector<std::string>>{
+           {"--log-level", "loud"}, {"--log-format", "xml"}, {"--log-level", ""},
+           {"--access-log", "-", "--decision-log", "-"}}) {
+    std::vector<std::string> argv = {kSidecar, "--store", store()};
+    argv.insert(argv.end(), bad.begin(), bad.end());
+    ProcessResult r = RunProcess(argv);
+    EXPECT_EQ(r.exit_code, 2) << r;
   }
 }
 
