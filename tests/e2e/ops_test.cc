@@ -644,5 +644,57 @@ TEST_F(OpsTest, LogLevelAndFormat) {
   }
 }
 
+// --- the Kubernetes example's claims ------------------------------------------
+
+// deploy/kubernetes.yaml: the policy and the caller secret come from volumes
+// the kubelet lays out with symlinks into a hidden ..data folder, updated by
+// swapping that symlink; the probes' /healthz and /readyz need no secret,
+// everything else does. (No cluster here: the layout is made by hand.)
+TEST_F(OpsTest, KubernetesVolumeLayoutAndProbes) {
+  MakeStore(kCli, env());
+  if (HasFatalFailure()) return;
+  // A volume as the kubelet writes it: ..TIMESTAMP/FILE, ..data -> ..TIMESTAMP,
+  // FILE -> ..data/FILE.
+  auto volume = [&](const std::string& dir, const std::string& file, const std::string& content,
+                    const std::string& stamp) {
+    fs::create_directories(dir + "/" + stamp);
+    WriteAll(dir + "/" + stamp + "/" + file, content);
+    fs::create_directory_symlink(stamp, dir + "/..data_tmp");
+    fs::rename(dir + "/..data_tmp", dir + "/..data");  // atomic, as the kubelet does
+    std::error_code ec;
+    if (!fs::is_symlink(dir + "/" + file, ec)) fs::create_symlink("..data/" + file, dir + "/" + file);
+  };
+  const std::string policy_dir = dir_.File("policy"), secret_dir = dir_.File("secret");
+  const std::string policy = ReadAll(kSource + "/policies/api-tokens.yaml");
+  volume(policy_dir, "api-tokens.yaml", policy, "..2026_01_01_00_00_00.1");
+  const std::string secret = "k8s-caller-secret-0123456789abcdef";
+  volume(secret_dir, "caller", secret + "\n", "..2026_01_01_00_00_00.1");
+  Sidecar s;
+  Launch({kSidecar, "--listen", "127.0.0.1:0", "--store", store(), "--policy", policy_dir,
+          "--caller-secret-file", secret_dir + "/caller", "--policy-poll-ms", "100", "--log-format", "json"},
+         &s);
+  ASSERT_TRUE(s.process);
+  EXPECT_EQ(HttpCall(s.port, "GET", "/healthz").status, 200);
+  EXPECT_EQ(HttpCall(s.port, "GET", "/readyz").status, 200);
+  const std::string check = R"({"user":"alice@demo.test","action":"project.import","workspace":"Marketing-Production"})";
+  EXPECT_EQ(HttpCall(s.port, "POST", "/v1/authorize", {{"Content-Type", "application/json"}}, check).status, 401);
+  EXPECT_EQ(HttpCall(s.port, "POST", "/v1/authorize",
+                     {{"Content-Type", "application/json"}, {"X-Gatehouse-Caller", secret}}, check)
+                .status,
+            200);
+  // A ConfigMap update: a new timestamped folder, ..data swapped.
+  std::string renamed = policy;
+  renamed.replace(renamed.find("\npolicy: api-tokens\n"), 20, "\npolicy: api-tokens-v2\n");
+  volume(policy_dir, "api-tokens.yaml", renamed, "..2026_01_01_00_01_00.2");
+  fs::remove_all(policy_dir + "/..2026_01_01_00_00_00.1");
+  bool reloaded = false;
+  for (int i = 0; i < 200 && !reloaded; ++i) {
+    reloaded = HttpCall(s.port, "GET", "/readyz").body.find("\"name\":\"api-tokens-v2\"") != std::string::npos;
+    if (!reloaded) ::usleep(50'000);
+  }
+  EXPECT_TRUE(reloaded) << ReadAll(dir_.File("err.txt"));
+  EXPECT_EQ(s.process->Stop(10s).exit_code, 0);
+}
+
 }  // namespace
 }  // namespace gatehouse::testing
