@@ -30,18 +30,21 @@ cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 
 run() {  # NAME ARGS...
   local name=$1; shift
-  "$SIDECAR" --listen 127.0.0.1:0 --store "$GATEHOUSE_STORE" "$@" >"$WORK/out" 2>"$WORK/err" &
+  : >"$WORK/err"  # now: the child truncates it only once it runs
+  "$SIDECAR" --listen 127.0.0.1:0 --store "$GATEHOUSE_STORE" "$@" >"$WORK/out" 2>>"$WORK/err" &
   PID=$!
   local port=""
   for _ in $(seq 100); do
-    port=$(grep -o 'listening on 127.0.0.1:[0-9]*' "$WORK/err" 2>/dev/null | grep -o '[0-9]*$' || true)
+    port=$(grep -o 'listening on 127.0.0.1:[0-9]* (' "$WORK/err" 2>/dev/null | grep -o '[0-9][0-9]*' | tail -1 || true)
     [ -n "$port" ] && break
     sleep 0.05
   done
+  [ -n "$port" ] || { echo "gatehoused did not start: $(cat "$WORK/err")" >&2; exit 1; }
   local t0; t0=$(cpu_ticks "$PID")
-  TOKEN=$TOKEN wrk -t2 -c16 -d"$DURATION" -s "$ROOT/bench/wrk/authorize.lua" "http://127.0.0.1:$port" >"$WORK/wrk"
+  TOKEN=$TOKEN wrk -t2 -c16 -d"$DURATION" -s "$ROOT/bench/wrk/authorize.lua" "http://127.0.0.1:$port" >"$WORK/wrk" ||
+    { echo "wrk failed ($name, port $port): $(cat "$WORK/wrk"); gatehoused: $(cat "$WORK/err")" >&2; ps -p "$PID" >&2; exit 1; }
   local t1; t1=$(cpu_ticks "$PID")
-  kill "$PID"; wait "$PID" || true; PID=
+  kill "$PID"; wait "$PID" || echo "  (gatehoused exited $?: $(tail -2 "$WORK/err"))"; PID=
   local reqs rps
   reqs=$(awk '/requests in/ {print $1}' "$WORK/wrk")
   rps=$(awk '/Requests\/sec/ {print $2}' "$WORK/wrk")
