@@ -332,6 +332,7 @@ TEST_F(InstalledTest, TreeHoldsEverythingAPlatformTeamNeeds) {
                           "share/gatehouse/policies/api-tokens.yaml", "share/gatehouse/policies/schema.json",
                           "share/gatehouse/policies/tests.schema.json", "share/gatehouse/policies/tests/tokens.yaml",
                           "share/gatehouse/deploy/nginx.conf", "share/gatehouse/deploy/Caddyfile",
+                          "share/gatehouse/deploy/traefik.yml", "share/gatehouse/deploy/kubernetes.yaml",
                           "share/gatehouse/deploy/gatehoused.service", "lib/systemd/system/gatehoused.service",
                           "lib/sysusers.d/gatehouse.conf"}) {
     EXPECT_TRUE(fs::is_regular_file(Path(rel))) << rel << "\n" << *install_log_;
