@@ -21,6 +21,7 @@ enum Exit : int {
   kDenied = 3,
   kNotFound = 4,
   kConflict = 5,
+  kTestsFailed = 6,  // policy test: the policy loads, a test of it failed
 };
 
 // What a command receives: the parsed options and its positional arguments.

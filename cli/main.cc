@@ -8,106 +8,65 @@
 #include <set>
 
 #include "cli.h"
+#include "docs.h"
 #include "gatehouse/policy.h"
 #include "gatehouse/text.h"
+#include "gatehouse/version.h"
 
 namespace po = boost::program_options;
 
 namespace gatehouse::cli {
 namespace {
 
-struct OptionSpec {
-  const char* name;
-  bool takes_value;
-  const char* help;
-};
-
-// Every option any command takes; each command lists the ones it accepts.
-constexpr OptionSpec kOptions[] = {
-    {"owner", true, "the owner's email (init), or the workspace owner (workspace create)"},
-    {"org-role", true, "organization role: owner|admin|contributor|viewer (as the policy declares)"},
-    {"type", true, "workspace type: shared|personal|organization (as the policy declares)"},
-    {"workspace", true, "workspace name"},
-    {"role", true, "workspace role: admin|contributor|viewer"},
-    {"workspace-role", true, "workspace role of the API user"},
-    {"apiuser", true, "API user name"},
-    {"name", true, "token name"},
-    {"expires-in", true, "token lifetime: a positive integer and s, m, h, d or w (90s, 30d)"},
-    {"action", true, "action name, e.g. project.import"},
-    {"token", true, "a token (gat_...), or - to read it from stdin (env GATEHOUSE_TOKEN)"},
-    {"user", true, "a user's email"},
-    {"limit", true, "how many records at most (default 50)"},
-    {"rules", false, "also show changes of the deciding rule"},
-    {"decision-log", true, "a gatehoused decision log (JSON lines) to replay"},
-    {"html", true, "also write a self-contained HTML review page to FILE (no network, no external files)"},
-    {"coverage", false, "also report the rules no test decided and the cells no test reaches"},
-    {"min-coverage", true, "fail (exit 1) when rule or cell coverage is below PCT (0-100); implies --coverage"},
-    {"force", false, "replace an existing file (store backup)"},
-};
-
-const std::set<std::string> kGlobal = {"store", "policy", "invariants", "as", "org", "json", "help"};
+const std::set<std::string> kGlobal = {"store", "policy", "invariants", "as", "org", "json", "help", "version"};
 
 std::string Env(const char* name, const std::string& fallback) {
   const char* v = std::getenv(name);
   return v && *v ? v : fallback;
 }
 
-std::string Usage(const Command& c) {
-  std::string s = "gatehouse";
-  for (const auto& w : c.words) s += " " + w;
-  if (!c.args_usage.empty()) s += " " + c.args_usage;
-  for (const auto& o : c.options) {
-    for (const auto& spec : kOptions) {
-      if (o == spec.name) s += std::string(" [--") + spec.name + (spec.takes_value ? " VALUE]" : "]");
-    }
-  }
-  return s;
-}
-
-void PrintHelp(std::ostream& out, const std::vector<Command>& commands, const std::vector<std::string>& prefix) {
-  std::vector<const Command*> matching;
-  for (const auto& c : commands) {
-    if (c.words.size() >= prefix.size() && std::equal(prefix.begin(), prefix.end(), c.words.begin()))
-      matching.push_back(&c);
-  }
-  if (matching.size() == 1 && matching[0]->words == prefix) {
-    const Command& c = *matching[0];
-    out << "usage: " << Usage(c) << "\n\n" << c.summary << "\n";
-    if (!c.options.empty()) out << "\noptions:\n";
-    for (const auto& o : c.options)
-      for (const auto& spec : kOptions)
-        if (o == spec.name) out << "  --" << spec.name << (spec.takes_value ? " VALUE" : "") << "\n      " << spec.help << "\n";
+// The contract's one line on stderr: "gatehouse: MESSAGE", or under --json
+// {"error": "MESSAGE", "exit": CODE}. Returns `code`.
+int Report(std::ostream& err, bool json, int code, std::string message) {
+  for (char& c : message)
+    if (c == '\n') c = ' ';  // newlines inside a message would split it
+  if (json) {
+    const nlohmann::json j = {{"error", message}, {"exit", code}};
+    err << j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
   } else {
-    out << "usage: gatehouse [global options] COMMAND [ARGS] [options]\n\ncommands:\n";
-    for (const Command* c : matching) {
-      std::string u = Usage(*c);
-      out << "  " << u << "\n      " << c->summary << "\n";
-    }
+    // Nothing in it may drive the terminal (a name from an older store, a
+    // path, a value): --json stays exact, text is escaped.
+    err << "gatehouse: " << EscapeText(message) << "\n";
   }
-  out << "\nglobal options (before or after the command words):\n"
-         "  --store PATH    the store (env GATEHOUSE_STORE, default ./gatehouse.db)\n"
-         "  --policy PATH   a policy file or folder (env GATEHOUSE_POLICY, default: the installed policies/)\n"
-         "  --invariants PATH  invariant file or folder checked on every policy load (repeatable;\n"
-         "                  besides the policy folder's invariants/)\n"
-         "  --as EMAIL      the acting identity (env GATEHOUSE_AS)\n"
-         "  --org NAME      the organization (may be left out while the store holds one)\n"
-         "  --json          machine-readable output\n"
-         "  --help          this help\n"
-         "\nexit status: 0 ok/allow, 1 runtime error, 2 usage error, 3 denied, 4 not found, 5 conflict\n";
+  return code;
 }
 
 int Run(int argc, char** argv) {
+  // Known before the options parse, so a usage error is JSON too.
+  bool json_errors = false;
+  for (int i = 1; i < argc; ++i) json_errors = json_errors || std::string(argv[i]) == "--json";
   std::vector<Command> commands;
   RegisterPolicyCommands(&commands);
   RegisterAdminCommands(&commands);
   RegisterStoreCommands(&commands);
 
+  // Build-time only (cli/CMakeLists.txt): the man page and the completion,
+  // from the same tables as --help.
+  if (argc == 2 && std::string(argv[1]) == "--print-man-page") {
+    PrintManPage(std::cout, commands);
+    return kOk;
+  }
+  if (argc == 2 && std::string(argv[1]) == "--print-bash-completion") {
+    PrintBashCompletion(std::cout, commands);
+    return kOk;
+  }
+
   po::options_description desc;
   desc.add_options()("store", po::value<std::string>())("policy", po::value<std::string>())(
-      "as", po::value<std::string>())("org", po::value<std::string>())("json", "")("help,h", "")(
+      "as", po::value<std::string>())("org", po::value<std::string>())("json", "")("help,h", "")("version", "")(
       "invariants", po::value<std::vector<std::string>>()->composing());
-  for (const auto& spec : kOptions) {
-    if (spec.takes_value) {
+  for (const auto& spec : kCommandOptions) {
+    if (spec.value) {
       desc.add_options()(spec.name, po::value<std::string>());
     } else {
       desc.add_options()(spec.name, "");
@@ -122,8 +81,7 @@ int Run(int argc, char** argv) {
     po::store(po::command_line_parser(argc, argv).options(desc).positional(pos).run(), vm);
     po::notify(vm);
   } catch (const po::error& e) {
-    std::cerr << "gatehouse: " << EscapeText(e.what()) << " (see gatehouse --help)\n";
-    return kUsage;
+    return Report(std::cerr, json_errors, kUsage, std::string(e.what()) + " (see gatehouse --help)");
   }
   std::vector<std::string> words;
   if (vm.count("words")) words = vm["words"].as<std::vector<std::string>>();
@@ -135,19 +93,21 @@ int Run(int argc, char** argv) {
         (!cmd || c.words.size() > cmd->words.size()))
       cmd = &c;
   }
+  if (vm.count("version") && !vm.count("help")) {
+    std::cout << VersionLine("gatehouse") << "\n";
+    return kOk;
+  }
   if (vm.count("help") || words.empty()) {
     std::vector<std::string> prefix = cmd ? cmd->words : words;
     PrintHelp(std::cout, commands, prefix);
     if (vm.count("help")) return kOk;
     // A usage error like any other: one line on stderr (CONTRACT.md).
-    std::cerr << "gatehouse: no command given (see gatehouse --help)\n";
-    return kUsage;
+    return Report(std::cerr, json_errors, kUsage, "no command given (see gatehouse --help)");
   }
   if (!cmd) {
     std::string w;
     for (const auto& x : words) w += (w.empty() ? "" : " ") + x;
-    std::cerr << "gatehouse: unknown command '" << EscapeText(w) << "' (see gatehouse --help)\n";
-    return kUsage;
+    return Report(std::cerr, json_errors, kUsage, "unknown command '" + w + "' (see gatehouse --help)");
   }
   std::vector<std::string> args(words.begin() + static_cast<long>(cmd->words.size()), words.end());
   std::string name;
@@ -155,20 +115,20 @@ int Run(int argc, char** argv) {
   for (const auto& [key, value] : vm) {
     if (key == "words" || kGlobal.count(key) || value.defaulted()) continue;
     if (std::find(cmd->options.begin(), cmd->options.end(), key) == cmd->options.end()) {
-      std::cerr << "gatehouse: '" << name << "' takes no option --" << key << " (usage: " << Usage(*cmd) << ")\n";
-      return kUsage;
+      return Report(std::cerr, json_errors, kUsage,
+                    "'" + name + "' takes no option --" + key + " (usage: " + Usage(*cmd) + ")");
     }
   }
   if (args.size() < cmd->min_args || args.size() > cmd->max_args) {
-    std::cerr << "gatehouse: '" << name << "' " << (args.size() < cmd->min_args ? "is missing arguments" : "got too many arguments")
-              << " (usage: " << Usage(*cmd) << ")\n";
-    return kUsage;
+    return Report(std::cerr, json_errors, kUsage,
+                  "'" + name + "' " +
+                      (args.size() < cmd->min_args ? "is missing arguments" : "got too many arguments") +
+                      " (usage: " + Usage(*cmd) + ")");
   }
 
   for (const char* key : {"store", "policy", "as", "org"}) {
     if (vm.count(key) && vm[key].as<std::string>().empty()) {
-      std::cerr << "gatehouse: --" << key << " must not be empty\n";
-      return kUsage;
+      return Report(std::cerr, json_errors, kUsage, std::string("--") + key + " must not be empty");
     }
   }
   Invocation inv;
@@ -206,8 +166,7 @@ int Run(int argc, char** argv) {
   try {
     return cmd->run(inv);
   } catch (const std::exception& e) {
-    std::cerr << "gatehouse: " << EscapeText(e.what()) << "\n";
-    return kRuntime;
+    return Report(std::cerr, json_errors, kRuntime, e.what());
   }
 }
 
@@ -227,13 +186,7 @@ int ExitFor(const Status& s) {
 int Fail(Invocation& inv, const Status& status) { return Fail(inv, ExitFor(status), status.message()); }
 
 int Fail(Invocation& inv, int code, const std::string& message) {
-  // One line: newlines inside a message would split it; and nothing in it
-  // may drive the terminal (a name from an older store, a path, a value).
-  std::string line = message;
-  for (char& c : line)
-    if (c == '\n') c = ' ';
-  *inv.err << "gatehouse: " << EscapeText(line) << "\n";
-  return code;
+  return Report(*inv.err, inv.json, code, message);
 }
 
 // Text from the store is printed exactly; only bytes that cannot be JSON (a

@@ -191,7 +191,7 @@ int Test(Invocation& inv) {
       }
     }
   }
-  if (failed != 0) return kRuntime;
+  if (failed != 0) return kTestsFailed;
   if (min_coverage && (cov.rule_percent() < *min_coverage || cov.cell_percent() < *min_coverage)) {
     return Fail(inv, kRuntime, "coverage below " + pct(*min_coverage) + ": rules " + pct(cov.rule_percent()) +
                                    ", cells " + pct(cov.cell_percent()));

@@ -11,6 +11,7 @@ packages=(
   nginx-light caddy wrk sqlite3 curl openssl
   clang libclang-rt-14-dev
   chromium  # the headless browser the HTML review page is tested in
+  prometheus man-db bash-completion systemd git
 )
 
 missing=()

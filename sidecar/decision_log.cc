@@ -9,14 +9,14 @@
 #include <chrono>
 #include <cstring>
 
-#include "sidecar/state.h"  // LogToStderr
+#include "sidecar/log.h"
 
 namespace gatehouse::sidecar {
 namespace {
 
 // Cuts the file back to just after its last newline (to empty if it has
 // none): what follows is a line a killed process did not finish.
-Status CutTornLastLine(int fd, const std::string& path) {
+Status CutTornLastLine(int fd, const std::string& path, const std::string& kind) {
   struct stat st;
   if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size == 0) return Status::Ok();
   off_t end = st.st_size;
@@ -25,7 +25,7 @@ Status CutTornLastLine(int fd, const std::string& path) {
     const off_t start = end > static_cast<off_t>(sizeof(buf)) ? end - static_cast<off_t>(sizeof(buf)) : 0;
     const ssize_t n = ::pread(fd, buf, static_cast<size_t>(end - start), start);
     if (n != end - start)
-      return Status::IoError("cannot read decision log " + path + ": " + std::strerror(errno));
+      return Status::IoError("cannot read " + kind + " " + path + ": " + std::strerror(errno));
     const void* nl = ::memrchr(buf, '\n', static_cast<size_t>(n));
     if (nl != nullptr) {
       end = start + (static_cast<const char*>(nl) - buf) + 1;
@@ -35,7 +35,7 @@ Status CutTornLastLine(int fd, const std::string& path) {
   }
   if (end == st.st_size) return Status::Ok();
   if (::ftruncate(fd, end) != 0)
-    return Status::IoError("cannot repair decision log " + path + ": " + std::strerror(errno));
+    return Status::IoError("cannot repair " + kind + " " + path + ": " + std::strerror(errno));
   return Status::Ok();
 }
 
@@ -56,8 +56,9 @@ int64_t SteadySeconds() {
 
 }  // namespace
 
-Result<std::unique_ptr<DecisionLog>> DecisionLog::Open(const std::string& path) {
-  std::unique_ptr<DecisionLog> log(new DecisionLog(path));
+Result<std::unique_ptr<DecisionLog>> DecisionLog::Open(const std::string& path,
+                                                      const std::string& kind) {
+  std::unique_ptr<DecisionLog> log(new DecisionLog(path, kind));
   std::lock_guard<std::mutex> lock(log->mu_);
   GATEHOUSE_RETURN_IF_ERROR(log->OpenLocked());
   return log;
@@ -78,27 +79,27 @@ Status DecisionLog::OpenLocked() {
   const int fd = ::open(path_.c_str(),
                         O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0600);
   if (fd < 0) {
-    return Status::IoError("cannot open decision log " + path_ + ": " +
+    return Status::IoError("cannot open " + kind_ + " " + path_ + ": " +
                            (errno == ELOOP ? std::string("it is a symbolic link")
                                            : std::string(std::strerror(errno))));
   }
   struct stat st {};
   if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
     ::close(fd);
-    return Status::IoError("decision log " + path_ + " is not a regular file");
+    return Status::IoError(kind_ + " " + path_ + " is not a regular file");
   }
   if (st.st_size > 0 && !HoldsOurRecords(fd)) {
     ::close(fd);
-    return Status::IoError("decision log " + path_ +
+    return Status::IoError(kind_ + " " + path_ +
                            " holds something other than Gatehouse decision records; refusing to "
                            "append to it (give a new path, or empty the file)");
   }
   if ((st.st_mode & 07777) != 0600 && ::fchmod(fd, 0600) != 0) {
     ::close(fd);
-    return Status::IoError("cannot make decision log " + path_ + " mode 0600: " +
+    return Status::IoError("cannot make " + kind_ + " " + path_ + " mode 0600: " +
                            std::strerror(errno));
   }
-  Status cut = CutTornLastLine(fd, path_);
+  Status cut = CutTornLastLine(fd, path_, kind_);
   if (!cut.ok()) {
     ::close(fd);
     return cut;
@@ -114,8 +115,8 @@ bool DecisionLog::Write(std::string_view line) {
   const bool ok = fd_ >= 0 && WriteLocked(line, &error);
   if (ok) {
     if (!healthy_.load(std::memory_order_relaxed)) {
-      LogToStderr("decision log " + path_ + ": writing again (" + std::to_string(lost_) +
-                  " lines were lost)");
+      Log(LogLevel::kWarn,
+          kind_ + " " + path_ + ": writing again (" + std::to_string(lost_) + " lines were lost)");
     }
     healthy_.store(true, std::memory_order_relaxed);
     lost_ = 0;
@@ -124,9 +125,9 @@ bool DecisionLog::Write(std::string_view line) {
   ++lost_;
   const int64_t now = SteadySeconds();
   if (healthy_.load(std::memory_order_relaxed) || now - last_report_ >= 10) {
-    LogToStderr("decision log " + path_ + ": write failed (" +
-                (error != 0 ? std::string(std::strerror(error)) : std::string("not open")) +
-                "); " + std::to_string(lost_) + " lines lost so far");
+    Log(LogLevel::kError, kind_ + " " + path_ + ": write failed (" +
+                              (error != 0 ? std::string(std::strerror(error)) : std::string("not open")) +
+                              "); " + std::to_string(lost_) + " lines lost so far");
     last_report_ = now;
   }
   healthy_.store(false, std::memory_order_relaxed);

@@ -38,7 +38,10 @@ class DecisionLog {
  public:
   // "-" is stdout; anything else a file opened for appending (created 0600),
   // after cutting off a torn last line.
-  static Result<std::unique_ptr<DecisionLog>> Open(const std::string& path);
+  // `kind` names the log in messages: the access log (access_log.h) is
+  // the same kind of file, one JSON object per line starting {"time":.
+  static Result<std::unique_ptr<DecisionLog>> Open(const std::string& path,
+                                                   const std::string& kind = "decision log");
   ~DecisionLog();
   DecisionLog(const DecisionLog&) = delete;
   DecisionLog& operator=(const DecisionLog&) = delete;
@@ -54,11 +57,13 @@ class DecisionLog {
   const std::string& path() const { return path_; }
 
  private:
-  explicit DecisionLog(std::string path) : path_(std::move(path)) {}
+  DecisionLog(std::string path, std::string kind)
+      : path_(std::move(path)), kind_(std::move(kind)) {}
   Status OpenLocked();
   bool WriteLocked(std::string_view line, int* error);
 
   std::string path_;
+  const std::string kind_;
   std::mutex mu_;
   int fd_ = -1;
   bool owned_ = false;

@@ -1,3 +1,4 @@
+#include "sidecar/access_log.h"
 #include "sidecar/handlers.h"
 
 #include <algorithm>
@@ -176,7 +177,24 @@ HttpReply Handlers::Handle(const HttpRequest& request) {
     // Only memory exhaustion can get here; still answer, and never allow.
     reply = ErrorReply(500, std::string("internal error: ") + e.what());
   }
-  state_->metrics().CountRequest(endpoint, reply.status, std::chrono::steady_clock::now() - start);
+  const auto took = std::chrono::steady_clock::now() - start;
+  state_->metrics().CountRequest(endpoint, reply.status, took);
+  if (options_.access_log != nullptr) {
+    // Formatted before the log's lock, into this thread's buffer: no
+    // allocation per request once it has grown.
+    thread_local std::string line;
+    line.clear();
+    AppendAccessRecord(
+        line, {.time_ms = options_.now_ms(),
+               .request_id = request.request_id,
+               .peer = request.peer,
+               .method = request.method,
+               .path = request.path,
+               .status = reply.status,
+               .bytes = reply.body.size(),
+               .duration_us = std::chrono::duration_cast<std::chrono::microseconds>(took).count()});
+    (void)options_.access_log->Write(line);
+  }
   return reply;
 }
 
@@ -642,7 +660,11 @@ HttpReply Handlers::Readyz(const HttpRequest&) {
   }
   body += ",\"decision_log\":";
   body += log_ok ? "\"ok\"" : "\"failing (--decision-log-required)\"";
-  body += '}';
+  body += ",\"build\":{\"version\":";
+  AppendJsonString(body, options_.version);
+  body += ",\"revision\":";
+  AppendJsonString(body, options_.revision);
+  body += "}}";
   return JsonReply(ready ? 200 : 503, std::move(body));
 }
 

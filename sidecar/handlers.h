@@ -68,6 +68,9 @@ struct HttpRequest {
   // The request id: the caller's X-Request-Id when well-formed, else one the
   // server made up. The reply carries it back as X-Request-Id.
   std::string request_id;
+  // The client ("ADDRESS:PORT", "unix"), for the access log; valid while
+  // the request is handled. Empty when the server did not say.
+  std::string_view peer;
   uint32_t present = 0;   // HeaderBit: headers that arrived (even empty)
   uint32_t repeated = 0;  // HeaderBit: headers that arrived more than once
 };
@@ -98,6 +101,12 @@ struct HandlerOptions {
   // 503 while the log fails. Default off: a failed write is counted and
   // reported on stderr, the answer stands.
   bool decision_log_required = false;
+  // The build's version and git revision, reported by /readyz. Default
+  // empty (tests that do not care).
+  std::string version, revision;
+  // --access-log: one line per answered request (access_log.h). Not owned;
+  // null (the default): no access log.
+  DecisionLog* access_log = nullptr;
 };
 
 // The identity headers of a forward-auth 200, all of them: the one list a

@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "sidecar/decision_log.h"
+#include "sidecar/log.h"
 #include "sidecar/wire.h"
 
 namespace gatehouse::sidecar {
@@ -208,6 +209,20 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
   }
 
  private:
+  // "ADDRESS:PORT" of a TCP client ("[v6]:PORT"), "unix" for a Unix socket.
+  std::string PeerName() {
+    error_code ec;
+    const auto ep = beast::get_lowest_layer(stream_).socket().remote_endpoint(ec);
+    if (ec) return "-";
+    if constexpr (std::is_same_v<Stream, UnixStream>) {
+      return "unix";
+    } else {
+      const auto a = ep.address();
+      return a.is_v6() ? "[" + a.to_string() + "]:" + std::to_string(ep.port())
+                       : a.to_string() + ":" + std::to_string(ep.port());
+    }
+  }
+
   std::chrono::seconds ReadTimeout() const {
     return std::chrono::seconds(server_->options.read_timeout_s);
   }
@@ -423,6 +438,8 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
     }
     r.request_id = WellFormedRequestId(caller_request_id) ? std::move(caller_request_id)
                                                           : server_->NewRequestId(*worker_);
+    if (peer_.empty()) peer_ = PeerName();  // once per connection, for the access log
+    r.peer = peer_;
     return r;
   }
 
@@ -532,6 +549,7 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
   std::optional<http::request_parser<http::string_body>> parser_;
   http::response<http::string_body> res_;
   Clock::time_point accepted_at_;
+  std::string peer_;  // the client, named on the first request (PeerName)
   uint64_t served_ = 0;
   size_t lingered_ = 0;
   bool idle_ = false;  // waiting for a request (or lingering): Stop may close it
@@ -736,7 +754,7 @@ Status HttpServer::Run() {
         w.ioc.run();
         return;
       } catch (const std::exception& e) {
-        LogToStderr(std::string("internal error in the HTTP server (serving on): ") + e.what());
+        Log(LogLevel::kError, std::string("internal error in the HTTP server (serving on): ") + e.what());
       }
     }
   };

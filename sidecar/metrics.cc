@@ -4,6 +4,8 @@
 #include <chrono>
 #include <cstdio>
 
+#include "sidecar/process_metrics.h"
+
 namespace gatehouse::sidecar {
 namespace {
 
@@ -176,6 +178,12 @@ void Metrics::SetPolicy(std::string_view name, std::string_view revision) {
   policy_revision_ = std::string(revision);
 }
 
+void Metrics::SetBuildInfo(std::string_view version, std::string_view revision) {
+  std::lock_guard<std::mutex> lock(names_mu_);
+  build_version_ = std::string(version);
+  build_revision_ = std::string(revision);
+}
+
 void Metrics::CountStoreRefresh(bool ok, std::chrono::nanoseconds took) {
   (ok ? store_refreshes_ : store_refresh_failures_).fetch_add(1, std::memory_order_relaxed);
   store_refresh_ns_.fetch_add(static_cast<uint64_t>(took.count() < 0 ? 0 : took.count()),
@@ -266,6 +274,12 @@ std::string Metrics::Render() const {
 
   {
     std::lock_guard<std::mutex> lock(names_mu_);
+    Header(out, "gatehouse_build_info", "gauge",
+           "The running build: always 1, labelled with its version and git revision.");
+    Line(out, "gatehouse_build_info",
+         "version=\"" + LabelValue(build_version_) + "\",revision=\"" +
+             LabelValue(build_revision_) + "\"",
+         1);
     Header(out, "gatehouse_policy_info", "gauge",
            "The serving policy: always 1, labelled with its name and revision.");
     Line(out, "gatehouse_policy_info",
@@ -369,8 +383,10 @@ std::string Metrics::Render() const {
          std::string("reason=\"") + kWhy[i] + "\"", connection_closes_[i].load());
   }
   Header(out, "gatehouse_start_time_seconds", "gauge",
-         "When the sidecar started, seconds since the epoch.");
+         "When the sidecar started, seconds since the epoch (deprecated: use "
+         "process_start_time_seconds; kept until the next release).");
   Line(out, "gatehouse_start_time_seconds", "", static_cast<uint64_t>(start_time_));
+  AppendProcessMetrics(out);
   return out;
 }
 

@@ -54,6 +54,8 @@ class Metrics {
   void CountTokenCheck(TokenCheck check);
   // A policy load attempted by a reload (file change or SIGHUP).
   void CountReload(bool ok);
+  // The build (gatehouse_build_info's labels): set once, before serving.
+  void SetBuildInfo(std::string_view version, std::string_view revision);
   // The serving policy (the info metric's labels).
   void SetPolicy(std::string_view name, std::string_view revision);
   // A rebuild of the token index and directory from the store.
@@ -174,6 +176,7 @@ class Metrics {
 
   mutable std::mutex names_mu_;  // guards action_names_, policy_name_, policy_revision_
   std::string policy_name_, policy_revision_;
+  std::string build_version_, build_revision_;  // guarded by names_mu_
 };
 
 }  // namespace gatehouse::sidecar

@@ -103,6 +103,15 @@ std::vector<std::string> Lines(const std::string& s) {
     return ::testing::AssertionFailure() << "expected exit " << code << r;
   if (r.err.empty() || r.err.back() != '\n' || std::count(r.err.begin(), r.err.end(), '\n') != 1)
     return ::testing::AssertionFailure() << "expected exactly one line on stderr" << r;
+  if (std::find(r.argv.begin(), r.argv.end(), "--json") != r.argv.end()) {
+    // Under --json the line is {"error": MESSAGE, "exit": CODE}.
+    json j = json::parse(r.err, nullptr, false);
+    if (!j.is_object() || !j.contains("error") || !j["error"].is_string() ||
+        j["error"].get<std::string>().empty() || j.value("exit", -1) != code || j.size() != 2)
+      return ::testing::AssertionFailure() << "expected {\"error\": ..., \"exit\": " << code
+                                           << "} on stderr under --json" << r;
+    return ::testing::AssertionSuccess();
+  }
   if (r.err.rfind("gatehouse: ", 0) != 0 || r.err.size() < 14)
     return ::testing::AssertionFailure() << "expected stderr to start with 'gatehouse: '" << r;
   return ::testing::AssertionSuccess();
@@ -137,6 +146,13 @@ std::vector<std::string> Lines(const std::string& s) {
     };
     if (!digits(p, line_end) || !digits(line_end + 1, col_end) || l.compare(col_end, 2, ": ") != 0)
       return ::testing::AssertionFailure() << "line " << i + 1 << " is not FILE:LINE:COL: ..." << r;
+  }
+  if (std::find(r.argv.begin(), r.argv.end(), "--json") != r.argv.end()) {
+    // Under --json the last line is {"error": MESSAGE, "exit": 1}.
+    json j = json::parse(lines.back(), nullptr, false);
+    if (!j.is_object() || !j.contains("error") || !j["error"].is_string() || j.value("exit", -1) != 1)
+      return ::testing::AssertionFailure() << "the last stderr line must be {\"error\": ..., \"exit\": 1}" << r;
+    return ::testing::AssertionSuccess();
   }
   if (lines.back().rfind("gatehouse: ", 0) != 0)
     return ::testing::AssertionFailure() << "the last stderr line must start 'gatehouse: '" << r;
