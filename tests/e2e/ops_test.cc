@@ -459,7 +459,7 @@ TEST_F(InstalledTest, BashCompletionLoadsAndCompletes) {
             "token\n"
             "create\n"
             "--expires-in\n"
-            "diff matrix test validate\n"
+            "diff matrix replay test validate\n"
             "--decision-log --decision-log-required\n"
             "healthcheck\n")
       << r;
