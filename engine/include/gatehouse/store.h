@@ -337,6 +337,27 @@ class Store {
   // Drops feed rows so that at most `keep_last` remain; returns how many were
   // dropped. A reader that applied less than the new floor loads everything.
   virtual Result<int64_t> PruneChanges(int64_t keep_last) = 0;
+
+  // ---- Following the store from another process ----
+  //
+  // A reader on another host cannot read a file's stamp: it subscribes. It
+  // calls Subscribe() on a Store of its own, then loads everything, then
+  // loops on WaitForChange(heartbeat) and catches up (ReadChangesSince) after
+  // every wake-up, notified or not. Notifications only shorten the wait;
+  // correctness never depends on them (a lost one is made up by the
+  // heartbeat).
+
+  // Starts listening for commits on this Store's connection (PostgreSQL:
+  // LISTEN gatehouse_changes). Call it before the load, so that any commit
+  // after the load's snapshot wakes the waiter. SQLite: nothing to do.
+  virtual Status Subscribe() = 0;
+  // Waits at most `timeout_ms` for a commit notification received since the
+  // last call (one that arrived meanwhile, even during another statement on
+  // this connection, counts at once). True when there was one, false on
+  // timeout. IoError when the connection is lost (the caller opens a new
+  // Store). SQLite sends no notifications: it sleeps `timeout_ms` and
+  // returns false (its readers check the file's stamp per request instead).
+  virtual Result<bool> WaitForChange(int timeout_ms) = 0;
 };
 
 // The newest schema version this build reads and writes.
@@ -355,6 +376,23 @@ Result<std::unique_ptr<Store>> OpenSqliteStore(const std::string& path,
 // be created (the partial file is removed).
 Result<std::unique_ptr<Store>> CreateSqliteStore(const std::string& path,
                                                  const StoreOptions& options = {});
+
+// A store named by a locator, whatever its backend: "postgresql://..." or
+// "postgres://..." (libpq's URI forms) is a PostgreSQL database; anything else
+// is a SQLite file path. Callers name no backend. Same errors as the SQLite
+// functions below; a PostgreSQL store that cannot be reached is IoError.
+Result<std::unique_ptr<Store>> OpenStore(const std::string& locator,
+                                         const StoreOptions& options = {});
+Result<std::unique_ptr<Store>> CreateStore(const std::string& locator,
+                                           const StoreOptions& options = {});
+// Whether `locator` names a PostgreSQL store.
+bool IsPostgresLocator(std::string_view locator);
+// The locator as it may be shown (logs, errors): a password in a URI is
+// replaced by "***".
+std::string RedactLocator(std::string_view locator);
+// Refuses a locator given on a command line that carries a password (it would
+// show in `ps`): InvalidArgument naming PGPASSFILE / PGPASSWORD instead.
+Status CheckCommandLineLocator(std::string_view locator);
 
 // Looking at a SQLite store file from outside SQLite, for a reader (the
 // sidecar) that must notice every commit by another process at once without

@@ -13,10 +13,12 @@
 #include <algorithm>
 #include <array>
 #include <cerrno>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <string>
+#include <thread>
 #include <utility>
 
 #include "gatehouse/store.h"
@@ -366,6 +368,8 @@ class SqliteStore final : public Store {
   Result<int64_t> FeedEpoch() override;
   Result<ChangeBatch> ReadChangesSince(int64_t after, int64_t max_changes) override;
   Result<int64_t> PruneChanges(int64_t keep_last) override;
+  Status Subscribe() override { return Status::Ok(); }
+  Result<bool> WaitForChange(int timeout_ms) override;
 
   // Test hooks (sqlite_store_testing.h).
   Status ExecRaw(std::string_view sql);
@@ -904,6 +908,12 @@ Result<ChangeBatch> SqliteStore::ReadChangesSince(int64_t after, int64_t max_cha
   });
   if (!read.ok()) return read;
   return batch;
+}
+
+Result<bool> SqliteStore::WaitForChange(int timeout_ms) {
+  if (timeout_ms < 0) return Status::InvalidArgument("timeout must not be negative");
+  std::this_thread::sleep_for(std::chrono::milliseconds(timeout_ms));
+  return false;
 }
 
 Result<int64_t> SqliteStore::PruneChanges(int64_t keep_last) {
