@@ -1045,7 +1045,7 @@ TEST_F(E2eTest, SoakUnderLoadWithRevocationsDeletionsToggleFlipsAndPolicyEdits) 
   EXPECT_EQ(inconsistent, 0);
   EXPECT_GT(served, 1000);
   EXPECT_GT(revocations, 0);
-#if !defined(__SANITIZE_ADDRESS__)
+#if !defined(GATEHOUSE_SANITIZED)
   // (Under AddressSanitizer RSS is mostly its quarantine of freed memory.)
   EXPECT_LT(rss1, rss0 + rss0 / 10) << "RSS grew more than 10% after warm-up";
 #endif

@@ -72,7 +72,7 @@ int RunBounded(const std::function<int()>& f) {
     // AddressSanitizer reserves terabytes of address space for its shadow:
     // under it the memory bound cannot be an address-space limit (the CPU
     // and wall bounds still hold; the normal build checks memory).
-#if !defined(__SANITIZE_ADDRESS__)
+#if !defined(GATEHOUSE_SANITIZED)
     setrlimit(RLIMIT_AS, &as);
 #else
     (void)as;
