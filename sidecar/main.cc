@@ -213,6 +213,7 @@ int main(int argc, char** argv) {
   StateOptions state_options;
   HandlerOptions handler_options;
   std::string log_level = "info", log_format = "text", access_log_path;
+  std::string feed_notify = "on";
   std::string listen, decision_log_path, config_path, socket_mode = "0660", forward_auth_source,
       caller_secret_file;
   int threads = server_options.threads;
@@ -237,7 +238,17 @@ int main(int argc, char** argv) {
       ("socket-mode", po::value(&socket_mode)->default_value(socket_mode),
        "permissions of the unix:PATH socket file (octal)")
       ("store", po::value(&state_options.store_path)->default_value("./gatehouse.db"),
-       "the SQLite store (env GATEHOUSE_STORE)")
+       "the store: a SQLite file, or a PostgreSQL locator postgresql://... (a password only in "
+       "PGPASSFILE or PGPASSWORD, never here) (env GATEHOUSE_STORE)")
+      ("max-staleness-ms", po::value(&state_options.max_staleness_ms)->default_value(state_options.max_staleness_ms),
+       "PostgreSQL: refuse every check (rule store-unavailable) and report not ready once the "
+       "store's changes were last confirmed longer ago than this")
+      ("feed-heartbeat-ms", po::value(&state_options.feed_heartbeat_ms)->default_value(state_options.feed_heartbeat_ms),
+       "PostgreSQL: catch up with the store at least this often, notified or not (0: a quarter "
+       "of --max-staleness-ms)")
+      ("feed-notify", po::value(&feed_notify)->default_value(feed_notify),
+       "PostgreSQL: on (LISTEN for changes) or off (the heartbeat only, for a pooler that "
+       "breaks LISTEN)")
       ("policy", po::value(&state_options.policy_path),
        "a policy file or folder (env GATEHOUSE_POLICY; default: the installed policies/)")
       ("invariants", po::value(&state_options.invariants)->composing(),
@@ -317,6 +328,12 @@ int main(int argc, char** argv) {
       std::cout << VersionLine("gatehoused") << "\n";
       return 0;
     }
+    // A password on the command line would show in `ps` (the environment
+    // and a config file do not).
+    if (!vm["store"].defaulted()) {
+      Status locator = CheckCommandLineLocator(vm["store"].as<std::string>());
+      if (!locator.ok()) return Usage(locator.message());
+    }
     // Then the environment (only what the command line did not set).
     po::store(po::parse_environment(desc,
                                     [](const std::string& var) -> std::string {
@@ -388,6 +405,17 @@ int main(int argc, char** argv) {
   if (state_options.sweep_interval_s < 0 || state_options.policy_poll_ms < 0) {
     return Usage("--sweep-interval and --policy-poll-ms must not be negative");
   }
+  if (state_options.max_staleness_ms < 10 || state_options.max_staleness_ms > 3'600'000) {
+    return Usage("--max-staleness-ms must be between 10 and 3600000");
+  }
+  if (state_options.feed_heartbeat_ms < 0 ||
+      state_options.feed_heartbeat_ms >= state_options.max_staleness_ms) {
+    return Usage("--feed-heartbeat-ms must be at least 0 and below --max-staleness-ms");
+  }
+  if (feed_notify != "on" && feed_notify != "off") {
+    return Usage("--feed-notify must be on or off, not '" + feed_notify.substr(0, 32) + "'");
+  }
+  state_options.feed_notify = feed_notify == "on";
   server_options.threads = threads;
   server_options.payload_max_bytes = payload_max;
   server_options.read_timeout_s = read_timeout;
@@ -443,7 +471,7 @@ int main(int argc, char** argv) {
       "threads, version %s (revision %s)",
       where.c_str(), server_options.tls_cert.empty() ? "http" : "https",
       server_options.tls_client_ca.empty() ? "" : ", client certificates required",
-      policy->name().c_str(), policy->revision().c_str(), state_options.store_path.c_str(),
+      policy->name().c_str(), policy->revision().c_str(), RedactLocator(state_options.store_path).c_str(),
       std::string(ForwardAuthSourceName(*source)).c_str(), io_threads,
       std::string(Version()).c_str(), std::string(Revision()).c_str());
   // The banner is a log line like the others; stdout gets it too (where

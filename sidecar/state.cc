@@ -60,6 +60,9 @@ Result<std::unique_ptr<State>> State::Open(const StateOptions& options, Metrics*
   so.store_path = s->options_.store_path;
   so.clock = s->options_.clock;
   so.busy_timeout_ms = s->options_.busy_timeout_ms;
+  so.max_staleness_ms = s->options_.max_staleness_ms;
+  so.feed_heartbeat_ms = s->options_.feed_heartbeat_ms;
+  so.feed_notify = s->options_.feed_notify;
   auto store = StoreView::Open(so, s->metrics_, s->log_);
   if (!store.ok()) return store.status();
   s->store_ = std::move(store).value();
@@ -110,7 +113,7 @@ Result<int64_t> State::SweepNow() {
   StoreOptions so;
   so.busy_timeout_ms = options_.busy_timeout_ms;
   so.durable_commits = false;  // it only deletes tokens that are already refused
-  auto writer = OpenSqliteStore(options_.store_path, so);
+  auto writer = OpenStore(options_.store_path, so);
   if (!writer.ok()) {
     metrics_->CountSweepFailure();
     return writer.status();
@@ -169,6 +172,7 @@ void State::Start() {
   if (bg_.joinable()) return;
   bg_stop_ = false;
   bg_ = std::thread([this] { BackgroundLoop(); });
+  store_->Start();
 }
 
 void State::Stop() {
@@ -178,6 +182,7 @@ void State::Stop() {
   }
   bg_cv_.notify_all();
   if (bg_.joinable()) bg_.join();
+  if (store_) store_->Stop();
 }
 
 void State::BackgroundLoop() {

@@ -34,7 +34,6 @@
 #include <string_view>
 #include <thread>
 #include <vector>
-#include <vector>
 
 #include "gatehouse/authorizer.h"
 #include "gatehouse/clock.h"
@@ -50,8 +49,14 @@ namespace gatehouse::sidecar {
 void LogToStderr(std::string_view line);
 
 struct StateOptions {
-  // The SQLite store. Default ./gatehouse.db.
+  // The store: a SQLite path or a PostgreSQL locator. Default ./gatehouse.db.
   std::string store_path = "./gatehouse.db";
+  // A store followed by subscription (PostgreSQL): the staleness lease, the
+  // heartbeat (0: a quarter of the lease) and LISTEN on or off
+  // (StoreViewOptions).
+  int max_staleness_ms = 1000;
+  int feed_heartbeat_ms = 0;
+  bool feed_notify = true;
   // A policy file or folder. Empty: DefaultPolicyPath().
   std::string policy_path;
   // Invariant files or folders checked on every load besides the policy

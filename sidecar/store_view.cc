@@ -1,20 +1,35 @@
 #include "sidecar/store_view.h"
 
-#include <sys/stat.h>
-
+#include <algorithm>
 #include <chrono>
 #include <utility>
 
 namespace gatehouse::sidecar {
 
 StoreView::StoreView(const StoreViewOptions& options, Metrics* metrics, LogFn log)
-    : options_(options), metrics_(metrics), log_(std::move(log)) {}
+    : options_(options), metrics_(metrics), log_(std::move(log)) {
+  heartbeat_ms_ = options_.feed_heartbeat_ms > 0 ? options_.feed_heartbeat_ms
+                                                 : std::max(1, options_.max_staleness_ms / 4);
+}
+
+StoreView::~StoreView() { Stop(); }
 
 Result<std::unique_ptr<StoreView>> StoreView::Open(const StoreViewOptions& options,
                                                    Metrics* metrics, LogFn log) {
   std::unique_ptr<StoreView> v(new StoreView(options, metrics, std::move(log)));
   std::lock_guard<std::mutex> lock(v->refresh_mu_);
   GATEHOUSE_RETURN_IF_ERROR(v->OpenMaintenance());
+  if (!v->watch_) {
+    // No per-request stamp: follow the store by subscription. Subscribe
+    // before the load, so that a commit after its snapshot wakes the feed.
+    v->subscribed_ = true;
+    v->feed_ = std::move(v->maintenance_);
+    if (options.feed_notify) GATEHOUSE_RETURN_IF_ERROR(v->feed_->Subscribe());
+    const int64_t sent = v->options_.clock->MonotonicMillis();
+    GATEHOUSE_RETURN_IF_ERROR(v->Refresh(*v->feed_, /*full=*/true, -1, std::make_shared<View>()));
+    v->confirmed_at_ms_.store(sent, std::memory_order_relaxed);
+    return v;
+  }
   GATEHOUSE_RETURN_IF_ERROR(v->RefreshLocked(/*full=*/true));
   return v;
 }
@@ -25,20 +40,15 @@ Result<std::unique_ptr<Store>> StoreView::OpenReader() const {
   StoreOptions so;
   so.busy_timeout_ms = options_.busy_timeout_ms;
   so.read_only = true;
-  return OpenSqliteStore(options_.store_path, so);
+  return OpenStore(options_.store_path, so);
 }
 
 Status StoreView::OpenMaintenance() {
   auto store = OpenReader();
   if (!store.ok()) return store.status();
   maintenance_ = std::move(store).value();
-  struct stat st;
-  store_inode_ = ::stat(options_.store_path.c_str(), &st) == 0 ? st.st_ino : 0;
-  // A first query makes SQLite create and map the -shm file.
-  auto version = maintenance_->DataVersion();
-  if (!version.ok()) return version.status();
   // Requests holding a view of the old watch keep it open until they finish.
-  watch_ = StoreWatch::Open(options_.store_path);
+  watch_ = maintenance_->Watch();
   return Status::Ok();
 }
 
@@ -112,9 +122,24 @@ Status StoreView::RefreshLocked(bool full) {
   view->has_stamp = watch_ && watch_->Read(&view->stamp);
   auto version = maintenance_->DataVersion();
   if (!version.ok()) return fail(version.status());
+  Status s = Refresh(*maintenance_, full, *version, std::move(view));
+  if (!s.ok()) {
+    maintenance_.reset();
+    ForgetStamp();
+  }
+  return s;
+}
+
+Status StoreView::Refresh(Store& store, bool full, int64_t version, std::shared_ptr<View> view) {
+  const auto start = std::chrono::steady_clock::now();
+  auto fail = [&](Status s) {
+    store_ok_.store(false, std::memory_order_relaxed);
+    metrics_->CountStoreRefresh(false, std::chrono::steady_clock::now() - start);
+    return s;
+  };
   const std::shared_ptr<const View> current_view = view_.load();
   SnapshotPtr current = current_view ? current_view->snapshot : nullptr;
-  if (!full && current && current->maintenance_version == *version) {
+  if (!full && current && version >= 0 && current->maintenance_version == version) {
     Publish(std::move(current), std::move(view));
     return Status::Ok();
   }
@@ -123,15 +148,15 @@ Status StoreView::RefreshLocked(bool full) {
     // directory when it changed, in one snapshot of the store.
     ChangeBatch batch;
     std::shared_ptr<const Directory> directory;
-    Status read = maintenance_->ReadSnapshot([&]() -> Status {
-      auto b = maintenance_->ReadChangesSince(current->head, kMaxCatchUp);
+    Status read = store.ReadSnapshot([&]() -> Status {
+      auto b = store.ReadChangesSince(current->head, kMaxCatchUp);
       if (!b.ok()) return b.status();
       batch = std::move(b).value();
       if (batch.epoch != current->epoch) {
         return Status::FailedPrecondition("the store's content was replaced (a restore?)");
       }
       if (batch.directory_changed) {
-        auto dir = Directory::Load(*maintenance_);
+        auto dir = Directory::Load(store);
         if (!dir.ok()) return dir.status();
         directory = std::move(dir).value();
       }
@@ -139,7 +164,7 @@ Status StoreView::RefreshLocked(bool full) {
     });
     if (read.ok()) {
       auto next = std::make_shared<Snapshot>(*current);
-      next->maintenance_version = *version;
+      next->maintenance_version = version;
       if (batch.head > current->head) {
         next->tokens = current->tokens->Apply(batch);
         next->head = batch.head;
@@ -162,9 +187,9 @@ Status StoreView::RefreshLocked(bool full) {
     }
     log_("catching up with the store failed (" + read.message() + "); loading everything");
   }
-  auto snap = LoadAll(*maintenance_);
+  auto snap = LoadAll(store);
   if (!snap.ok()) return fail(snap.status());
-  (*snap)->maintenance_version = *version;
+  (*snap)->maintenance_version = version;
   metrics_->CountFullLoad();
   Publish(std::move(snap).value(), std::move(view));
   metrics_->CountStoreRefresh(true, std::chrono::steady_clock::now() - start);
@@ -181,10 +206,28 @@ Result<SnapshotPtr> StoreView::Fresh() {
   // Fail closed: an in-memory snapshot of a store that cannot be read must
   // not keep allowing (it could no longer see a revocation).
   if (store_unavailable_.load(std::memory_order_relaxed))
-    return Status::FailedPrecondition("store " + options_.store_path + " is unavailable");
+    return Status::FailedPrecondition("store " + RedactLocator(options_.store_path) +
+                                      " is unavailable");
+  if (subscribed_) {
+    GATEHOUSE_RETURN_IF_ERROR(Lease());
+    return view_.load()->snapshot;
+  }
   const std::shared_ptr<const View> view = view_.load();
   if (view && view->Current()) return view->snapshot;
   return SlowPath();
+}
+
+Status StoreView::Lease() const {
+  const int64_t age =
+      options_.clock->MonotonicMillis() - confirmed_at_ms_.load(std::memory_order_relaxed);
+  if (age <= options_.max_staleness_ms) return Status::Ok();
+  return Status::FailedPrecondition("the store was last confirmed " + std::to_string(age) +
+                                    " ms ago (bound: --max-staleness-ms " +
+                                    std::to_string(options_.max_staleness_ms) + ")");
+}
+
+bool StoreView::unavailable() const {
+  return store_unavailable_.load(std::memory_order_relaxed) || (subscribed_ && !Lease().ok());
 }
 
 Result<SnapshotPtr> StoreView::SlowPath() {
@@ -198,35 +241,124 @@ Result<SnapshotPtr> StoreView::SlowPath() {
 }
 
 Status StoreView::CatchUp() {
+  // Subscribed: the commit's notification (or the heartbeat) wakes the feed.
+  if (subscribed_) return Status::Ok();
   std::lock_guard<std::mutex> lock(refresh_mu_);
   return RefreshLocked(/*full=*/false);
 }
 
 Status StoreView::Check() {
+  if (subscribed_) return Lease();  // the feed thread does the reading
   std::lock_guard<std::mutex> lock(refresh_mu_);
   const bool was_unavailable = store_unavailable_.load(std::memory_order_relaxed);
-  Status probe = ProbeStoreFile(options_.store_path);
-  if (!probe.ok()) {
-    if (!was_unavailable) log_(probe.message() + ": refusing every check until it is back");
+  Result<bool> replaced = maintenance_ ? maintenance_->Replaced() : Result<bool>(true);
+  if (replaced.ok() && *replaced) {
+    // Reopened below; a store that cannot be opened is as good as gone.
+    maintenance_.reset();
+    Status opened = OpenMaintenance();
+    if (!opened.ok()) replaced = opened;
+  }
+  if (!replaced.ok()) {
+    if (!was_unavailable) {
+      log_(replaced.status().message() + ": refusing every check until it is back");
+    }
     store_unavailable_.store(true, std::memory_order_relaxed);
     store_ok_.store(false, std::memory_order_relaxed);
     ForgetStamp();  // so nothing serves the old snapshot once the flag is cleared
-    return probe;
+    return replaced.status();
   }
-  struct stat st;
-  const bool replaced = store_inode_ != 0 && ::stat(options_.store_path.c_str(), &st) == 0 &&
-                        st.st_ino != store_inode_;
-  if (was_unavailable || replaced) {
-    // Its content may be another file's now (a restore, even in place):
-    // reopen every connection and load everything.
-    log_("store " + options_.store_path + (replaced ? " was replaced" : " is back") +
+  // Reopened (`maintenance_` is new) or back: its content may be another
+  // file's now (a restore, even in place): load everything.
+  const bool reopened = *replaced || was_unavailable;
+  if (reopened) {
+    log_("store " + RedactLocator(options_.store_path) + (was_unavailable ? " is back" : " was replaced") +
          "; reopening it");
-    maintenance_.reset();
   }
-  Status refreshed = RefreshLocked(/*full=*/false);  // a real query, whatever the stamp says
+  Status refreshed = RefreshLocked(/*full=*/reopened);  // a real query, whatever the stamp says
   // Cleared only after a load from the file as it is now.
   if (refreshed.ok()) store_unavailable_.store(false, std::memory_order_relaxed);
   return refreshed;
+}
+
+void StoreView::Start() {
+  std::lock_guard<std::mutex> lock(feed_mu_);
+  if (!subscribed_ || feed_thread_.joinable()) return;
+  feed_stop_ = false;
+  feed_thread_ = std::thread([this] { FeedLoop(); });
+}
+
+void StoreView::Stop() {
+  {
+    std::lock_guard<std::mutex> lock(feed_mu_);
+    feed_stop_ = true;
+  }
+  feed_cv_.notify_all();
+  if (feed_thread_.joinable()) feed_thread_.join();
+}
+
+bool StoreView::Pause(int ms) {
+  std::unique_lock<std::mutex> lock(feed_mu_);
+  return !feed_cv_.wait_for(lock, std::chrono::milliseconds(ms), [this] { return feed_stop_; });
+}
+
+Status StoreView::OpenFeed() {
+  auto store = OpenReader();
+  if (!store.ok()) return store.status();
+  if (options_.feed_notify) GATEHOUSE_RETURN_IF_ERROR((*store)->Subscribe());
+  feed_ = std::move(store).value();
+  return Status::Ok();
+}
+
+void StoreView::FeedLoop() {
+  constexpr int kFirstBackoffMs = 50, kMaxBackoffMs = 1000;
+  int backoff_ms = kFirstBackoffMs;
+  bool failing = false;
+  auto failed = [&](const Status& s, std::string_view doing) {
+    if (!failing) log_(std::string(doing) + " failed (" + s.ToString() + "); retrying");
+    failing = true;
+    feed_.reset();
+    metrics_->CountStoreRefresh(false, std::chrono::nanoseconds(0));
+  };
+  for (;;) {
+    {
+      std::lock_guard<std::mutex> lock(feed_mu_);
+      if (feed_stop_) return;
+    }
+    if (!feed_) {
+      Status opened = OpenFeed();
+      if (!opened.ok()) {
+        failed(opened, "connecting to the store");
+        if (!Pause(backoff_ms)) return;
+        backoff_ms = std::min(backoff_ms * 2, kMaxBackoffMs);
+        continue;
+      }
+      // Then catch up at once: whatever committed while disconnected.
+    } else if (options_.feed_notify) {
+      Result<bool> woke = feed_->WaitForChange(heartbeat_ms_);
+      if (!woke.ok()) {
+        failed(woke.status(), "waiting for the store's changes");
+        continue;
+      }
+    } else if (!Pause(heartbeat_ms_)) {
+      return;
+    }
+    // Confirmed as of when the catch-up was sent: anything committed before
+    // this instant is in what it reads.
+    const int64_t sent = options_.clock->MonotonicMillis();
+    Status caught_up;
+    {
+      std::lock_guard<std::mutex> lock(refresh_mu_);
+      caught_up = Refresh(*feed_, /*full=*/false, -1, std::make_shared<View>());
+    }
+    if (!caught_up.ok()) {
+      failed(caught_up, "catching up with the store");
+      continue;
+    }
+    confirmed_at_ms_.store(sent, std::memory_order_relaxed);
+    backoff_ms = kFirstBackoffMs;
+    if (failing) log_("caught up with the store again");
+    failing = false;
+  }
 }
 
 Result<bool> StoreView::CompactIfDue() {

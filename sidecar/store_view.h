@@ -36,24 +36,39 @@
 // own, so requests keep being served, and caught up, meanwhile.
 //
 // Fail closed. Check() (the background thread, every poll, and /readyz)
-// probes the store file (ProbeStoreFile: there, readable by this process, a
-// SQLite file). While it is not, every request is refused (an in-memory
-// snapshot of a store that is gone could no longer see a revocation). When it
-// is back, or the path holds a new file (a restore by rename), every
-// connection is reopened and everything loaded again.
+// asks the store whether what it opened is still there (Store::Replaced:
+// for SQLite, the file probed — there, readable by this process, a SQLite
+// file — and its inode compared). While it is not, every request is refused
+// (an in-memory snapshot of a store that is gone could no longer see a
+// revocation). When it is back, or its name holds another store (a restore
+// by rename), every connection is reopened and everything loaded again.
+//
+// A store without a per-request stamp (Store::Watch() is null: PostgreSQL,
+// on another host) is followed by subscription instead, on a feed thread
+// with a connection of its own: Subscribe (LISTEN) first, then load
+// everything, then loop on WaitForChange(heartbeat) and catch up after every
+// wake-up, notified or not. Each catch-up that succeeds confirms the view as
+// of the time it was sent. The staleness lease: a request is served only
+// while the last confirmation is younger than max_staleness_ms; otherwise it
+// is refused (rule store-unavailable) and /readyz is 503 until a catch-up
+// succeeds again. One atomic load and a clock read per request; the feed
+// thread's blocked connect or query never delays the refusal. Reconnects
+// back off (50 ms doubling to 1 s) and catch up from the applied number; a
+// full load (pruned feed, epoch changed, big backlog) runs on the feed
+// thread while the old view keeps serving within the lease.
 //
 // Thread safety: every public method may be called from any thread.
 #pragma once
 
-#include <sys/types.h>
-
 #include <atomic>
+#include <condition_variable>
 #include <cstdint>
 #include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
 #include <string_view>
+#include <thread>
 
 #include "gatehouse/authorizer.h"
 #include "gatehouse/clock.h"
@@ -104,9 +119,16 @@ struct Snapshot {
 using SnapshotPtr = std::shared_ptr<const Snapshot>;
 
 struct StoreViewOptions {
-  std::string store_path;
+  std::string store_path;  // a SQLite path or a PostgreSQL locator (OpenStore)
   const Clock* clock = &RealClock::Instance();
   int busy_timeout_ms = 2000;
+  // Subscription (a store without a per-request stamp): the lease, the
+  // heartbeat (0: a quarter of the lease), and whether to LISTEN at all
+  // (off for a pooler in transaction mode, which breaks LISTEN: then every
+  // catch-up waits for the heartbeat).
+  int max_staleness_ms = 1000;
+  int feed_heartbeat_ms = 0;
+  bool feed_notify = true;
 };
 
 class StoreView {
@@ -118,8 +140,15 @@ class StoreView {
   // Opens the store read-only and loads everything. Errors: the store's.
   static Result<std::unique_ptr<StoreView>> Open(const StoreViewOptions& options, Metrics* metrics,
                                                  LogFn log);
+  ~StoreView();
   StoreView(const StoreView&) = delete;
   StoreView& operator=(const StoreView&) = delete;
+
+  // Starts / stops the feed thread (subscription only; no-ops otherwise).
+  void Start();
+  void Stop();
+  // Whether this view follows its store by subscription and a lease.
+  bool subscribed() const { return subscribed_; }
 
   // A snapshot holding every change committed to the store before this call.
   // Errors: the store's (the caller fails closed).
@@ -136,8 +165,9 @@ class StoreView {
 
   // The store answered the last time it was asked.
   bool ok() const { return store_ok_.load(std::memory_order_relaxed); }
-  // The store file failed its last probe (Check() logged it).
-  bool unavailable() const { return store_unavailable_.load(std::memory_order_relaxed); }
+  // The store failed its last probe, or (subscription) the lease ran out;
+  // Check() or the feed thread logged it.
+  bool unavailable() const;
 
  private:
   // What Fresh() compares: the snapshot and the store's stamp read just
@@ -159,9 +189,22 @@ class StoreView {
   // takes the slow path.
   void ForgetStamp();
   Result<SnapshotPtr> SlowPath();
-  // With refresh_mu_ held: catch up unless the snapshot is current; load
-  // everything when `full` (or when the feed cannot tell).
+  // With refresh_mu_ held, on the maintenance connection (reopened when it
+  // failed): catch up unless the snapshot is current; load everything when
+  // `full` (or when the feed cannot tell).
   Status RefreshLocked(bool full);
+  // With refresh_mu_ held: catch up through `store`, or load everything,
+  // and publish the result in `view` (which may carry a stamp). `version`:
+  // the store's DataVersion() when the caller read one (equal to the
+  // snapshot's: nothing to read), -1 otherwise.
+  Status Refresh(Store& store, bool full, int64_t version, std::shared_ptr<View> view);
+  // Subscription: the lease's verdict now.
+  Status Lease() const;
+  void FeedLoop();
+  // Opens the feed connection and subscribes (unless notify is off).
+  Status OpenFeed();
+  // Sleeps up to `ms` unless Stop() is called; false when stopping.
+  bool Pause(int ms);
   // Reads the directory, every active token and the feed head in one snapshot.
   Result<std::shared_ptr<Snapshot>> LoadAll(Store& store) const;
   void Publish(SnapshotPtr snapshot, std::shared_ptr<View> view);
@@ -175,11 +218,20 @@ class StoreView {
   // Set while ProbeStoreFile fails: every request is then refused.
   std::atomic<bool> store_unavailable_{false};
 
-  std::mutex refresh_mu_;                    // guards maintenance_, watch_, store_inode_, publishing
+  std::mutex refresh_mu_;                    // guards maintenance_, watch_, publishing
   std::unique_ptr<Store> maintenance_;       // read-only: data_version, catch-ups, full loads
-  std::shared_ptr<const StoreWatch> watch_;  // null: no stamp, always the slow path
-  ino_t store_inode_ = 0;                    // of the file the connections opened
+  std::shared_ptr<const StoreWatch> watch_;  // null: no stamp (subscription)
   std::mutex compact_mu_;                    // one compaction at a time
+
+  // Subscription.
+  bool subscribed_ = false;
+  int heartbeat_ms_ = 250;
+  std::atomic<int64_t> confirmed_at_ms_{0};  // Clock::MonotonicMillis of the last confirmed catch-up
+  std::unique_ptr<Store> feed_;              // the feed thread's own connection
+  std::mutex feed_mu_;
+  std::condition_variable feed_cv_;
+  bool feed_stop_ = false;
+  std::thread feed_thread_;
 };
 
 }  // namespace gatehouse::sidecar

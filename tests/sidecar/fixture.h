@@ -111,12 +111,13 @@ inline DemoToken AddToken(Store& store, int64_t api_user_id, const std::string& 
   return {minted->secret, minted->id, api_user_id};
 }
 
-// Creates the demo store at `path` (see the header comment). Tokens are
+// Creates the demo store at `path`, a SQLite path or a PostgreSQL locator
+// (see the header comment). Tokens are
 // created at kNow - kDay and expire at kNow + 30 days.
 inline DemoStore CreateDemoStore(const std::string& path) {
   DemoStore d;
   d.path = path;
-  auto created = CreateSqliteStore(path);
+  auto created = CreateStore(path);  // a SQLite path or a PostgreSQL locator
   GH_CHECK_OK(created);
   Store& s = **created;
   auto org = s.CreateOrganization("Demo");

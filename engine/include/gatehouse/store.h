@@ -163,6 +163,8 @@ struct AuditRecord {
   std::string detail;   // free text (JSON by convention), never a secret
 };
 
+class StoreWatch;  // below
+
 class Store {
  public:
   virtual ~Store() = default;
@@ -358,6 +360,19 @@ class Store {
   // Store). SQLite sends no notifications: it sleeps `timeout_ms` and
   // returns false (its readers check the file's stamp per request instead).
   virtual Result<bool> WaitForChange(int timeout_ms) = 0;
+
+  // A reader on the same machine as a file store may instead notice every
+  // commit at once, per request, by a stamp it reads without a query:
+  // SQLite's WAL-index header (StoreWatch below). Null when the backend has
+  // none (a reader then subscribes and bounds staleness by a lease), or the
+  // file has no WAL index (the reader asks DataVersion() every time).
+  virtual std::shared_ptr<const StoreWatch> Watch() { return nullptr; }
+  // Whether what this Store opened is still there: Ok(false) when it is,
+  // Ok(true) when its name now holds another store (a file restored by
+  // rename: reopen and load everything), an error when it can no longer be
+  // read (SQLite: ProbeStoreFile's errors; the reader refuses every check).
+  // Backends without a file: false (their errors come from queries).
+  virtual Result<bool> Replaced() { return false; }
 };
 
 // The newest schema version this build reads and writes.

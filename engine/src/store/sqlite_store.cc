@@ -370,6 +370,8 @@ class SqliteStore final : public Store {
   Result<int64_t> PruneChanges(int64_t keep_last) override;
   Status Subscribe() override { return Status::Ok(); }
   Result<bool> WaitForChange(int timeout_ms) override;
+  std::shared_ptr<const StoreWatch> Watch() override;
+  Result<bool> Replaced() override;
 
   // Test hooks (sqlite_store_testing.h).
   Status ExecRaw(std::string_view sql);
@@ -405,6 +407,7 @@ class SqliteStore final : public Store {
   Result<std::vector<TokenRecord>> QueryTokens(Stmt& s);
 
   std::string path_;
+  ino_t inode_ = 0;  // of the file opened (Replaced)
   StoreOptions options_;
   sqlite3* db_ = nullptr;
   std::array<sqlite3_stmt*, static_cast<size_t>(Sql::kCount)> stmts_{};
@@ -503,6 +506,8 @@ Status SqliteStore::Connect(int flags) {
     return Status::IoError("cannot open store " + path_ + ": " + msg);
   }
   sqlite3_extended_result_codes(db_, 1);
+  struct stat st;
+  inode_ = ::stat(path_.c_str(), &st) == 0 ? st.st_ino : 0;
   return Status::Ok();
 }
 
@@ -908,6 +913,18 @@ Result<ChangeBatch> SqliteStore::ReadChangesSince(int64_t after, int64_t max_cha
   });
   if (!read.ok()) return read;
   return batch;
+}
+
+std::shared_ptr<const StoreWatch> SqliteStore::Watch() {
+  // A first query makes SQLite create and map the -shm file.
+  if (!DataVersion().ok()) return nullptr;
+  return StoreWatch::Open(path_);
+}
+
+Result<bool> SqliteStore::Replaced() {
+  GATEHOUSE_RETURN_IF_ERROR(ProbeStoreFile(path_));
+  struct stat st;
+  return inode_ != 0 && ::stat(path_.c_str(), &st) == 0 && st.st_ino != inode_;
 }
 
 Result<bool> SqliteStore::WaitForChange(int timeout_ms) {
