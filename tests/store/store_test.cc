@@ -13,12 +13,15 @@
 #include <fstream>
 #include <iterator>
 #include <random>
+#include <set>
 #include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "gatehouse/store_admin.h"
 #include "gatehouse/tokens.h"
+#include "store/pg_schema.h"
 #include "store/pg_store.h"
 #include "store/sqlite_store_testing.h"
 #include "support/postgres.h"
@@ -1219,6 +1222,451 @@ TEST_P(StoreTest, FeedNumbersAreGaplessUnderConcurrentWriters) {
   EXPECT_EQ(rows, kWriters * kEach);
   ASSERT_OK_AND_ASSIGN(batch, store->ReadChangesSince(start, 1000));
   EXPECT_EQ(batch.tokens.size(), static_cast<size_t>(kWriters * kEach));
+}
+
+// ---- both backends: names, the feed followed live, waiting ----
+
+// Names fold ASCII only, on both backends, whatever the database's locale
+// (the test server runs in C.UTF-8, where lower() folds 'É'): generated
+// names that differ only in ASCII case clash, names that differ in a
+// non-ASCII letter do not, and listings come out in the same order.
+TEST_P(StoreTest, NamesFoldAsciiOnlyAndListInTheSameOrderOnBothBackends) {
+  auto store = Create();
+  ASSERT_NE(store, nullptr);
+  std::mt19937 rng(20260101);
+  const std::string alphabet = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.";
+  auto fold = [](std::string x) {
+    for (char& c : x)
+      if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+    return x;
+  };
+  std::set<std::string> taken;  // folded
+  std::vector<std::string> created;
+  for (int i = 0; i < 40; ++i) {
+    std::string name;
+    const int len = 1 + static_cast<int>(rng() % 8);
+    for (int k = 0; k < len; ++k) name.push_back(alphabet[rng() % alphabet.size()]);
+    if (i % 5 == 0) name += "\xc3\x89";  // É
+    if (i % 7 == 0) name += "\xc3\xa9";  // é
+    auto made = store->CreateOrganization(name);
+    if (taken.count(fold(name))) {
+      EXPECT_EQ(made.status().code(), StatusCode::kAlreadyExists) << name;
+      continue;
+    }
+    ASSERT_OK(made.status());
+    taken.insert(fold(name));
+    created.push_back(name);
+    // Another spelling of the same name, differing only in ASCII case, clashes
+    // and finds it.
+    std::string other = name;
+    for (char& c : other)
+      if (std::isalpha(static_cast<unsigned char>(c)) && (c & 0x80) == 0)
+        c = static_cast<char>(std::islower(static_cast<unsigned char>(c)) ? std::toupper(c) : std::tolower(c));
+    EXPECT_EQ(store->CreateOrganization(other).status().code(), StatusCode::kAlreadyExists) << other;
+    ASSERT_OK_AND_ASSIGN(found, store->FindOrganization(other));
+    EXPECT_EQ(found.name, name);
+  }
+  // Non-ASCII letters are not folded: É and é are different names.
+  ASSERT_OK(store->CreateOrganization("Caf\xc3\x89").status());
+  ASSERT_OK(store->CreateOrganization("Caf\xc3\xa9").status());
+  EXPECT_TRUE(store->FindOrganization("CAF\xc3\xa9").ok());
+  created.push_back("Caf\xc3\x89");
+  created.push_back("Caf\xc3\xa9");
+  std::vector<std::string> want = created;
+  std::sort(want.begin(), want.end(), [&](const std::string& a, const std::string& b) {
+    return fold(a) < fold(b);  // byte order of the folded names
+  });
+  ASSERT_OK_AND_ASSIGN(all, store->ListOrganizations());
+  std::vector<std::string> got;
+  for (const Organization& o : all) got.push_back(o.name);
+  EXPECT_EQ(got, want);
+}
+
+TEST_P(StoreTest, TextAStoreCannotKeepIsRefusedOnBothBackendsOrKeptExactly) {
+  auto store = Create();
+  ASSERT_NE(store, nullptr);
+  // Control characters, quotes and SQL are kept byte for byte.
+  const std::string odd = "a'b\"c;--\t\\%_";
+  ASSERT_OK_AND_ASSIGN(org, store->CreateOrganization(odd));
+  ASSERT_OK_AND_ASSIGN(found, store->FindOrganization(odd));
+  EXPECT_EQ(found.id, org.id);
+  EXPECT_EQ(found.name, odd);
+  ASSERT_OK(store->SetSetting(org.id, "s", ""));
+  EXPECT_EQ(store->GetSetting(org.id, "s").value(), "");
+}
+
+// A follower that reads "everything after what I applied" while 8 writers
+// commit sees every token exactly as the writers made them: none is skipped
+// (a number that commits after a later one would be).
+TEST_P(StoreTest, AFollowerReadingTheFeedWhileEightWritersCommitMissesNothing) {
+  auto store = Create();
+  ASSERT_NE(store, nullptr);
+  Fixture f = Populate(*store);
+  auto follower = Open(StoreOptions{.read_only = true});
+  ASSERT_NE(follower, nullptr);
+  const int64_t start = store->ChangeHead().value();
+  constexpr int kWriters = 8, kEach = 15;
+  std::atomic<int> failures{0}, done{0};
+  std::vector<std::thread> writers;
+  for (int w = 0; w < kWriters; ++w) {
+    writers.emplace_back([&, w] {
+      auto mine = OpenStore(locator_, StoreOptions{.busy_timeout_ms = 20000});
+      if (!mine.ok()) {
+        ++failures;
+        ++done;
+        return;
+      }
+      for (int i = 0; i < kEach; ++i) {
+        Status s = (*mine)->Transaction([&]() -> Status {
+          // Two tokens per transaction, and a rolled-back savepoint between.
+          for (int k = 0; k < 2; ++k) {
+            MintedToken m = MintToken().value();
+            GATEHOUSE_RETURN_IF_ERROR((*mine)->InsertToken(
+                NewToken{m.id, f.api_user.id, "w" + std::to_string(w), m.hash, kNow, kNow + 3600, "o"}));
+            (void)(*mine)->Transaction([&] {
+              (void)(*mine)->CreateOrganization("doomed-" + std::to_string(w));
+              return Status::Internal("rolled back");
+            });
+          }
+          return Status::Ok();
+        });
+        if (!s.ok()) ++failures;
+      }
+      ++done;
+    });
+  }
+  std::set<TokenHash> seen;
+  int64_t applied = start;
+  for (int round = 0; round < 100000; ++round) {
+    const bool last = done.load() == kWriters;
+    auto batch = follower->ReadChangesSince(applied, 100000);
+    ASSERT_OK(batch.status());
+    for (const TokenRecord& t : batch->tokens) EXPECT_TRUE(seen.insert(t.hash).second);
+    applied = batch->head;
+    if (last) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  for (std::thread& t : writers) t.join();
+  ASSERT_EQ(failures.load(), 0);
+  EXPECT_EQ(seen.size(), static_cast<size_t>(kWriters * kEach * 2));
+  ASSERT_OK_AND_ASSIGN(all, store->LoadActiveTokens(kNow));
+  EXPECT_EQ(all.size(), static_cast<size_t>(kWriters * kEach * 2));
+  EXPECT_EQ(store->FindOrganization("doomed-0").status().code(), StatusCode::kNotFound);
+}
+
+TEST_P(StoreTest, WaitForChangeTimesOutWithoutACommit) {
+  auto writer = Create();
+  ASSERT_NE(writer, nullptr);
+  auto reader = Open(StoreOptions{.read_only = true});
+  ASSERT_NE(reader, nullptr);
+  ASSERT_OK(reader->Subscribe());
+  auto start = std::chrono::steady_clock::now();
+  ASSERT_OK_AND_ASSIGN(woke, reader->WaitForChange(50));
+  EXPECT_FALSE(woke);
+  EXPECT_GE(std::chrono::steady_clock::now() - start, std::chrono::milliseconds(45));
+  EXPECT_EQ(reader->WaitForChange(-1).status().code(), StatusCode::kInvalidArgument);
+  // An audit-only commit changes nothing decisions read: no wake-up either.
+  ASSERT_OK(writer->AppendAudit(AuditRecord{0, kNow, std::nullopt, "a", "token.list", "x",
+                                            AuditDecision::kAllow, "", "", ""})
+                .status());
+  ASSERT_OK_AND_ASSIGN(audit_only, reader->WaitForChange(50));
+  EXPECT_FALSE(audit_only);
+}
+
+// ---- the locator ----
+
+TEST(StoreLocator, PostgresLocatorsAreUrisOfEitherSchemeAndEverythingElseIsAPath) {
+  EXPECT_TRUE(IsPostgresLocator("postgresql://db.example.com/gatehouse"));
+  EXPECT_TRUE(IsPostgresLocator("postgres:///gatehouse?host=/run/postgresql"));
+  EXPECT_FALSE(IsPostgresLocator("./gatehouse.db"));
+  EXPECT_FALSE(IsPostgresLocator("postgresql.db"));
+  EXPECT_FALSE(IsPostgresLocator("PostgreSQL://x"));  // a file name, as SQLite would take it
+}
+
+TEST(StoreLocator, APasswordIsNeverShownAndRefusedOnTheCommandLine) {
+  const std::string with_userinfo = "postgresql://admin:s3cr%40t@db.example.com:5432/gh";
+  const std::string with_param = "postgres://admin@db/gh?sslmode=require&password=s3cret&x=1";
+  EXPECT_EQ(RedactLocator(with_userinfo), "postgresql://admin:***@db.example.com:5432/gh");
+  EXPECT_EQ(RedactLocator(with_param), "postgres://admin@db/gh?sslmode=require&password=***&x=1");
+  for (const std::string& l : {with_userinfo, with_param}) {
+    Status s = CheckCommandLineLocator(l);
+    EXPECT_EQ(s.code(), StatusCode::kInvalidArgument) << l;
+    EXPECT_NE(s.message().find("PGPASSFILE"), std::string::npos);
+    EXPECT_EQ(s.message().find("s3c"), std::string::npos) << s.message();
+  }
+  ASSERT_OK(CheckCommandLineLocator("postgresql://admin@db.example.com/gh"));
+  ASSERT_OK(CheckCommandLineLocator("./with:colon@and.db"));  // a path may hold anything
+  EXPECT_EQ(RedactLocator("./a:b@c.db"), "./a:b@c.db");
+}
+
+// ---- PostgreSQL only ----
+
+TEST_F(PostgresStoreTest, ADatabaseWithoutAStoreSaysToRunInitAndCreateRefusesASecondTime) {
+  auto none = OpenStore(locator_);
+  ASSERT_FALSE(none.ok());
+  EXPECT_EQ(none.status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_NE(none.status().message().find("gatehouse init"), std::string::npos) << none.status().ToString();
+  auto store = Create();
+  ASSERT_NE(store, nullptr);
+  auto again = CreateStore(locator_);
+  EXPECT_EQ(again.status().code(), StatusCode::kAlreadyExists) << again.status().ToString();
+  EXPECT_EQ(CreateStore(locator_, StoreOptions{.read_only = true}).status().code(),
+            StatusCode::kInvalidArgument);
+  // A database that does not exist, and a server that is not there.
+  testing::PostgresServer* pg = testing::PostgresServer::Get();
+  ASSERT_NE(pg, nullptr);
+  auto missing = OpenStore(pg->Locator("no_such_db"));
+  EXPECT_EQ(missing.status().code(), StatusCode::kFailedPrecondition) << missing.status().ToString();
+  auto nobody = OpenStore("postgresql:///gh?host=" + dir_.path() + "&user=gh&connect_timeout=2");
+  EXPECT_EQ(nobody.status().code(), StatusCode::kIoError) << nobody.status().ToString();
+}
+
+TEST_F(PostgresStoreTest, ErrorsNeverShowThePassword) {
+  testing::PostgresServer* pg = testing::PostgresServer::Get();
+  ASSERT_NE(pg, nullptr);
+  auto s = OpenStore("postgresql://gh:hunter2@/no_such_db?host=" + pg->socket_dir());
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.status().message().find("hunter2"), std::string::npos) << s.status().ToString();
+  EXPECT_NE(s.status().message().find("***"), std::string::npos) << s.status().ToString();
+}
+
+TEST_F(PostgresStoreTest, AnOlderOrNewerSchemaIsRefusedAndOnlyAnExplicitMigrationMigrates) {
+  auto store = Create();
+  ASSERT_NE(store, nullptr);
+  Populate(*store);
+  // An older schema (version 2 never existed on PostgreSQL; here it stands
+  // for "older"): nobody opens it, reader or writer; they say what to do.
+  ASSERT_OK(Raw(*store, "", "UPDATE gatehouse_meta SET schema_version = 2"));
+  for (bool read_only : {true, false}) {
+    auto refused = OpenStore(locator_, StoreOptions{.read_only = read_only});
+    EXPECT_EQ(refused.status().code(), StatusCode::kFailedPrecondition);
+    EXPECT_NE(refused.status().message().find("gatehouse store migrate"), std::string::npos)
+        << refused.status().ToString();
+  }
+  // A newer one: refused by everyone, the migration included.
+  ASSERT_OK(Raw(*store, "", "UPDATE gatehouse_meta SET schema_version = 99"));
+  for (bool read_only : {true, false}) {
+    auto refused = OpenStore(locator_, StoreOptions{.read_only = read_only});
+    EXPECT_EQ(refused.status().code(), StatusCode::kFailedPrecondition);
+    EXPECT_NE(refused.status().message().find("upgrade gatehouse"), std::string::npos)
+        << refused.status().ToString();
+  }
+  EXPECT_EQ(MigrateStore(locator_).status().code(), StatusCode::kFailedPrecondition);
+  // The current one: migrating finds nothing to do, and the data is intact.
+  ASSERT_OK(Raw(*store, "", "UPDATE gatehouse_meta SET schema_version = 3"));
+  ASSERT_OK_AND_ASSIGN(from, MigrateStore(locator_));
+  EXPECT_EQ(from, kStoreSchemaVersion);
+  auto reopened = Open(StoreOptions{.read_only = true});
+  ASSERT_NE(reopened, nullptr);
+  EXPECT_TRUE(reopened->FindApiUser(reopened->TheOnlyOrganization()->id, "ci-bot").ok());
+  EXPECT_EQ(MigrateStore(locator_, StoreOptions{.read_only = true}).status().code(),
+            StatusCode::kInvalidArgument);
+}
+
+// SQLite migrates on the next write; MigrateStore says from which version.
+TEST_F(SqliteStoreTest, MigrateStoreBringsAVersion2StoreToTheCurrentSchema) {
+  {
+    auto store = Create();
+    ASSERT_NE(store, nullptr);
+    Populate(*store);
+    ASSERT_OK(internal::ExecSqliteForTesting(*store, DownToVersion2()));
+  }
+  ASSERT_OK_AND_ASSIGN(from, MigrateStore(locator_));
+  EXPECT_EQ(from, 2);
+  ASSERT_OK_AND_ASSIGN(again, MigrateStore(locator_));
+  EXPECT_EQ(again, kStoreSchemaVersion);
+  auto reader = Open(StoreOptions{.read_only = true});
+  ASSERT_NE(reader, nullptr);
+  EXPECT_EQ(reader->SchemaVersion().value(), kStoreSchemaVersion);
+}
+
+TEST_F(PostgresStoreTest, TheSweeperAndThePrunerRunOnOneConnectionAtATime) {
+  auto store = Create();
+  ASSERT_NE(store, nullptr);
+  Fixture f = Populate(*store);
+  AddToken(*store, f.api_user.id, kNow - 10);
+  AddToken(*store, f.api_user.id, kNow - 5);
+  auto other = Open();
+  ASSERT_NE(other, nullptr);
+  // Another host's sweeper holds the lock: this one does nothing.
+  ASSERT_OK(Raw(*other, "", "BEGIN; SELECT pg_advisory_xact_lock(" +
+                                 std::to_string(internal::kPgSweeperLock) + ")"));
+  ASSERT_OK_AND_ASSIGN(none, store->DeleteExpiredTokens(kNow));
+  EXPECT_EQ(none, 0);
+  ASSERT_OK(Raw(*other, "", "COMMIT"));
+  ASSERT_OK_AND_ASSIGN(two, store->DeleteExpiredTokens(kNow));
+  EXPECT_EQ(two, 2);
+
+  ASSERT_OK(Raw(*other, "", "BEGIN; SELECT pg_advisory_xact_lock(" +
+                                 std::to_string(internal::kPgPruneLock) + ")"));
+  ASSERT_OK_AND_ASSIGN(kept, store->PruneChanges(0));
+  EXPECT_EQ(kept, 0);
+  ASSERT_OK(Raw(*other, "", "COMMIT"));
+  ASSERT_OK_AND_ASSIGN(pruned, store->PruneChanges(0));
+  EXPECT_GT(pruned, 0);
+}
+
+// A commit on another connection wakes a subscriber, also when the
+// notification arrived while the subscriber ran another statement.
+TEST_F(PostgresStoreTest, ACommitElsewhereWakesTheSubscriber) {
+  auto writer = Create();
+  ASSERT_NE(writer, nullptr);
+  Fixture f = Populate(*writer);
+  auto reader = Open(StoreOptions{.read_only = true});
+  ASSERT_NE(reader, nullptr);
+  ASSERT_OK(reader->Subscribe());
+  ASSERT_OK_AND_ASSIGN(quiet, reader->WaitForChange(0));
+  EXPECT_FALSE(quiet);
+
+  std::thread later([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    AddToken(*writer, f.api_user.id, kNow + 60);
+  });
+  const auto start = std::chrono::steady_clock::now();
+  ASSERT_OK_AND_ASSIGN(woke, reader->WaitForChange(10000));
+  const auto waited = std::chrono::steady_clock::now() - start;
+  later.join();
+  EXPECT_TRUE(woke);
+  EXPECT_LT(waited, std::chrono::seconds(5));
+
+  // Committed while the reader was busy with a query: counted at once.
+  AddToken(*writer, f.api_user.id, kNow + 60);
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  ASSERT_OK(reader->ListOrganizations().status());
+  ASSERT_OK_AND_ASSIGN(buffered, reader->WaitForChange(0));
+  EXPECT_TRUE(buffered);
+  ASSERT_OK_AND_ASSIGN(drained, reader->WaitForChange(0));
+  EXPECT_FALSE(drained);
+  // A rolled-back write notifies nobody.
+  (void)writer->Transaction([&] {
+    (void)writer->CreateOrganization("Doomed");
+    return Status::Internal("no");
+  });
+  ASSERT_OK_AND_ASSIGN(rolled_back, reader->WaitForChange(100));
+  EXPECT_FALSE(rolled_back);
+}
+
+// A server that dies: the waiter gets IoError at once, not a hang, and so
+// does every later call on that Store; a new Store works once the server is
+// back.
+TEST_F(PostgresStoreTest, ALostServerIsAnIoErrorNotAHang) {
+  testing::PostgresServer* pg = testing::PostgresServer::Get();
+  ASSERT_NE(pg, nullptr);
+  auto writer = Create();
+  ASSERT_NE(writer, nullptr);
+  Populate(*writer);
+  auto reader = Open(StoreOptions{.read_only = true});
+  ASSERT_NE(reader, nullptr);
+  ASSERT_OK(reader->Subscribe());
+  Result<bool> woke = false;
+  const auto start = std::chrono::steady_clock::now();
+  std::thread waiter([&] { woke = reader->WaitForChange(30000); });
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  ASSERT_TRUE(pg->Crash());
+  waiter.join();
+  const auto waited = std::chrono::steady_clock::now() - start;
+  const bool restarted = pg->Start();
+  EXPECT_EQ(woke.status().code(), StatusCode::kIoError) << woke.status().ToString();
+  EXPECT_LT(waited, std::chrono::seconds(10));
+  EXPECT_EQ(writer->ListOrganizations().status().code(), StatusCode::kIoError);
+  EXPECT_EQ(writer->CreateOrganization("x").status().code(), StatusCode::kIoError);
+  EXPECT_EQ(reader->WaitForChange(0).status().code(), StatusCode::kIoError);
+  ASSERT_TRUE(restarted);
+  auto again = Open();
+  ASSERT_NE(again, nullptr);
+  EXPECT_TRUE(again->TheOnlyOrganization().ok());
+}
+
+TEST_F(PostgresStoreTest, CopyFromSqliteKeepsIdsAndTheAuditLogAndRefusesANonEmptyTarget) {
+  const std::string sqlite = dir_.File("source.db");
+  MintedToken live, expired;
+  {
+    auto src = CreateStore(sqlite);
+    ASSERT_OK(src.status());
+    Store& s = **src;
+    ASSERT_OK(s.CreateOrganization("Spare").status());
+    Fixture f = Populate(s, "Acme");
+    ASSERT_OK_AND_ASSIGN(alice, s.AddUser(f.org.id, "Alice@example.com", "admin"));
+    ASSERT_OK_AND_ASSIGN(ws, s.CreateWorkspace(f.org.id, "alice", "personal", alice.id));
+    ASSERT_OK(s.SetMembership(ws.id, alice.id, "admin"));
+    ASSERT_OK(s.SetSetting(f.org.id, "workspace_admins_can_create_tokens", "true"));
+    live = AddToken(s, f.api_user.id, kNow + 3600, "live");
+    expired = AddToken(s, f.api_user.id, kNow - 1, "expired");
+    for (int i = 0; i < 3; ++i) {
+      ASSERT_OK(s.AppendAudit(AuditRecord{0, kNow + i, f.org.id, "owner@example.com", "token.create",
+                                          "apiuser:ci-bot", AuditDecision::kAllow, "r", "m", "{}"})
+                    .status());
+    }
+  }
+  ASSERT_OK(CopyStore(sqlite, locator_));
+  auto a = OpenStore(sqlite, StoreOptions{.read_only = true});
+  auto b = OpenStore(locator_, StoreOptions{.read_only = true});
+  ASSERT_OK(a.status());
+  ASSERT_OK(b.status());
+  ASSERT_OK_AND_ASSIGN(orgs_a, (*a)->ListOrganizations());
+  ASSERT_OK_AND_ASSIGN(orgs_b, (*b)->ListOrganizations());
+  ASSERT_EQ(orgs_a.size(), orgs_b.size());
+  for (size_t i = 0; i < orgs_a.size(); ++i) {
+    EXPECT_EQ(orgs_a[i].id, orgs_b[i].id);
+    EXPECT_EQ(orgs_a[i].name, orgs_b[i].name);
+    const int64_t org = orgs_a[i].id;
+    auto wa = (*a)->ListWorkspaces(org).value(), wb = (*b)->ListWorkspaces(org).value();
+    ASSERT_EQ(wa.size(), wb.size());
+    for (size_t k = 0; k < wa.size(); ++k) {
+      EXPECT_EQ(wa[k].id, wb[k].id);
+      EXPECT_EQ(wa[k].name, wb[k].name);
+      EXPECT_EQ(wa[k].owner_user_id, wb[k].owner_user_id);
+      EXPECT_EQ((*a)->ListMemberships(wa[k].id).value().size(),
+                (*b)->ListMemberships(wb[k].id).value().size());
+    }
+    auto ua = (*a)->ListUsers(org).value(), ub = (*b)->ListUsers(org).value();
+    ASSERT_EQ(ua.size(), ub.size());
+    for (size_t k = 0; k < ua.size(); ++k) EXPECT_EQ(ua[k].email, ub[k].email);
+    auto aa = (*a)->ListApiUsers(org, std::nullopt).value(), ab = (*b)->ListApiUsers(org, std::nullopt).value();
+    ASSERT_EQ(aa.size(), ab.size());
+    for (size_t k = 0; k < aa.size(); ++k) EXPECT_EQ(aa[k].id, ab[k].id);
+    auto sa = (*a)->ListSettings(org).value(), sb = (*b)->ListSettings(org).value();
+    ASSERT_EQ(sa.size(), sb.size());
+  }
+  ASSERT_OK_AND_ASSIGN(t, (*b)->FindTokenByHash(live.hash));
+  EXPECT_EQ(t.token_id, live.id);
+  ASSERT_OK((*b)->FindTokenById(expired.id).status());  // expired tokens are copied too
+  auto audit_a = (*a)->ListAudit(std::nullopt, 100).value(), audit_b = (*b)->ListAudit(std::nullopt, 100).value();
+  ASSERT_EQ(audit_a.size(), audit_b.size());
+  for (size_t i = 0; i < audit_a.size(); ++i) {
+    EXPECT_EQ(audit_a[i].id, audit_b[i].id);
+    EXPECT_EQ(audit_a[i].time, audit_b[i].time);
+    EXPECT_EQ(audit_a[i].detail, audit_b[i].detail);
+  }
+  // New rows continue after the copied ids.
+  {
+    auto w = OpenStore(locator_);
+    ASSERT_OK(w.status());
+    ASSERT_OK_AND_ASSIGN(next, (*w)->CreateOrganization("Next"));
+    EXPECT_GT(next.id, orgs_a.back().id);
+  }
+  Status twice = CopyStore(sqlite, locator_);
+  EXPECT_EQ(twice.code(), StatusCode::kFailedPrecondition) << twice.ToString();
+  EXPECT_NE(twice.message().find("not empty"), std::string::npos);
+  EXPECT_EQ(CopyStore(sqlite, dir_.File("other.db")).code(), StatusCode::kInvalidArgument);
+}
+
+// All or nothing: a source row PostgreSQL cannot hold (not UTF-8) fails the
+// copy and leaves the target empty.
+TEST_F(PostgresStoreTest, AFailedCopyLeavesTheTargetEmpty) {
+  const std::string sqlite = dir_.File("source.db");
+  {
+    auto src = CreateStore(sqlite);
+    ASSERT_OK(src.status());
+    Populate(**src, "Acme");
+    ASSERT_OK(internal::ExecSqliteForTesting(**src, "INSERT INTO organizations(name) VALUES (CAST(X'FF41' AS TEXT))"));
+  }
+  Status s = CopyStore(sqlite, locator_);
+  EXPECT_EQ(s.code(), StatusCode::kInvalidArgument) << s.ToString();
+  auto target = OpenStore(locator_);
+  ASSERT_OK(target.status());
+  EXPECT_TRUE((*target)->ListOrganizations().value().empty());
+  EXPECT_EQ((*target)->ChangeHead().value(), 0);
 }
 
 }  // namespace
