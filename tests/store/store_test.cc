@@ -1,6 +1,7 @@
 #include "gatehouse/store.h"
 
 #include <fcntl.h>
+#include <signal.h>
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -1575,6 +1576,40 @@ TEST_F(PostgresStoreTest, ALostServerIsAnIoErrorNotAHang) {
   auto again = Open();
   ASSERT_NE(again, nullptr);
   EXPECT_TRUE(again->TheOnlyOrganization().ok());
+}
+
+// A server that stops answering (its backend frozen: no error, no close)
+// costs the statement deadline plus the client's slack, never a hang; the
+// connection is given up.
+TEST_F(PostgresStoreTest, AServerThatStopsAnsweringCostsTheDeadlineNotAHang) {
+  {
+    auto created = Create();
+    ASSERT_NE(created, nullptr);
+    Populate(*created);
+  }
+  auto store = Open(StoreOptions{});
+  ASSERT_NE(store, nullptr);
+  // The locator's own statement_timeout is kept (and sets the deadline).
+  const std::string shortened = locator_ + "&options=-c%20statement_timeout%3D300";
+  auto quick = OpenStore(shortened);
+  ASSERT_OK(quick.status());
+  ASSERT_OK_AND_ASSIGN(timeout, internal::QueryPostgresIntForTesting(
+                                    **quick, "SELECT setting::bigint FROM pg_settings "
+                                             "WHERE name = 'statement_timeout'"));
+  EXPECT_EQ(timeout, 300);
+  ASSERT_OK_AND_ASSIGN(backend, internal::QueryPostgresIntForTesting(**quick, "SELECT pg_backend_pid()"));
+  ASSERT_EQ(::kill(static_cast<pid_t>(backend), SIGSTOP), 0);
+  const auto start = std::chrono::steady_clock::now();
+  auto listed = (*quick)->ListOrganizations();
+  const auto waited = std::chrono::steady_clock::now() - start;
+  ::kill(static_cast<pid_t>(backend), SIGCONT);
+  EXPECT_EQ(listed.status().code(), StatusCode::kIoError) << listed.status().ToString();
+  EXPECT_NE(listed.status().message().find("did not answer"), std::string::npos)
+      << listed.status().ToString();
+  EXPECT_LT(waited, std::chrono::seconds(10));
+  EXPECT_EQ((*quick)->ListOrganizations().status().code(), StatusCode::kIoError);
+  // Another connection never noticed.
+  EXPECT_TRUE(store->TheOnlyOrganization().ok());
 }
 
 TEST_F(PostgresStoreTest, CopyFromSqliteKeepsIdsAndTheAuditLogAndRefusesANonEmptyTarget) {

@@ -6,7 +6,7 @@
 // deadline, so a server that stops answering costs at most that deadline,
 // never a hang: connect_timeout bounds the connect, TCP keepalives and
 // tcp_user_timeout notice a dead peer, statement_timeout bounds the server's
-// work, and the client's own deadline (statement_timeout + 5 s) bounds the
+// work, and the client's own deadline (statement_timeout + 2 s) bounds the
 // wait for an answer. A connection that missed its deadline or broke is
 // closed; every later call is IoError (the caller opens a new Store).
 //
@@ -66,8 +66,11 @@ namespace {
   if (!lhs##_result_.ok()) return lhs##_result_.status(); \
   auto& lhs = *lhs##_result_
 
-constexpr int kStatementTimeoutMs = 30000;
-constexpr int kClientSlackMs = 5000;
+// The server-side statement_timeout unless the locator sets one
+// (options=-c statement_timeout=...); the client waits that long plus the
+// slack for an answer, then gives the connection up.
+constexpr int kDefaultStatementTimeoutMs = 30000;
+constexpr int kClientSlackMs = 2000;
 constexpr int kScanBatch = 10000;
 
 #define GH_FOLD(x) "translate(" x ", 'ABCDEFGHIJKLMNOPQRSTUVWXYZ', 'abcdefghijklmnopqrstuvwxyz')"
@@ -378,6 +381,7 @@ class PgStore final : public Store {
   std::string shown_;  // the locator without its password
   StoreOptions options_;
   PGconn* conn_ = nullptr;
+  int statement_timeout_ms_ = kDefaultStatementTimeoutMs;
   int tx_depth_ = 0;
   bool in_snapshot_ = false;
   bool subscribed_ = false;
@@ -408,7 +412,13 @@ Status PgStore::Connect() {
     }
     return Status::IoError("cannot connect to store " + shown_ + ": " + msg);
   }
-  std::string setup = "SET statement_timeout = " + std::to_string(kStatementTimeoutMs) +
+  {
+    GH_ASSIGN_OR_RETURN(t, Run("SELECT setting FROM pg_settings WHERE name = 'statement_timeout'",
+                               {}, {"configuring the connection"}));
+    const int64_t set = t.Rows() == 1 ? t.Int(0, 0) : 0;
+    if (set > 0 && set < INT32_MAX - kClientSlackMs) statement_timeout_ms_ = static_cast<int>(set);
+  }
+  std::string setup = "SET statement_timeout = " + std::to_string(statement_timeout_ms_) +
                       "; SET lock_timeout = " + busy +
                       "; SET idle_in_transaction_session_timeout = 60000"
                       "; SET bytea_output = 'hex'; SET client_min_messages = warning";
@@ -558,7 +568,7 @@ Status PgStore::Wait(short events, std::chrono::steady_clock::time_point deadlin
       if (conn_ != nullptr) PQfinish(conn_);
       conn_ = nullptr;
       return Status::IoError("store " + shown_ + " did not answer within " +
-                             std::to_string(kStatementTimeoutMs + kClientSlackMs) + " ms while " +
+                             std::to_string(statement_timeout_ms_ + kClientSlackMs) + " ms while " +
                              what.doing);
     }
     pollfd p{PQsocket(conn_), events, 0};
@@ -600,7 +610,7 @@ Result<PgResult> PgStore::Run(const std::string& sql, const std::vector<Param>& 
                                            /*resultFormat=*/0);
   if (sent == 0) return Lost(what.doing);
   const auto deadline = std::chrono::steady_clock::now() +
-                        std::chrono::milliseconds(kStatementTimeoutMs + kClientSlackMs);
+                        std::chrono::milliseconds(statement_timeout_ms_ + kClientSlackMs);
   for (;;) {
     const int f = PQflush(conn_);
     if (f == 0) break;
@@ -658,7 +668,7 @@ Status PgStore::Error(const PGresult* r, const What& what) {
   if (code == "P0001") return Status::FailedPrecondition(doing + ": " + detail);
   if (code == "57014") {
     return Status::IoError("store " + shown_ + ": " + doing + ": took longer than " +
-                           std::to_string(kStatementTimeoutMs) + " ms (" + detail + ")");
+                           std::to_string(statement_timeout_ms_) + " ms (" + detail + ")");
   }
   if (code == "42P07") return Status::AlreadyExists("store " + shown_ + ": " + detail);
   if (code == "42P01" || code == "42703") {
