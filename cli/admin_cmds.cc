@@ -7,6 +7,7 @@
 
 #include "cli.h"
 #include "gatehouse/admin.h"
+#include "gatehouse/store.h"
 #include "gatehouse/text.h"
 #include "gatehouse/tokens.h"
 
@@ -97,8 +98,8 @@ int Init(Invocation& inv) {
   if (!policy) return code;
   Status st = Admin::Init(Options(inv), *policy, org, owner);
   if (!st.ok()) return Fail(inv, st);
-  if (inv.json) PrintJson(inv, {{"store", inv.store}, {"organization", org}, {"owner", owner}, {"workspace", "Organization"}});
-  else *inv.out << "created store " << EscapeText(inv.store) << ": organization " << org << ", owner " << owner
+  if (inv.json) PrintJson(inv, {{"store", RedactLocator(inv.store)}, {"organization", org}, {"owner", owner}, {"workspace", "Organization"}});
+  else *inv.out << "created store " << EscapeText(RedactLocator(inv.store)) << ": organization " << org << ", owner " << owner
                 << ", workspace Organization\n";
   return kOk;
 }

@@ -29,10 +29,13 @@ const std::vector<OptionSpec> kCommandOptions = {
     {"coverage", nullptr, "also report the rules no test decided and the cells no test reaches"},
     {"min-coverage", "PCT", "fail (exit 1) when rule or cell coverage is below PCT (0-100); implies --coverage"},
     {"force", nullptr, "replace an existing file (store backup)"},
+    {"from", "STORE", "the store to copy from: a SQLite path or postgresql://... (store copy; default: --store)"},
+    {"to", "STORE", "the PostgreSQL store to copy into, postgresql://... (store copy)"},
 };
 
 const std::vector<OptionSpec> kGlobalOptions = {
-    {"store", "PATH", "the store (env GATEHOUSE_STORE, default ./gatehouse.db)"},
+    {"store", "STORE",
+     "the store: a SQLite path, or postgresql://... (no password in it: PGPASSFILE or PGPASSWORD) (env GATEHOUSE_STORE, default ./gatehouse.db)"},
     {"policy", "PATH", "a policy file or folder (env GATEHOUSE_POLICY, default: the installed policies/)"},
     {"invariants", "PATH",
      "an invariant file or folder checked on every policy load (repeatable; besides the policy folder's invariants/)"},
@@ -44,7 +47,7 @@ const std::vector<OptionSpec> kGlobalOptions = {
 };
 
 const std::vector<EnvSpec> kEnvironment = {
-    {"GATEHOUSE_STORE", "the store, when --store is not given (default ./gatehouse.db)"},
+    {"GATEHOUSE_STORE", "the store (a SQLite path or postgresql://...), when --store is not given (default ./gatehouse.db)"},
     {"GATEHOUSE_POLICY", "the policy file or folder, when --policy is not given"},
     {"GATEHOUSE_AS", "the acting identity, when --as is not given"},
     {"GATEHOUSE_TOKEN", "the token, when neither --token nor a TOKEN argument is given"},

@@ -10,6 +10,7 @@
 #include "cli.h"
 #include "docs.h"
 #include "gatehouse/policy.h"
+#include "gatehouse/store.h"
 #include "gatehouse/text.h"
 #include "gatehouse/version.h"
 
@@ -135,6 +136,20 @@ int Run(int argc, char** argv) {
   inv.args = std::move(args);
   inv.json = vm.count("json") > 0;
   inv.store = vm.count("store") ? vm["store"].as<std::string>() : Env("GATEHOUSE_STORE", "./gatehouse.db");
+  // A password on the command line shows in `ps`; in GATEHOUSE_STORE, a
+  // password file or PGPASSWORD it does not.
+  for (const char* key : {"store", "from", "to"}) {
+    if (!vm.count(key)) continue;
+    Status pw = CheckCommandLineLocator(vm[key].as<std::string>());
+    if (!pw.ok()) {
+      std::string message = pw.message();
+      if (std::string(key) != "store") {
+        message = std::string("a password inside --") + key +
+                  " would show in `ps`; put it in a password file (PGPASSFILE) or PGPASSWORD";
+      }
+      return Report(std::cerr, json_errors, kUsage, message);
+    }
+  }
   inv.policy = vm.count("policy") ? vm["policy"].as<std::string>() : DefaultPolicyPath();
   if (vm.count("invariants")) inv.invariants = vm["invariants"].as<std::vector<std::string>>();
   for (const std::string& i : inv.invariants) {

@@ -1,13 +1,61 @@
-// gatehouse store backup|restore: thin handlers over gatehouse/store_backup.h.
+// gatehouse store backup|restore|migrate|copy: thin handlers over
+// gatehouse/store_backup.h and gatehouse/store_admin.h.
 #include "cli.h"
 #include "gatehouse/clock.h"
+#include "gatehouse/store.h"
+#include "gatehouse/store_admin.h"
 #include "gatehouse/store_backup.h"
 #include "gatehouse/text.h"
 
 namespace gatehouse::cli {
 namespace {
 
+// Backup and restore copy SQLite's pages; a PostgreSQL database has its own
+// tools.
+int RefusePostgres(Invocation& inv, const char* what) {
+  if (!IsPostgresLocator(inv.store)) return kOk;
+  return Fail(inv, kUsage,
+              std::string("store ") + what + " works on SQLite stores; back up a PostgreSQL store with "
+              "pg_dump and restore it with pg_restore");
+}
+
+int StoreMigrate(Invocation& inv) {
+  auto from = MigrateStore(inv.store);
+  if (!from.ok()) return Fail(inv, from.status());
+  const std::string shown = RedactLocator(inv.store);
+  if (inv.json) {
+    PrintJson(inv, {{"store", shown}, {"from_version", *from}, {"schema_version", kStoreSchemaVersion}});
+  } else if (*from == kStoreSchemaVersion) {
+    *inv.out << "store " << EscapeText(shown) << " is at schema version " << kStoreSchemaVersion
+             << " already\n";
+  } else {
+    *inv.out << "migrated store " << EscapeText(shown) << " from schema version " << *from << " to "
+             << kStoreSchemaVersion << "\n";
+  }
+  return kOk;
+}
+
+// Copies a store (normally SQLite) into a new PostgreSQL store, ids and
+// audit log kept, in one transaction. Not a policy decision, like init: it
+// needs write access to the target database.
+int StoreCopy(Invocation& inv) {
+  const std::optional<std::string> to = inv.opt("to");
+  if (!to || to->empty()) return Fail(inv, kUsage, "store copy needs --to, the PostgreSQL store to copy into");
+  const std::string from = inv.opt("from").value_or(inv.store);
+  if (from.empty()) return Fail(inv, kUsage, "--from must not be empty");
+  Status st = CopyStore(from, *to);
+  if (!st.ok()) return Fail(inv, st);
+  if (inv.json) {
+    PrintJson(inv, {{"from", RedactLocator(from)}, {"to", RedactLocator(*to)}});
+  } else {
+    *inv.out << "copied store " << EscapeText(RedactLocator(from)) << " to "
+             << EscapeText(RedactLocator(*to)) << "\n";
+  }
+  return kOk;
+}
+
 int StoreBackup(Invocation& inv) {
+  if (int refused = RefusePostgres(inv, "backup")) return refused;
   BackupOptions o;
   o.overwrite = inv.opt("force").has_value();
   Status st = BackupSqliteStore(inv.store, inv.args[0], o);
@@ -21,6 +69,7 @@ int StoreBackup(Invocation& inv) {
 // is not a policy decision: whoever may write the store's file may restore it
 // (as with init). It is recorded in the restored audit log.
 int StoreRestore(Invocation& inv) {
+  if (int refused = RefusePostgres(inv, "restore")) return refused;
   RestoreOptions o;
   AuditRecord a;
   a.time = RealClock::Instance().NowSeconds();
@@ -46,6 +95,12 @@ void RegisterStoreCommands(std::vector<Command>* c) {
   c->push_back({{"store", "restore"}, "PATH",
                 "Replace the store's content with the backup at PATH, in one transaction under the store's lock (running sidecars follow); refused while a writer holds it.",
                 {}, 1, 1, StoreRestore});
+  c->push_back({{"store", "migrate"}, "",
+                "Bring the store's schema to this version's (PostgreSQL: under an advisory lock; SQLite: what any write does). Sidecars never migrate.",
+                {}, 0, 0, StoreMigrate});
+  c->push_back({{"store", "copy"}, "",
+                "Copy the store at --from (default: the store) into the PostgreSQL store at --to, ids and audit log kept, all or nothing; refuses a target that holds data.",
+                {"from", "to"}, 0, 0, StoreCopy});
 }
 
 }  // namespace gatehouse::cli

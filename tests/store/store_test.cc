@@ -1,6 +1,7 @@
 #include "gatehouse/store.h"
 
 #include <fcntl.h>
+#include <signal.h>
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -13,13 +14,18 @@
 #include <fstream>
 #include <iterator>
 #include <random>
+#include <set>
 #include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "gatehouse/store_admin.h"
 #include "gatehouse/tokens.h"
+#include "store/pg_schema.h"
+#include "store/pg_store.h"
 #include "store/sqlite_store_testing.h"
+#include "support/postgres.h"
 #include "support/assert_ok.h"
 #include "support/temp_dir.h"
 
@@ -52,22 +58,52 @@ std::string DownToVersion2() {
   return down + "PRAGMA user_version = 2; ";
 }
 
-class StoreTest : public ::testing::Test {
+enum class Backend { kSqlite, kPostgres };
+
+// The fixture every store test uses: a fresh store per test on one backend.
+// SQLite: a file in a temporary directory; PostgreSQL: a fresh database on
+// the binary's throwaway server (support/postgres.h).
+class StoreFixture : public ::testing::Test {
  protected:
+  explicit StoreFixture(Backend backend) : backend_(backend) {}
+
   void SetUp() override {
     ASSERT_FALSE(dir_.path().empty());
     path_ = dir_.File("gatehouse.db");
+    if (backend_ == Backend::kSqlite) {
+      locator_ = path_;
+    } else {
+      testing::PostgresServer* pg = testing::PostgresServer::Get();
+      ASSERT_NE(pg, nullptr);
+      locator_ = pg->NewDatabase();
+      ASSERT_FALSE(locator_.empty());
+    }
   }
 
+  bool IsPostgres() const { return backend_ == Backend::kPostgres; }
+
   std::unique_ptr<Store> Create(StoreOptions options = {}) {
-    auto s = CreateSqliteStore(path_, options);
+    auto s = CreateStore(locator_, options);
     EXPECT_TRUE(s.ok()) << s.status().ToString();
     return s.ok() ? std::move(s).value() : nullptr;
   }
   std::unique_ptr<Store> Open(StoreOptions options = {}) {
-    auto s = OpenSqliteStore(path_, options);
+    auto s = OpenStore(locator_, options);
     EXPECT_TRUE(s.ok()) << s.status().ToString();
     return s.ok() ? std::move(s).value() : nullptr;
+  }
+
+  // Raw SQL on the store's own connection, in the backend's dialect
+  // (`pg_sql` empty: the same text on both).
+  Status Raw(Store& store, const std::string& sqlite_sql, const std::string& pg_sql = "") {
+    if (IsPostgres()) return internal::ExecPostgresForTesting(store, pg_sql.empty() ? sqlite_sql : pg_sql);
+    return internal::ExecSqliteForTesting(store, sqlite_sql);
+  }
+  Result<int64_t> RawInt(Store& store, const std::string& sqlite_sql, const std::string& pg_sql = "") {
+    if (IsPostgres()) {
+      return internal::QueryPostgresIntForTesting(store, pg_sql.empty() ? sqlite_sql : pg_sql);
+    }
+    return internal::QuerySqliteIntForTesting(store, sqlite_sql);
   }
 
   // An organization, a shared workspace and an API user in it.
@@ -97,13 +133,39 @@ class StoreTest : public ::testing::Test {
     return m;
   }
 
+  Backend backend_;
   testing::TempDir dir_;
-  std::string path_;
+  std::string path_;     // the SQLite file (also set, unused, for PostgreSQL)
+  std::string locator_;  // what OpenStore/CreateStore get
+};
+
+// Every behaviour of the Store contract, on both backends, with the same
+// expectations.
+class StoreTest : public StoreFixture, public ::testing::WithParamInterface<Backend> {
+ protected:
+  StoreTest() : StoreFixture(GetParam()) {}
+};
+INSTANTIATE_TEST_SUITE_P(Sqlite, StoreTest, ::testing::Values(Backend::kSqlite),
+                         [](const auto&) { return std::string("sqlite"); });
+INSTANTIATE_TEST_SUITE_P(Postgres, StoreTest, ::testing::Values(Backend::kPostgres),
+                         [](const auto&) { return std::string("postgres"); });
+
+// What only a SQLite file has: the file itself, its mode, WAL, probing.
+class SqliteStoreTest : public StoreFixture {
+ protected:
+  SqliteStoreTest() : StoreFixture(Backend::kSqlite) {}
+};
+
+// What only PostgreSQL has: a database without a schema, a lost server,
+// advisory locks across connections.
+class PostgresStoreTest : public StoreFixture {
+ protected:
+  PostgresStoreTest() : StoreFixture(Backend::kPostgres) {}
 };
 
 // ---- creating and opening ----
 
-TEST_F(StoreTest, CreateRefusesAnExistingFile) {
+TEST_F(SqliteStoreTest, CreateRefusesAnExistingFile) {
   { std::ofstream(path_) << "precious"; }
   auto s = CreateSqliteStore(path_);
   ASSERT_FALSE(s.ok());
@@ -116,7 +178,7 @@ TEST_F(StoreTest, CreateRefusesAnExistingFile) {
   EXPECT_TRUE(CreateSqliteStore(path_).status().IsAlreadyExists());
 }
 
-TEST_F(StoreTest, OpenRefusesAMissingFileAndSaysToRunInit) {
+TEST_F(SqliteStoreTest, OpenRefusesAMissingFileAndSaysToRunInit) {
   auto s = OpenSqliteStore(path_);
   ASSERT_FALSE(s.ok());
   EXPECT_EQ(s.status().code(), StatusCode::kFailedPrecondition);
@@ -124,14 +186,14 @@ TEST_F(StoreTest, OpenRefusesAMissingFileAndSaysToRunInit) {
   EXPECT_FALSE(fs::exists(path_));  // and did not create it
 }
 
-TEST_F(StoreTest, CreateInAMissingDirectoryIsAnIoError) {
+TEST_F(SqliteStoreTest, CreateInAMissingDirectoryIsAnIoError) {
   path_ = dir_.File("no/such/dir/gatehouse.db");
   auto s = CreateSqliteStore(path_);
   ASSERT_FALSE(s.ok());
   EXPECT_EQ(s.status().code(), StatusCode::kIoError) << s.status().ToString();
 }
 
-TEST_F(StoreTest, GarbageFileIsCorruptionNotACrash) {
+TEST_F(SqliteStoreTest, GarbageFileIsCorruptionNotACrash) {
   std::mt19937 rng(42);
   std::string junk(16384, '\0');
   for (char& c : junk) c = static_cast<char>(rng());
@@ -149,7 +211,7 @@ TEST_F(StoreTest, GarbageFileIsCorruptionNotACrash) {
   EXPECT_EQ(ReadFile(path_), "gatehouse: v1\npolicy: oops\n");  // never written to
 }
 
-TEST_F(StoreTest, EmptyFileIsCorruptionNotANewStore) {
+TEST_F(SqliteStoreTest, EmptyFileIsCorruptionNotANewStore) {
   { std::ofstream{path_}; }
   auto s = OpenSqliteStore(path_);
   ASSERT_FALSE(s.ok());
@@ -158,7 +220,7 @@ TEST_F(StoreTest, EmptyFileIsCorruptionNotANewStore) {
   EXPECT_EQ(fs::file_size(path_), 0u);
 }
 
-TEST_F(StoreTest, TruncatedFileIsCorruptionNotACrash) {
+TEST_F(SqliteStoreTest, TruncatedFileIsCorruptionNotACrash) {
   {
     auto store = Create();
     Fixture f = Populate(*store);
@@ -183,7 +245,7 @@ TEST_F(StoreTest, TruncatedFileIsCorruptionNotACrash) {
   }
 }
 
-TEST_F(StoreTest, AnotherApplicationsDatabaseIsRefused) {
+TEST_F(SqliteStoreTest, AnotherApplicationsDatabaseIsRefused) {
   {
     auto store = Create();
     ASSERT_OK(internal::ExecSqliteForTesting(*store, "PRAGMA application_id = 12345"));
@@ -194,18 +256,19 @@ TEST_F(StoreTest, AnotherApplicationsDatabaseIsRefused) {
   EXPECT_NE(s.status().message().find("not a Gatehouse store"), std::string::npos);
 }
 
-TEST_F(StoreTest, ANewerSchemaIsRefused) {
+TEST_P(StoreTest, ANewerSchemaIsRefused) {
   {
     auto store = Create();
-    ASSERT_OK(internal::ExecSqliteForTesting(*store, "PRAGMA user_version = 99"));
+    ASSERT_OK(Raw(*store, "PRAGMA user_version = 99",
+                  "UPDATE gatehouse_meta SET schema_version = 99"));
   }
-  auto s = OpenSqliteStore(path_);
+  auto s = OpenStore(locator_);
   ASSERT_FALSE(s.ok());
   EXPECT_EQ(s.status().code(), StatusCode::kFailedPrecondition) << s.status().ToString();
   EXPECT_NE(s.status().message().find("99"), std::string::npos);
 }
 
-TEST_F(StoreTest, FileIsCreatedWithMode0600WhateverTheUmask) {
+TEST_F(SqliteStoreTest, FileIsCreatedWithMode0600WhateverTheUmask) {
   const mode_t old = ::umask(0);
   auto store = Create();
   ::umask(old);
@@ -229,7 +292,7 @@ TEST_F(StoreTest, FileIsCreatedWithMode0600WhateverTheUmask) {
   EXPECT_EQ(st.st_mode & 0777, 0600u);
 }
 
-TEST_F(StoreTest, IsInWalModeWithTheSchemaVersionSet) {
+TEST_F(SqliteStoreTest, IsInWalModeWithTheSchemaVersionSet) {
   {
     auto store = Create();
     ASSERT_OK_AND_ASSIGN(v, store->SchemaVersion());
@@ -254,7 +317,7 @@ TEST_F(StoreTest, IsInWalModeWithTheSchemaVersionSet) {
   EXPECT_EQ(v, kStoreSchemaVersion);
 }
 
-TEST_F(StoreTest, DataSurvivesReopening) {
+TEST_P(StoreTest, DataSurvivesReopening) {
   int64_t org_id;
   MintedToken t;
   {
@@ -272,7 +335,7 @@ TEST_F(StoreTest, DataSurvivesReopening) {
 
 // ---- entities ----
 
-TEST_F(StoreTest, NamesAreUniqueWithoutRegardToCase) {
+TEST_P(StoreTest, NamesAreUniqueWithoutRegardToCase) {
   auto store = Create();
   Fixture f = Populate(*store);
 
@@ -310,7 +373,7 @@ TEST_F(StoreTest, NamesAreUniqueWithoutRegardToCase) {
   EXPECT_EQ(store->TheOnlyOrganization().status().code(), StatusCode::kInvalidArgument);
 }
 
-TEST_F(StoreTest, TheOnlyOrganization) {
+TEST_P(StoreTest, TheOnlyOrganization) {
   auto store = Create();
   auto none = store->TheOnlyOrganization();
   EXPECT_TRUE(none.status().IsNotFound());
@@ -324,7 +387,7 @@ TEST_F(StoreTest, TheOnlyOrganization) {
   EXPECT_EQ(all.size(), 2u);
 }
 
-TEST_F(StoreTest, WorkspacesUsersAndMemberships) {
+TEST_P(StoreTest, WorkspacesUsersAndMemberships) {
   auto store = Create();
   ASSERT_OK_AND_ASSIGN(org, store->CreateOrganization("Acme"));
   ASSERT_OK_AND_ASSIGN(owner, store->AddUser(org.id, "owner@example.com", "owner"));
@@ -369,7 +432,7 @@ TEST_F(StoreTest, WorkspacesUsersAndMemberships) {
   EXPECT_EQ(users.size(), 2u);
 }
 
-TEST_F(StoreTest, ApiUsersCanBeListedPromotedAndReRoled) {
+TEST_P(StoreTest, ApiUsersCanBeListedPromotedAndReRoled) {
   auto store = Create();
   Fixture f = Populate(*store);
   ASSERT_OK_AND_ASSIGN(sales, store->CreateWorkspace(f.org.id, "Sales", "shared", {}));
@@ -402,7 +465,7 @@ TEST_F(StoreTest, ApiUsersCanBeListedPromotedAndReRoled) {
 
 // ---- tokens ----
 
-TEST_F(StoreTest, FindTokenByHashReturnsEverythingNeededToVerify) {
+TEST_P(StoreTest, FindTokenByHashReturnsEverythingNeededToVerify) {
   auto store = Create();
   Fixture f = Populate(*store);
   MintedToken t = AddToken(*store, f.api_user.id, kNow + 3600, "nightly");
@@ -435,7 +498,7 @@ TEST_F(StoreTest, FindTokenByHashReturnsEverythingNeededToVerify) {
   EXPECT_TRUE(store->FindTokenById("tok_000000000000").status().IsNotFound());
 }
 
-TEST_F(StoreTest, InsertTokenRefusesUnknownApiUserAndDuplicates) {
+TEST_P(StoreTest, InsertTokenRefusesUnknownApiUserAndDuplicates) {
   auto store = Create();
   Fixture f = Populate(*store);
   MintedToken t = AddToken(*store, f.api_user.id, kNow + 60);
@@ -448,7 +511,7 @@ TEST_F(StoreTest, InsertTokenRefusesUnknownApiUserAndDuplicates) {
   EXPECT_TRUE(s.IsAlreadyExists()) << s.ToString();
 }
 
-TEST_F(StoreTest, DeletingAnApiUserDeletesItsTokensInOneTransaction) {
+TEST_P(StoreTest, DeletingAnApiUserDeletesItsTokensInOneTransaction) {
   auto store = Create();
   Fixture f = Populate(*store);
   ASSERT_OK_AND_ASSIGN(
@@ -477,12 +540,11 @@ TEST_F(StoreTest, DeletingAnApiUserDeletesItsTokensInOneTransaction) {
   EXPECT_TRUE(store->DeleteApiUser(f.api_user.id).status().IsNotFound());
 
   // The schema's own cascade, for a delete that bypasses DeleteApiUser.
-  ASSERT_OK(internal::ExecSqliteForTesting(
-      *store, "DELETE FROM api_users WHERE id = " + std::to_string(other.id)));
+  ASSERT_OK(Raw(*store, "DELETE FROM api_users WHERE id = " + std::to_string(other.id)));
   EXPECT_TRUE(store->FindTokenByHash(theirs.hash).status().IsNotFound());
 }
 
-TEST_F(StoreTest, ExpiredTokensAreNotListedAndAreDeletedByGc) {
+TEST_P(StoreTest, ExpiredTokensAreNotListedAndAreDeletedByGc) {
   auto store = Create();
   Fixture f = Populate(*store);
   ASSERT_OK_AND_ASSIGN(
@@ -519,7 +581,7 @@ TEST_F(StoreTest, ExpiredTokensAreNotListedAndAreDeletedByGc) {
   EXPECT_EQ(again, 0);
 }
 
-TEST_F(StoreTest, RevokingATokenDeletesIt) {
+TEST_P(StoreTest, RevokingATokenDeletesIt) {
   auto store = Create();
   Fixture f = Populate(*store);
   MintedToken t = AddToken(*store, f.api_user.id, kNow + 60);
@@ -528,7 +590,7 @@ TEST_F(StoreTest, RevokingATokenDeletesIt) {
   EXPECT_TRUE(store->DeleteToken(t.id).IsNotFound());
 }
 
-TEST_F(StoreTest, ScanActiveTokensStopsOnTheCallbacksError) {
+TEST_P(StoreTest, ScanActiveTokensStopsOnTheCallbacksError) {
   auto store = Create();
   Fixture f = Populate(*store);
   for (int i = 0; i < 5; ++i) AddToken(*store, f.api_user.id, kNow + 60);
@@ -544,7 +606,7 @@ TEST_F(StoreTest, ScanActiveTokensStopsOnTheCallbacksError) {
   EXPECT_EQ(all.size(), 5u);
 }
 
-TEST_F(StoreTest, PlaintextTokenIsNeverInTheFile) {
+TEST_F(SqliteStoreTest, PlaintextTokenIsNeverInTheFile) {
   std::vector<MintedToken> tokens;
   {
     auto store = Create();
@@ -569,7 +631,7 @@ TEST_F(StoreTest, PlaintextTokenIsNeverInTheFile) {
 
 // ---- transactions ----
 
-TEST_F(StoreTest, FailedTransactionLeavesTheStoreUnchanged) {
+TEST_P(StoreTest, FailedTransactionLeavesTheStoreUnchanged) {
   auto store = Create();
   Fixture f = Populate(*store);
   MintedToken kept = AddToken(*store, f.api_user.id, kNow + 60);
@@ -609,7 +671,7 @@ TEST_F(StoreTest, FailedTransactionLeavesTheStoreUnchanged) {
   ASSERT_OK(store->FindWorkspace(f.org.id, "Kept").status());
 }
 
-TEST_F(StoreTest, NestedTransactionRollsBackAlone) {
+TEST_P(StoreTest, NestedTransactionRollsBackAlone) {
   auto store = Create();
   Fixture f = Populate(*store);
   ASSERT_OK(store->Transaction([&]() -> Status {
@@ -627,7 +689,7 @@ TEST_F(StoreTest, NestedTransactionRollsBackAlone) {
 
 // ---- the audit log ----
 
-TEST_F(StoreTest, AuditLogIsAppendOnlyAndListsNewestFirst) {
+TEST_P(StoreTest, AuditLogIsAppendOnlyAndListsNewestFirst) {
   auto store = Create();
   ASSERT_OK_AND_ASSIGN(org, store->CreateOrganization("Acme"));
   for (int i = 0; i < 5; ++i) {
@@ -664,19 +726,19 @@ TEST_F(StoreTest, AuditLogIsAppendOnlyAndListsNewestFirst) {
   EXPECT_FALSE(everything[0].org_id.has_value());
   EXPECT_TRUE(store->ListAudit(std::nullopt, -1).status().IsInvalidArgument());
 
-  Status upd = internal::ExecSqliteForTesting(*store, "UPDATE audit_log SET decision = 'allow'");
+  Status upd = Raw(*store, "UPDATE audit_log SET decision = 'allow'");
   EXPECT_EQ(upd.code(), StatusCode::kFailedPrecondition) << upd.ToString();
   EXPECT_NE(upd.message().find("append-only"), std::string::npos) << upd.ToString();
-  Status del = internal::ExecSqliteForTesting(*store, "DELETE FROM audit_log");
+  Status del = Raw(*store, "DELETE FROM audit_log");
   EXPECT_EQ(del.code(), StatusCode::kFailedPrecondition) << del.ToString();
-  Status del1 = internal::ExecSqliteForTesting(*store, "DELETE FROM audit_log WHERE id = 1");
+  Status del1 = Raw(*store, "DELETE FROM audit_log WHERE id = 1");
   EXPECT_EQ(del1.code(), StatusCode::kFailedPrecondition) << del1.ToString();
   ASSERT_OK_AND_ASSIGN(after, store->ListAudit(std::nullopt, 100));
   ASSERT_EQ(after.size(), 6u);
   EXPECT_EQ(after[4].decision, AuditDecision::kDeny);
 }
 
-TEST_F(StoreTest, Settings) {
+TEST_P(StoreTest, Settings) {
   auto store = Create();
   ASSERT_OK_AND_ASSIGN(org, store->CreateOrganization("Acme"));
   EXPECT_TRUE(
@@ -694,7 +756,7 @@ TEST_F(StoreTest, Settings) {
 
 // ---- several connections ----
 
-TEST_F(StoreTest, DataVersionChangesAfterAnotherConnectionWrites) {
+TEST_P(StoreTest, DataVersionChangesAfterAnotherConnectionWrites) {
   auto writer = Create();
   Fixture f = Populate(*writer);
   auto reader = Open(StoreOptions{.read_only = true});
@@ -714,7 +776,7 @@ TEST_F(StoreTest, DataVersionChangesAfterAnotherConnectionWrites) {
   EXPECT_TRUE(reader->FindTokenByHash(t.hash).status().IsNotFound());
 }
 
-TEST_F(StoreTest, ReadOnlyStoreRefusesWrites) {
+TEST_P(StoreTest, ReadOnlyStoreRefusesWrites) {
   {
     auto store = Create();
     Populate(*store);
@@ -728,7 +790,7 @@ TEST_F(StoreTest, ReadOnlyStoreRefusesWrites) {
   EXPECT_EQ(ro->Transaction([] { return Status::Ok(); }).code(), StatusCode::kFailedPrecondition);
 }
 
-TEST_F(StoreTest, TwoWritersWithABusyTimeoutBothSucceed) {
+TEST_P(StoreTest, TwoWritersWithABusyTimeoutBothSucceed) {
   {
     auto store = Create();
     Populate(*store);
@@ -736,7 +798,7 @@ TEST_F(StoreTest, TwoWritersWithABusyTimeoutBothSucceed) {
   constexpr int kPerWriter = 100;
   std::atomic<int> failures{0};
   auto writer = [&](int which) {
-    auto opened = OpenSqliteStore(path_, StoreOptions{.busy_timeout_ms = 10000});
+    auto opened = OpenStore(locator_, StoreOptions{.busy_timeout_ms = 10000});
     if (!opened.ok()) {
       ++failures;
       return;
@@ -774,7 +836,7 @@ TEST_F(StoreTest, TwoWritersWithABusyTimeoutBothSucceed) {
   EXPECT_EQ(audit.size(), 2u * kPerWriter);
 }
 
-TEST_F(StoreTest, AWriterGivesUpAfterTheBusyTimeoutWithAClearError) {
+TEST_P(StoreTest, AWriterGivesUpAfterTheBusyTimeoutWithAClearError) {
   auto holder = Create();
   ASSERT_OK(holder->CreateOrganization("Acme").status());
   auto waiter = Open(StoreOptions{.busy_timeout_ms = 50});
@@ -799,7 +861,7 @@ TEST_F(StoreTest, AWriterGivesUpAfterTheBusyTimeoutWithAClearError) {
 // The sidecar reads its directory on read-only connections while the CLI
 // writes: a read snapshot must neither wait for the writer nor see its
 // uncommitted changes.
-TEST_F(StoreTest, ReadSnapshotNeitherWaitsForAWriterNorSeesItsUncommittedChanges) {
+TEST_P(StoreTest, ReadSnapshotNeitherWaitsForAWriterNorSeesItsUncommittedChanges) {
   auto writer = Create();
   ASSERT_OK(writer->CreateOrganization("Acme").status());
   auto reader = Open(StoreOptions{.busy_timeout_ms = 2000, .read_only = true});
@@ -829,7 +891,7 @@ TEST_F(StoreTest, ReadSnapshotNeitherWaitsForAWriterNorSeesItsUncommittedChanges
 
 // ---- looking at the file from outside SQLite ----
 
-TEST_F(StoreTest, ProbeStoreFileTellsWhyAStoreCannotBeRead) {
+TEST_F(SqliteStoreTest, ProbeStoreFileTellsWhyAStoreCannotBeRead) {
   EXPECT_EQ(ProbeStoreFile(path_).code(), StatusCode::kFailedPrecondition);  // nothing there
   fs::create_directory(path_);
   EXPECT_EQ(ProbeStoreFile(path_).code(), StatusCode::kFailedPrecondition);  // not a file
@@ -861,7 +923,7 @@ TEST_F(StoreTest, ProbeStoreFileTellsWhyAStoreCannotBeRead) {
   }
 }
 
-TEST_F(StoreTest, StoreWatchStampChangesWithEveryCommitAndOnlyThen) {
+TEST_F(SqliteStoreTest, StoreWatchStampChangesWithEveryCommitAndOnlyThen) {
   auto writer = Create();
   ASSERT_NE(writer, nullptr);
   Fixture f = Populate(*writer);
@@ -885,7 +947,7 @@ TEST_F(StoreTest, StoreWatchStampChangesWithEveryCommitAndOnlyThen) {
 // dropped the POSIX locks SQLite held on it in this process; another process
 // then thought itself the last connection and deleted the WAL under the
 // sidecar (the soak test saw revoked tokens allowed and a "malformed" store).
-TEST_F(StoreTest, ProbingAndWatchingLeaveSqlitesLocksInThisProcessAlone) {
+TEST_F(SqliteStoreTest, ProbingAndWatchingLeaveSqlitesLocksInThisProcessAlone) {
   ASSERT_EQ(::access("/usr/bin/sqlite3", X_OK), 0) << "no sqlite3 shell (scripts/setup.sh installs it)";
   {
     auto writer = Create();
@@ -910,7 +972,7 @@ TEST_F(StoreTest, ProbingAndWatchingLeaveSqlitesLocksInThisProcessAlone) {
 
 // ---- the content generation (schema version 2) ----
 
-TEST_F(StoreTest, ContentGenerationMovesWithTheDataNotWithTheAuditLog) {
+TEST_P(StoreTest, ContentGenerationMovesWithTheDataNotWithTheAuditLog) {
   auto store = Create();
   ASSERT_NE(store, nullptr);
   Store& s = *store;
@@ -957,7 +1019,7 @@ TEST_F(StoreTest, ContentGenerationMovesWithTheDataNotWithTheAuditLog) {
   moved("an API user's deletion");
 }
 
-TEST_F(StoreTest, AVersion1StoreIsMigratedByTheNextWriter) {
+TEST_F(SqliteStoreTest, AVersion1StoreIsMigratedByTheNextWriter) {
   {
     auto store = Create();
     ASSERT_NE(store, nullptr);
@@ -987,7 +1049,7 @@ TEST_F(StoreTest, AVersion1StoreIsMigratedByTheNextWriter) {
   EXPECT_EQ(reader->ContentGeneration().value(), writer->ContentGeneration().value());
 }
 
-TEST_F(StoreTest, AVersion2StoreGetsTheChangeFeedFromTheNextWriter) {
+TEST_F(SqliteStoreTest, AVersion2StoreGetsTheChangeFeedFromTheNextWriter) {
   {
     auto store = Create();
     ASSERT_NE(store, nullptr);
@@ -1008,7 +1070,7 @@ TEST_F(StoreTest, AVersion2StoreGetsTheChangeFeedFromTheNextWriter) {
 
 // ---- the change feed ----
 
-TEST_F(StoreTest, TheFeedNumbersEveryChangeWithoutGapsAndSkipsTheAuditLog) {
+TEST_P(StoreTest, TheFeedNumbersEveryChangeWithoutGapsAndSkipsTheAuditLog) {
   auto store = Create();
   ASSERT_NE(store, nullptr);
   EXPECT_EQ(store->ChangeHead().value(), 0);
@@ -1071,7 +1133,7 @@ TEST_F(StoreTest, TheFeedNumbersEveryChangeWithoutGapsAndSkipsTheAuditLog) {
   EXPECT_TRUE(dir.tokens.empty() && dir.principals.empty());
 }
 
-TEST_F(StoreTest, AnApiUsersDeletionIsInTheFeedWithEveryCascadedToken) {
+TEST_P(StoreTest, AnApiUsersDeletionIsInTheFeedWithEveryCascadedToken) {
   auto store = Create();
   ASSERT_NE(store, nullptr);
   Fixture f = Populate(*store);
@@ -1087,12 +1149,12 @@ TEST_F(StoreTest, AnApiUsersDeletionIsInTheFeedWithEveryCascadedToken) {
   EXPECT_TRUE(batch.tokens.empty());
 }
 
-TEST_F(StoreTest, AChangedWorkspaceChangesItsApiUsersPrincipals) {
+TEST_P(StoreTest, AChangedWorkspaceChangesItsApiUsersPrincipals) {
   auto store = Create();
   ASSERT_NE(store, nullptr);
   Fixture f = Populate(*store);
   const int64_t head = store->ChangeHead().value();
-  ASSERT_OK(internal::ExecSqliteForTesting(
+  ASSERT_OK(Raw(
       *store, "UPDATE workspaces SET type = 'personal', name = 'Renamed' WHERE id = " +
                   std::to_string(f.ws.id)));
   ASSERT_OK_AND_ASSIGN(batch, store->ReadChangesSince(head, 100));
@@ -1102,7 +1164,7 @@ TEST_F(StoreTest, AChangedWorkspaceChangesItsApiUsersPrincipals) {
   EXPECT_EQ(batch.principals[0].workspace_name, "Renamed");
 }
 
-TEST_F(StoreTest, APrunedFeedOrABigBacklogOrAForeignNumberIsRefused) {
+TEST_P(StoreTest, APrunedFeedOrABigBacklogOrAForeignNumberIsRefused) {
   auto store = Create();
   ASSERT_NE(store, nullptr);
   Fixture f = Populate(*store);
@@ -1128,7 +1190,7 @@ TEST_F(StoreTest, APrunedFeedOrABigBacklogOrAForeignNumberIsRefused) {
   EXPECT_EQ(next.tokens.size(), 1u);
 }
 
-TEST_F(StoreTest, FeedNumbersAreGaplessUnderConcurrentWriters) {
+TEST_P(StoreTest, FeedNumbersAreGaplessUnderConcurrentWriters) {
   auto store = Create();
   ASSERT_NE(store, nullptr);
   Fixture f = Populate(*store);
@@ -1138,7 +1200,7 @@ TEST_F(StoreTest, FeedNumbersAreGaplessUnderConcurrentWriters) {
   std::atomic<int> failures{0};
   for (int w = 0; w < kWriters; ++w) {
     writers.emplace_back([&] {
-      auto mine = OpenSqliteStore(path_, StoreOptions{.busy_timeout_ms = 20000});
+      auto mine = OpenStore(locator_, StoreOptions{.busy_timeout_ms = 20000});
       if (!mine.ok()) {
         ++failures;
         return;
@@ -1155,12 +1217,491 @@ TEST_F(StoreTest, FeedNumbersAreGaplessUnderConcurrentWriters) {
   ASSERT_EQ(failures.load(), 0);
   const int64_t head = store->ChangeHead().value();
   EXPECT_EQ(head - start, kWriters * kEach);
-  ASSERT_OK_AND_ASSIGN(rows, internal::QuerySqliteIntForTesting(
-                                 *store, "SELECT count(*) FROM changes WHERE seq > " +
-                                             std::to_string(start)));
+  ASSERT_OK_AND_ASSIGN(rows, RawInt(*store,
+                                    "SELECT count(*) FROM changes WHERE seq > " + std::to_string(start),
+                                    "SELECT count(*) FROM changes WHERE txn > " + std::to_string(start)));
   EXPECT_EQ(rows, kWriters * kEach);
   ASSERT_OK_AND_ASSIGN(batch, store->ReadChangesSince(start, 1000));
   EXPECT_EQ(batch.tokens.size(), static_cast<size_t>(kWriters * kEach));
+}
+
+// ---- both backends: names, the feed followed live, waiting ----
+
+// Names fold ASCII only, on both backends, whatever the database's locale
+// (the test server runs in C.UTF-8, where lower() folds 'É'): generated
+// names that differ only in ASCII case clash, names that differ in a
+// non-ASCII letter do not, and listings come out in the same order.
+TEST_P(StoreTest, NamesFoldAsciiOnlyAndListInTheSameOrderOnBothBackends) {
+  auto store = Create();
+  ASSERT_NE(store, nullptr);
+  std::mt19937 rng(20260101);
+  const std::string alphabet = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.";
+  auto fold = [](std::string x) {
+    for (char& c : x)
+      if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+    return x;
+  };
+  std::set<std::string> taken;  // folded
+  std::vector<std::string> created;
+  for (int i = 0; i < 40; ++i) {
+    std::string name;
+    const int len = 1 + static_cast<int>(rng() % 8);
+    for (int k = 0; k < len; ++k) name.push_back(alphabet[rng() % alphabet.size()]);
+    if (i % 5 == 0) name += "\xc3\x89";  // É
+    if (i % 7 == 0) name += "\xc3\xa9";  // é
+    auto made = store->CreateOrganization(name);
+    if (taken.count(fold(name))) {
+      EXPECT_EQ(made.status().code(), StatusCode::kAlreadyExists) << name;
+      continue;
+    }
+    ASSERT_OK(made.status());
+    taken.insert(fold(name));
+    created.push_back(name);
+    // Another spelling of the same name, differing only in ASCII case, clashes
+    // and finds it.
+    std::string other = name;
+    for (char& c : other)
+      if (std::isalpha(static_cast<unsigned char>(c)) && (c & 0x80) == 0)
+        c = static_cast<char>(std::islower(static_cast<unsigned char>(c)) ? std::toupper(c) : std::tolower(c));
+    EXPECT_EQ(store->CreateOrganization(other).status().code(), StatusCode::kAlreadyExists) << other;
+    ASSERT_OK_AND_ASSIGN(found, store->FindOrganization(other));
+    EXPECT_EQ(found.name, name);
+  }
+  // Non-ASCII letters are not folded: É and é are different names.
+  ASSERT_OK(store->CreateOrganization("Caf\xc3\x89").status());
+  ASSERT_OK(store->CreateOrganization("Caf\xc3\xa9").status());
+  EXPECT_TRUE(store->FindOrganization("CAF\xc3\xa9").ok());
+  created.push_back("Caf\xc3\x89");
+  created.push_back("Caf\xc3\xa9");
+  std::vector<std::string> want = created;
+  std::sort(want.begin(), want.end(), [&](const std::string& a, const std::string& b) {
+    return fold(a) < fold(b);  // byte order of the folded names
+  });
+  ASSERT_OK_AND_ASSIGN(all, store->ListOrganizations());
+  std::vector<std::string> got;
+  for (const Organization& o : all) got.push_back(o.name);
+  EXPECT_EQ(got, want);
+}
+
+TEST_P(StoreTest, TextAStoreCannotKeepIsRefusedOnBothBackendsOrKeptExactly) {
+  auto store = Create();
+  ASSERT_NE(store, nullptr);
+  // Control characters, quotes and SQL are kept byte for byte.
+  const std::string odd = "a'b\"c;--\t\\%_";
+  ASSERT_OK_AND_ASSIGN(org, store->CreateOrganization(odd));
+  ASSERT_OK_AND_ASSIGN(found, store->FindOrganization(odd));
+  EXPECT_EQ(found.id, org.id);
+  EXPECT_EQ(found.name, odd);
+  ASSERT_OK(store->SetSetting(org.id, "s", ""));
+  EXPECT_EQ(store->GetSetting(org.id, "s").value(), "");
+}
+
+// A follower that reads "everything after what I applied" while 8 writers
+// commit sees every token exactly as the writers made them: none is skipped
+// (a number that commits after a later one would be).
+TEST_P(StoreTest, AFollowerReadingTheFeedWhileEightWritersCommitMissesNothing) {
+  auto store = Create();
+  ASSERT_NE(store, nullptr);
+  Fixture f = Populate(*store);
+  auto follower = Open(StoreOptions{.read_only = true});
+  ASSERT_NE(follower, nullptr);
+  const int64_t start = store->ChangeHead().value();
+  constexpr int kWriters = 8, kEach = 15;
+  std::atomic<int> failures{0}, done{0};
+  std::vector<std::thread> writers;
+  for (int w = 0; w < kWriters; ++w) {
+    writers.emplace_back([&, w] {
+      auto mine = OpenStore(locator_, StoreOptions{.busy_timeout_ms = 20000});
+      if (!mine.ok()) {
+        ++failures;
+        ++done;
+        return;
+      }
+      for (int i = 0; i < kEach; ++i) {
+        Status s = (*mine)->Transaction([&]() -> Status {
+          // Two tokens per transaction, and a rolled-back savepoint between.
+          for (int k = 0; k < 2; ++k) {
+            MintedToken m = MintToken().value();
+            GATEHOUSE_RETURN_IF_ERROR((*mine)->InsertToken(
+                NewToken{m.id, f.api_user.id, "w" + std::to_string(w), m.hash, kNow, kNow + 3600, "o"}));
+            (void)(*mine)->Transaction([&] {
+              (void)(*mine)->CreateOrganization("doomed-" + std::to_string(w));
+              return Status::Internal("rolled back");
+            });
+          }
+          return Status::Ok();
+        });
+        if (!s.ok()) ++failures;
+      }
+      ++done;
+    });
+  }
+  std::set<TokenHash> seen;
+  int64_t applied = start;
+  for (int round = 0; round < 100000; ++round) {
+    const bool last = done.load() == kWriters;
+    auto batch = follower->ReadChangesSince(applied, 100000);
+    ASSERT_OK(batch.status());
+    for (const TokenRecord& t : batch->tokens) EXPECT_TRUE(seen.insert(t.hash).second);
+    applied = batch->head;
+    if (last) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  for (std::thread& t : writers) t.join();
+  ASSERT_EQ(failures.load(), 0);
+  EXPECT_EQ(seen.size(), static_cast<size_t>(kWriters * kEach * 2));
+  ASSERT_OK_AND_ASSIGN(all, store->LoadActiveTokens(kNow));
+  EXPECT_EQ(all.size(), static_cast<size_t>(kWriters * kEach * 2));
+  EXPECT_EQ(store->FindOrganization("doomed-0").status().code(), StatusCode::kNotFound);
+}
+
+TEST_P(StoreTest, WaitForChangeTimesOutWithoutACommit) {
+  auto writer = Create();
+  ASSERT_NE(writer, nullptr);
+  auto reader = Open(StoreOptions{.read_only = true});
+  ASSERT_NE(reader, nullptr);
+  ASSERT_OK(reader->Subscribe());
+  auto start = std::chrono::steady_clock::now();
+  ASSERT_OK_AND_ASSIGN(woke, reader->WaitForChange(50));
+  EXPECT_FALSE(woke);
+  EXPECT_GE(std::chrono::steady_clock::now() - start, std::chrono::milliseconds(45));
+  EXPECT_EQ(reader->WaitForChange(-1).status().code(), StatusCode::kInvalidArgument);
+  // An audit-only commit changes nothing decisions read: no wake-up either.
+  ASSERT_OK(writer->AppendAudit(AuditRecord{0, kNow, std::nullopt, "a", "token.list", "x",
+                                            AuditDecision::kAllow, "", "", ""})
+                .status());
+  ASSERT_OK_AND_ASSIGN(audit_only, reader->WaitForChange(50));
+  EXPECT_FALSE(audit_only);
+}
+
+// ---- the locator ----
+
+TEST(StoreLocator, PostgresLocatorsAreUrisOfEitherSchemeAndEverythingElseIsAPath) {
+  EXPECT_TRUE(IsPostgresLocator("postgresql://db.example.com/gatehouse"));
+  EXPECT_TRUE(IsPostgresLocator("postgres:///gatehouse?host=/run/postgresql"));
+  EXPECT_FALSE(IsPostgresLocator("./gatehouse.db"));
+  EXPECT_FALSE(IsPostgresLocator("postgresql.db"));
+  EXPECT_FALSE(IsPostgresLocator("PostgreSQL://x"));  // a file name, as SQLite would take it
+}
+
+TEST(StoreLocator, APasswordIsNeverShownAndRefusedOnTheCommandLine) {
+  const std::string with_userinfo = "postgresql://admin:s3cr%40t@db.example.com:5432/gh";
+  const std::string with_param = "postgres://admin@db/gh?sslmode=require&password=s3cret&x=1";
+  EXPECT_EQ(RedactLocator(with_userinfo), "postgresql://admin:***@db.example.com:5432/gh");
+  EXPECT_EQ(RedactLocator(with_param), "postgres://admin@db/gh?sslmode=require&password=***&x=1");
+  for (const std::string& l : {with_userinfo, with_param}) {
+    Status s = CheckCommandLineLocator(l);
+    EXPECT_EQ(s.code(), StatusCode::kInvalidArgument) << l;
+    EXPECT_NE(s.message().find("PGPASSFILE"), std::string::npos);
+    EXPECT_EQ(s.message().find("s3c"), std::string::npos) << s.message();
+  }
+  ASSERT_OK(CheckCommandLineLocator("postgresql://admin@db.example.com/gh"));
+  ASSERT_OK(CheckCommandLineLocator("./with:colon@and.db"));  // a path may hold anything
+  EXPECT_EQ(RedactLocator("./a:b@c.db"), "./a:b@c.db");
+}
+
+// ---- PostgreSQL only ----
+
+TEST_F(PostgresStoreTest, ADatabaseWithoutAStoreSaysToRunInitAndCreateRefusesASecondTime) {
+  auto none = OpenStore(locator_);
+  ASSERT_FALSE(none.ok());
+  EXPECT_EQ(none.status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_NE(none.status().message().find("gatehouse init"), std::string::npos) << none.status().ToString();
+  auto store = Create();
+  ASSERT_NE(store, nullptr);
+  auto again = CreateStore(locator_);
+  EXPECT_EQ(again.status().code(), StatusCode::kAlreadyExists) << again.status().ToString();
+  EXPECT_EQ(CreateStore(locator_, StoreOptions{.read_only = true}).status().code(),
+            StatusCode::kInvalidArgument);
+  // A database that does not exist, and a server that is not there.
+  testing::PostgresServer* pg = testing::PostgresServer::Get();
+  ASSERT_NE(pg, nullptr);
+  auto missing = OpenStore(pg->Locator("no_such_db"));
+  EXPECT_EQ(missing.status().code(), StatusCode::kFailedPrecondition) << missing.status().ToString();
+  auto nobody = OpenStore("postgresql:///gh?host=" + dir_.path() + "&user=gh&connect_timeout=2");
+  EXPECT_EQ(nobody.status().code(), StatusCode::kIoError) << nobody.status().ToString();
+}
+
+TEST_F(PostgresStoreTest, ErrorsNeverShowThePassword) {
+  testing::PostgresServer* pg = testing::PostgresServer::Get();
+  ASSERT_NE(pg, nullptr);
+  auto s = OpenStore("postgresql://gh:hunter2@/no_such_db?host=" + pg->socket_dir());
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.status().message().find("hunter2"), std::string::npos) << s.status().ToString();
+  EXPECT_NE(s.status().message().find("***"), std::string::npos) << s.status().ToString();
+}
+
+TEST_F(PostgresStoreTest, AnOlderOrNewerSchemaIsRefusedAndOnlyAnExplicitMigrationMigrates) {
+  auto store = Create();
+  ASSERT_NE(store, nullptr);
+  Populate(*store);
+  // An older schema (version 2 never existed on PostgreSQL; here it stands
+  // for "older"): nobody opens it, reader or writer; they say what to do.
+  ASSERT_OK(Raw(*store, "", "UPDATE gatehouse_meta SET schema_version = 2"));
+  for (bool read_only : {true, false}) {
+    auto refused = OpenStore(locator_, StoreOptions{.read_only = read_only});
+    EXPECT_EQ(refused.status().code(), StatusCode::kFailedPrecondition);
+    EXPECT_NE(refused.status().message().find("gatehouse store migrate"), std::string::npos)
+        << refused.status().ToString();
+  }
+  // A newer one: refused by everyone, the migration included.
+  ASSERT_OK(Raw(*store, "", "UPDATE gatehouse_meta SET schema_version = 99"));
+  for (bool read_only : {true, false}) {
+    auto refused = OpenStore(locator_, StoreOptions{.read_only = read_only});
+    EXPECT_EQ(refused.status().code(), StatusCode::kFailedPrecondition);
+    EXPECT_NE(refused.status().message().find("upgrade gatehouse"), std::string::npos)
+        << refused.status().ToString();
+  }
+  EXPECT_EQ(MigrateStore(locator_).status().code(), StatusCode::kFailedPrecondition);
+  // The current one: migrating finds nothing to do, and the data is intact.
+  ASSERT_OK(Raw(*store, "", "UPDATE gatehouse_meta SET schema_version = 3"));
+  ASSERT_OK_AND_ASSIGN(from, MigrateStore(locator_));
+  EXPECT_EQ(from, kStoreSchemaVersion);
+  auto reopened = Open(StoreOptions{.read_only = true});
+  ASSERT_NE(reopened, nullptr);
+  EXPECT_TRUE(reopened->FindApiUser(reopened->TheOnlyOrganization()->id, "ci-bot").ok());
+  EXPECT_EQ(MigrateStore(locator_, StoreOptions{.read_only = true}).status().code(),
+            StatusCode::kInvalidArgument);
+}
+
+// SQLite migrates on the next write; MigrateStore says from which version.
+TEST_F(SqliteStoreTest, MigrateStoreBringsAVersion2StoreToTheCurrentSchema) {
+  {
+    auto store = Create();
+    ASSERT_NE(store, nullptr);
+    Populate(*store);
+    ASSERT_OK(internal::ExecSqliteForTesting(*store, DownToVersion2()));
+  }
+  ASSERT_OK_AND_ASSIGN(from, MigrateStore(locator_));
+  EXPECT_EQ(from, 2);
+  ASSERT_OK_AND_ASSIGN(again, MigrateStore(locator_));
+  EXPECT_EQ(again, kStoreSchemaVersion);
+  auto reader = Open(StoreOptions{.read_only = true});
+  ASSERT_NE(reader, nullptr);
+  EXPECT_EQ(reader->SchemaVersion().value(), kStoreSchemaVersion);
+}
+
+TEST_F(PostgresStoreTest, TheSweeperAndThePrunerRunOnOneConnectionAtATime) {
+  auto store = Create();
+  ASSERT_NE(store, nullptr);
+  Fixture f = Populate(*store);
+  AddToken(*store, f.api_user.id, kNow - 10);
+  AddToken(*store, f.api_user.id, kNow - 5);
+  auto other = Open();
+  ASSERT_NE(other, nullptr);
+  // Another host's sweeper holds the lock: this one does nothing.
+  ASSERT_OK(Raw(*other, "", "BEGIN; SELECT pg_advisory_xact_lock(" +
+                                 std::to_string(internal::kPgSweeperLock) + ")"));
+  ASSERT_OK_AND_ASSIGN(none, store->DeleteExpiredTokens(kNow));
+  EXPECT_EQ(none, 0);
+  ASSERT_OK(Raw(*other, "", "COMMIT"));
+  ASSERT_OK_AND_ASSIGN(two, store->DeleteExpiredTokens(kNow));
+  EXPECT_EQ(two, 2);
+
+  ASSERT_OK(Raw(*other, "", "BEGIN; SELECT pg_advisory_xact_lock(" +
+                                 std::to_string(internal::kPgPruneLock) + ")"));
+  ASSERT_OK_AND_ASSIGN(kept, store->PruneChanges(0));
+  EXPECT_EQ(kept, 0);
+  ASSERT_OK(Raw(*other, "", "COMMIT"));
+  ASSERT_OK_AND_ASSIGN(pruned, store->PruneChanges(0));
+  EXPECT_GT(pruned, 0);
+}
+
+// A commit on another connection wakes a subscriber, also when the
+// notification arrived while the subscriber ran another statement.
+TEST_F(PostgresStoreTest, ACommitElsewhereWakesTheSubscriber) {
+  auto writer = Create();
+  ASSERT_NE(writer, nullptr);
+  Fixture f = Populate(*writer);
+  auto reader = Open(StoreOptions{.read_only = true});
+  ASSERT_NE(reader, nullptr);
+  ASSERT_OK(reader->Subscribe());
+  ASSERT_OK_AND_ASSIGN(quiet, reader->WaitForChange(0));
+  EXPECT_FALSE(quiet);
+
+  std::thread later([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    AddToken(*writer, f.api_user.id, kNow + 60);
+  });
+  const auto start = std::chrono::steady_clock::now();
+  ASSERT_OK_AND_ASSIGN(woke, reader->WaitForChange(10000));
+  const auto waited = std::chrono::steady_clock::now() - start;
+  later.join();
+  EXPECT_TRUE(woke);
+  EXPECT_LT(waited, std::chrono::seconds(5));
+
+  // Committed while the reader was busy with a query: counted at once.
+  AddToken(*writer, f.api_user.id, kNow + 60);
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  ASSERT_OK(reader->ListOrganizations().status());
+  ASSERT_OK_AND_ASSIGN(buffered, reader->WaitForChange(0));
+  EXPECT_TRUE(buffered);
+  ASSERT_OK_AND_ASSIGN(drained, reader->WaitForChange(0));
+  EXPECT_FALSE(drained);
+  // A rolled-back write notifies nobody.
+  (void)writer->Transaction([&] {
+    (void)writer->CreateOrganization("Doomed");
+    return Status::Internal("no");
+  });
+  ASSERT_OK_AND_ASSIGN(rolled_back, reader->WaitForChange(100));
+  EXPECT_FALSE(rolled_back);
+}
+
+// A server that dies: the waiter gets IoError at once, not a hang, and so
+// does every later call on that Store; a new Store works once the server is
+// back.
+TEST_F(PostgresStoreTest, ALostServerIsAnIoErrorNotAHang) {
+  testing::PostgresServer* pg = testing::PostgresServer::Get();
+  ASSERT_NE(pg, nullptr);
+  auto writer = Create();
+  ASSERT_NE(writer, nullptr);
+  Populate(*writer);
+  auto reader = Open(StoreOptions{.read_only = true});
+  ASSERT_NE(reader, nullptr);
+  ASSERT_OK(reader->Subscribe());
+  Result<bool> woke = false;
+  const auto start = std::chrono::steady_clock::now();
+  std::thread waiter([&] { woke = reader->WaitForChange(30000); });
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  ASSERT_TRUE(pg->Crash());
+  waiter.join();
+  const auto waited = std::chrono::steady_clock::now() - start;
+  const bool restarted = pg->Start();
+  EXPECT_EQ(woke.status().code(), StatusCode::kIoError) << woke.status().ToString();
+  EXPECT_LT(waited, std::chrono::seconds(10));
+  EXPECT_EQ(writer->ListOrganizations().status().code(), StatusCode::kIoError);
+  EXPECT_EQ(writer->CreateOrganization("x").status().code(), StatusCode::kIoError);
+  EXPECT_EQ(reader->WaitForChange(0).status().code(), StatusCode::kIoError);
+  ASSERT_TRUE(restarted);
+  auto again = Open();
+  ASSERT_NE(again, nullptr);
+  EXPECT_TRUE(again->TheOnlyOrganization().ok());
+}
+
+// A server that stops answering (its backend frozen: no error, no close)
+// costs the statement deadline plus the client's slack, never a hang; the
+// connection is given up.
+TEST_F(PostgresStoreTest, AServerThatStopsAnsweringCostsTheDeadlineNotAHang) {
+  {
+    auto created = Create();
+    ASSERT_NE(created, nullptr);
+    Populate(*created);
+  }
+  auto store = Open(StoreOptions{});
+  ASSERT_NE(store, nullptr);
+  // The locator's own statement_timeout is kept (and sets the deadline).
+  const std::string shortened = locator_ + "&options=-c%20statement_timeout%3D300";
+  auto quick = OpenStore(shortened);
+  ASSERT_OK(quick.status());
+  ASSERT_OK_AND_ASSIGN(timeout, internal::QueryPostgresIntForTesting(
+                                    **quick, "SELECT setting::bigint FROM pg_settings "
+                                             "WHERE name = 'statement_timeout'"));
+  EXPECT_EQ(timeout, 300);
+  ASSERT_OK_AND_ASSIGN(backend, internal::QueryPostgresIntForTesting(**quick, "SELECT pg_backend_pid()"));
+  ASSERT_EQ(::kill(static_cast<pid_t>(backend), SIGSTOP), 0);
+  const auto start = std::chrono::steady_clock::now();
+  auto listed = (*quick)->ListOrganizations();
+  const auto waited = std::chrono::steady_clock::now() - start;
+  ::kill(static_cast<pid_t>(backend), SIGCONT);
+  EXPECT_EQ(listed.status().code(), StatusCode::kIoError) << listed.status().ToString();
+  EXPECT_NE(listed.status().message().find("did not answer"), std::string::npos)
+      << listed.status().ToString();
+  EXPECT_LT(waited, std::chrono::seconds(10));
+  EXPECT_EQ((*quick)->ListOrganizations().status().code(), StatusCode::kIoError);
+  // Another connection never noticed.
+  EXPECT_TRUE(store->TheOnlyOrganization().ok());
+}
+
+TEST_F(PostgresStoreTest, CopyFromSqliteKeepsIdsAndTheAuditLogAndRefusesANonEmptyTarget) {
+  const std::string sqlite = dir_.File("source.db");
+  MintedToken live, expired;
+  {
+    auto src = CreateStore(sqlite);
+    ASSERT_OK(src.status());
+    Store& s = **src;
+    ASSERT_OK(s.CreateOrganization("Spare").status());
+    Fixture f = Populate(s, "Acme");
+    ASSERT_OK_AND_ASSIGN(alice, s.AddUser(f.org.id, "Alice@example.com", "admin"));
+    ASSERT_OK_AND_ASSIGN(ws, s.CreateWorkspace(f.org.id, "alice", "personal", alice.id));
+    ASSERT_OK(s.SetMembership(ws.id, alice.id, "admin"));
+    ASSERT_OK(s.SetSetting(f.org.id, "workspace_admins_can_create_tokens", "true"));
+    live = AddToken(s, f.api_user.id, kNow + 3600, "live");
+    expired = AddToken(s, f.api_user.id, kNow - 1, "expired");
+    for (int i = 0; i < 3; ++i) {
+      ASSERT_OK(s.AppendAudit(AuditRecord{0, kNow + i, f.org.id, "owner@example.com", "token.create",
+                                          "apiuser:ci-bot", AuditDecision::kAllow, "r", "m", "{}"})
+                    .status());
+    }
+  }
+  ASSERT_OK(CopyStore(sqlite, locator_));
+  auto a = OpenStore(sqlite, StoreOptions{.read_only = true});
+  auto b = OpenStore(locator_, StoreOptions{.read_only = true});
+  ASSERT_OK(a.status());
+  ASSERT_OK(b.status());
+  ASSERT_OK_AND_ASSIGN(orgs_a, (*a)->ListOrganizations());
+  ASSERT_OK_AND_ASSIGN(orgs_b, (*b)->ListOrganizations());
+  ASSERT_EQ(orgs_a.size(), orgs_b.size());
+  for (size_t i = 0; i < orgs_a.size(); ++i) {
+    EXPECT_EQ(orgs_a[i].id, orgs_b[i].id);
+    EXPECT_EQ(orgs_a[i].name, orgs_b[i].name);
+    const int64_t org = orgs_a[i].id;
+    auto wa = (*a)->ListWorkspaces(org).value(), wb = (*b)->ListWorkspaces(org).value();
+    ASSERT_EQ(wa.size(), wb.size());
+    for (size_t k = 0; k < wa.size(); ++k) {
+      EXPECT_EQ(wa[k].id, wb[k].id);
+      EXPECT_EQ(wa[k].name, wb[k].name);
+      EXPECT_EQ(wa[k].owner_user_id, wb[k].owner_user_id);
+      EXPECT_EQ((*a)->ListMemberships(wa[k].id).value().size(),
+                (*b)->ListMemberships(wb[k].id).value().size());
+    }
+    auto ua = (*a)->ListUsers(org).value(), ub = (*b)->ListUsers(org).value();
+    ASSERT_EQ(ua.size(), ub.size());
+    for (size_t k = 0; k < ua.size(); ++k) EXPECT_EQ(ua[k].email, ub[k].email);
+    auto aa = (*a)->ListApiUsers(org, std::nullopt).value(), ab = (*b)->ListApiUsers(org, std::nullopt).value();
+    ASSERT_EQ(aa.size(), ab.size());
+    for (size_t k = 0; k < aa.size(); ++k) EXPECT_EQ(aa[k].id, ab[k].id);
+    auto sa = (*a)->ListSettings(org).value(), sb = (*b)->ListSettings(org).value();
+    ASSERT_EQ(sa.size(), sb.size());
+  }
+  ASSERT_OK_AND_ASSIGN(t, (*b)->FindTokenByHash(live.hash));
+  EXPECT_EQ(t.token_id, live.id);
+  ASSERT_OK((*b)->FindTokenById(expired.id).status());  // expired tokens are copied too
+  auto audit_a = (*a)->ListAudit(std::nullopt, 100).value(), audit_b = (*b)->ListAudit(std::nullopt, 100).value();
+  ASSERT_EQ(audit_a.size(), audit_b.size());
+  for (size_t i = 0; i < audit_a.size(); ++i) {
+    EXPECT_EQ(audit_a[i].id, audit_b[i].id);
+    EXPECT_EQ(audit_a[i].time, audit_b[i].time);
+    EXPECT_EQ(audit_a[i].detail, audit_b[i].detail);
+  }
+  // New rows continue after the copied ids.
+  {
+    auto w = OpenStore(locator_);
+    ASSERT_OK(w.status());
+    ASSERT_OK_AND_ASSIGN(next, (*w)->CreateOrganization("Next"));
+    EXPECT_GT(next.id, orgs_a.back().id);
+  }
+  Status twice = CopyStore(sqlite, locator_);
+  EXPECT_EQ(twice.code(), StatusCode::kFailedPrecondition) << twice.ToString();
+  EXPECT_NE(twice.message().find("not empty"), std::string::npos);
+  EXPECT_EQ(CopyStore(sqlite, dir_.File("other.db")).code(), StatusCode::kInvalidArgument);
+}
+
+// All or nothing: a source row PostgreSQL cannot hold (not UTF-8) fails the
+// copy and leaves the target empty.
+TEST_F(PostgresStoreTest, AFailedCopyLeavesTheTargetEmpty) {
+  const std::string sqlite = dir_.File("source.db");
+  {
+    auto src = CreateStore(sqlite);
+    ASSERT_OK(src.status());
+    Populate(**src, "Acme");
+    ASSERT_OK(internal::ExecSqliteForTesting(**src, "INSERT INTO organizations(name) VALUES (CAST(X'FF41' AS TEXT))"));
+  }
+  Status s = CopyStore(sqlite, locator_);
+  EXPECT_EQ(s.code(), StatusCode::kInvalidArgument) << s.ToString();
+  auto target = OpenStore(locator_);
+  ASSERT_OK(target.status());
+  EXPECT_TRUE((*target)->ListOrganizations().value().empty());
+  EXPECT_EQ((*target)->ChangeHead().value(), 0);
 }
 
 }  // namespace

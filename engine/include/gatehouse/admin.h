@@ -29,7 +29,7 @@
 namespace gatehouse {
 
 struct AdminOptions {
-  std::string store_path = "./gatehouse.db";  // the SQLite store
+  std::string store_path = "./gatehouse.db";  // the store's locator: a SQLite path or postgresql://...
   std::string org;                            // organization name; "" = the only one
   std::string actor;                          // the acting identity (email)
   const Clock* clock = &RealClock::Instance();

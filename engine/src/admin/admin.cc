@@ -108,7 +108,7 @@ Status Admin::Init(const AdminOptions& options, const CompiledPolicy& policy, co
   if (policy.org_role_count() < 2) return Status::InvalidArgument("the policy declares no organization role");
   // The owner holds the highest organization role the policy declares.
   const std::string owner_role(policy.OrgRoleName(static_cast<RoleId>(policy.org_role_count() - 1)));
-  auto created = CreateSqliteStore(options.store_path);
+  auto created = CreateStore(options.store_path);
   if (!created.ok()) return created.status();
   Store& store = **created;
   const int64_t now = options.clock->NowSeconds();
@@ -134,13 +134,15 @@ Status Admin::Init(const AdminOptions& options, const CompiledPolicy& policy, co
     // A store that failed to initialise is not left behind half-made.
     std::error_code ec;
     created->reset();
-    for (const char* suffix : {"", "-wal", "-shm"}) std::filesystem::remove(options.store_path + suffix, ec);
+    // (A PostgreSQL store keeps its empty schema: the database is not ours.)
+    if (!IsPostgresLocator(options.store_path))
+      for (const char* suffix : {"", "-wal", "-shm"}) std::filesystem::remove(options.store_path + suffix, ec);
   }
   return st;
 }
 
 Result<std::unique_ptr<Admin>> Admin::Open(const AdminOptions& options, PolicyPtr policy) {
-  auto store = OpenSqliteStore(options.store_path);
+  auto store = OpenStore(options.store_path);
   if (!store.ok()) return store.status();
   return std::make_unique<Admin>(std::move(*store), std::move(policy), options);
 }

@@ -4,6 +4,8 @@
 #include <string_view>
 
 #include "gatehouse/store.h"
+#include "gatehouse/store_admin.h"
+#include "store/pg_store.h"
 
 namespace gatehouse {
 namespace {
@@ -86,17 +88,61 @@ Status CheckCommandLineLocator(std::string_view locator) {
 }
 
 Result<std::unique_ptr<Store>> OpenStore(const std::string& locator, const StoreOptions& options) {
-  if (IsPostgresLocator(locator)) {
-    return Status::FailedPrecondition("PostgreSQL stores are not supported by this build");
-  }
+  if (IsPostgresLocator(locator)) return OpenPostgresStore(locator, options);
   return OpenSqliteStore(locator, options);
 }
 
 Result<std::unique_ptr<Store>> CreateStore(const std::string& locator, const StoreOptions& options) {
-  if (IsPostgresLocator(locator)) {
-    return Status::FailedPrecondition("PostgreSQL stores are not supported by this build");
-  }
+  if (IsPostgresLocator(locator)) return CreatePostgresStore(locator, options);
   return CreateSqliteStore(locator, options);
+}
+
+Result<int> MigrateStore(const std::string& locator, const StoreOptions& options) {
+  if (IsPostgresLocator(locator)) return MigratePostgresStore(locator, options);
+  // SQLite: a read-only look at the version, then opening for writing
+  // migrates (in one transaction, under SQLite's write lock).
+  int from = 0;
+  {
+    StoreOptions look = options;
+    look.read_only = true;
+    auto old = OpenSqliteStore(locator, look);
+    if (old.ok()) {
+      auto v = (*old)->SchemaVersion();
+      if (!v.ok()) return v.status();
+      from = *v;
+    } else if (old.status().code() != StatusCode::kFailedPrecondition ||
+               old.status().message().find("needs a migration") == std::string::npos) {
+      return old.status();
+    }
+  }
+  StoreOptions write = options;
+  write.read_only = false;
+  auto store = OpenSqliteStore(locator, write);
+  if (!store.ok()) return store.status();
+  if (from == 0) {
+    // The read-only open refused an old schema; the writable open migrated it.
+    from = kStoreSchemaVersion - 1;
+  }
+  return from;
+}
+
+Status CopyStore(const std::string& from, const std::string& to, const StoreOptions& options) {
+  if (!IsPostgresLocator(to)) {
+    return Status::InvalidArgument("the target of a copy must be a PostgreSQL store "
+                                   "(postgresql://...), not " + RedactLocator(to));
+  }
+  StoreOptions read = options;
+  read.read_only = true;
+  auto source = OpenStore(from, read);
+  if (!source.ok()) return source.status();
+  StoreOptions write = options;
+  write.read_only = false;
+  auto target = CreateStore(to, write);
+  if (!target.ok() && target.status().code() == StatusCode::kAlreadyExists) {
+    target = OpenStore(to, write);
+  }
+  if (!target.ok()) return target.status();
+  return CopyIntoPostgresStore(**source, **target);
 }
 
 }  // namespace gatehouse
