@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "sidecar/fixture.h"
+#include "support/postgres.h"
 #include "store/sqlite_store_testing.h"
 
 namespace gatehouse::sidecar {
@@ -36,7 +37,10 @@ class StateTest : public ::testing::Test {
     StateOptions o;
     o.store_path = demo_.path;
     o.policy_path = dir_.File("policies");
-    o.clock = &clock_;
+    o.clock = clock_override_ ? clock_override_ : &clock_;
+    o.max_staleness_ms = max_staleness_ms_;
+    o.feed_heartbeat_ms = feed_heartbeat_ms_;
+    o.feed_notify = feed_notify_;
     o.policy_poll_ms = poll_ms;
     o.sweep_interval_s = sweep_s;
     auto s = State::Open(o, &metrics_, [this](std::string_view line) {
@@ -65,6 +69,9 @@ class StateTest : public ::testing::Test {
   TempDir dir_;
   DemoStore demo_;
   FakeClock clock_{kNow};
+  const Clock* clock_override_ = nullptr;
+  int max_staleness_ms_ = 1000, feed_heartbeat_ms_ = 0;
+  bool feed_notify_ = true;
   Metrics metrics_;
   std::mutex mu_;
   std::vector<std::string> logs_;
@@ -390,6 +397,121 @@ TEST_F(StateTest, ContentReplacedUnderANewFeedEpochIsLoadedAgain) {
   auto again = state->Fresh();
   ASSERT_TRUE(again.ok()) << again.status().ToString();
   EXPECT_EQ(MetricValue(metrics_.Render(), "gatehouse_store_full_loads_total"), 3);
+}
+
+
+// The same State over PostgreSQL: no per-request stamp, so a feed thread
+// follows the store (LISTEN, heartbeat) and a staleness lease bounds what is
+// served (store_view.h).
+class PostgresStateTest : public StateTest {
+ protected:
+  void SetUp() override {
+    pg_ = gatehouse::testing::PostgresServer::Get();
+    ASSERT_NE(pg_, nullptr);
+    demo_ = CreateDemoStore(pg_->NewDatabase());
+    std::filesystem::create_directory(dir_.File("policies"));
+    WriteAll(policy_file(), DefaultPolicyText());
+  }
+  std::unique_ptr<Store> Writer() {
+    auto w = OpenStore(demo_.path);
+    EXPECT_TRUE(w.ok()) << w.status().ToString();
+    return w.ok() ? std::move(w).value() : nullptr;
+  }
+  bool Refused(State& state, const std::string& secret) {
+    auto fresh = state.Fresh();
+    return fresh.ok() && !(*fresh)->tokens->Verify(secret, kNow).active();
+  }
+  gatehouse::testing::PostgresServer* pg_ = nullptr;
+};
+
+TEST_F(PostgresStateTest, ChangesArriveByNotificationAndAreAppliedWithoutLoadingEverything) {
+  feed_heartbeat_ms_ = 5000;  // long: the notification, not the heartbeat, must wake the feed
+  max_staleness_ms_ = 60'000;
+  auto state = Open();
+  ASSERT_TRUE(state);
+  state->Start();
+  auto w = Writer();
+  ASSERT_TRUE(w);
+  const std::string secret = demo_.tokens["prod-viewer"].secret;
+  ASSERT_TRUE((*state->Fresh())->tokens->Verify(secret, kNow).active());
+  ASSERT_TRUE(w->DeleteToken(demo_.tokens["prod-viewer"].id).ok());
+  EXPECT_TRUE(WaitFor([&] { return Refused(*state, secret); }, std::chrono::milliseconds(4000)));
+  // An API user's deletion refuses every token of it; a setting reaches the directory.
+  ASSERT_TRUE(w->DeleteApiUser(demo_.api_users["prod-importer"]).ok());
+  EXPECT_TRUE(WaitFor([&] { return Refused(*state, demo_.tokens["prod-importer"].secret); }));
+  ASSERT_TRUE(w->SetSetting(demo_.org_id, "workspace_admins_can_create_tokens", "on").ok());
+  const int64_t head = w->ChangeHead().value();
+  EXPECT_TRUE(WaitFor([&] { return (*state->Fresh())->head == head; }));
+  state->Stop();
+  EXPECT_EQ(MetricValue(metrics_.Render(), "gatehouse_store_full_loads_total"), 1)
+      << metrics_.Render();
+}
+
+TEST_F(PostgresStateTest, WithNotifyOffTheHeartbeatCatchesUp) {
+  feed_notify_ = false;
+  feed_heartbeat_ms_ = 50;
+  auto state = Open();
+  ASSERT_TRUE(state);
+  state->Start();
+  auto w = Writer();
+  ASSERT_TRUE(w);
+  ASSERT_TRUE(w->DeleteToken(demo_.tokens["dev-exporter"].id).ok());
+  EXPECT_TRUE(WaitFor([&] { return Refused(*state, demo_.tokens["dev-exporter"].secret); }));
+  state->Stop();
+}
+
+TEST_F(PostgresStateTest, PastTheLeaseEveryCheckIsRefusedUntilACatchUpConfirmsTheView) {
+  max_staleness_ms_ = 1000;
+  feed_heartbeat_ms_ = 20;
+  auto state = Open();  // not started: nothing confirms the view after the load
+  ASSERT_TRUE(state);
+  ASSERT_TRUE(state->Fresh().ok());
+  clock_.AdvanceMillis(1000);
+  ASSERT_TRUE(state->Fresh().ok());  // exactly the bound: still served
+  ASSERT_TRUE(state->CheckStore().ok());
+  clock_.AdvanceMillis(1);
+  auto stale = state->Fresh();
+  ASSERT_FALSE(stale.ok());
+  EXPECT_EQ(stale.status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_NE(stale.status().message().find("last confirmed 1001 ms ago"), std::string::npos)
+      << stale.status().ToString();
+  EXPECT_FALSE(state->CheckStore().ok());  // /readyz: 503
+  state->Start();  // the feed catches up at the fake clock's now
+  EXPECT_TRUE(WaitFor([&] { return state->Fresh().ok(); }));
+  state->Stop();
+}
+
+// The demo's tokens' time, with real intervals (the lease runs on them).
+class DemoTimeRealIntervals final : public Clock {
+ public:
+  int64_t NowSeconds() const override { return kNow; }
+  int64_t MonotonicMillis() const override { return RealClock::Instance().MonotonicMillis(); }
+};
+
+TEST_F(PostgresStateTest, ALostServerIsRefusedWithinTheBoundAndWhatChangedMeanwhileIsRefusedAfter) {
+  static const DemoTimeRealIntervals clock;
+  clock_override_ = &clock;
+  max_staleness_ms_ = 300;
+  feed_heartbeat_ms_ = 50;
+  auto state = Open();
+  ASSERT_TRUE(state);
+  state->Start();
+  ASSERT_TRUE((*state->Fresh())->tokens->Verify(demo_.tokens["org-bot"].secret, kNow).active());
+  ASSERT_TRUE(pg_->Crash());
+  EXPECT_TRUE(WaitFor([&] { return !state->Fresh().ok(); }, std::chrono::milliseconds(3000)));
+  EXPECT_FALSE(state->CheckStore().ok());
+  ASSERT_TRUE(pg_->Start());
+  // Revoked while this sidecar was still reconnecting.
+  auto w = Writer();
+  ASSERT_TRUE(w);
+  Status revoked = w->DeleteToken(demo_.tokens["org-bot"].id);
+  ASSERT_TRUE(revoked.ok()) << revoked.ToString();
+  EXPECT_TRUE(WaitFor([&] { return Refused(*state, demo_.tokens["org-bot"].secret); },
+                      std::chrono::milliseconds(10'000)))
+      << Logs();
+  EXPECT_TRUE((*state->Fresh())->tokens->Verify(demo_.tokens["doomed"].secret, kNow).active());
+  state->Stop();
+  EXPECT_NE(Logs().find("caught up with the store again"), std::string::npos) << Logs();
 }
 
 }  // namespace
