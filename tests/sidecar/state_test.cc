@@ -425,7 +425,7 @@ class PostgresStateTest : public StateTest {
 };
 
 TEST_F(PostgresStateTest, ChangesArriveByNotificationAndAreAppliedWithoutLoadingEverything) {
-  feed_heartbeat_ms_ = 5000;  // long: the notification, not the heartbeat, must wake the feed
+  feed_heartbeat_ms_ = 2000;  // long: the notification, not the heartbeat, must wake the feed
   max_staleness_ms_ = 60'000;
   auto state = Open();
   ASSERT_TRUE(state);
@@ -435,7 +435,7 @@ TEST_F(PostgresStateTest, ChangesArriveByNotificationAndAreAppliedWithoutLoading
   const std::string secret = demo_.tokens["prod-viewer"].secret;
   ASSERT_TRUE((*state->Fresh())->tokens->Verify(secret, kNow).active());
   ASSERT_TRUE(w->DeleteToken(demo_.tokens["prod-viewer"].id).ok());
-  EXPECT_TRUE(WaitFor([&] { return Refused(*state, secret); }, std::chrono::milliseconds(4000)));
+  EXPECT_TRUE(WaitFor([&] { return Refused(*state, secret); }, std::chrono::milliseconds(1500)));
   // An API user's deletion refuses every token of it; a setting reaches the directory.
   ASSERT_TRUE(w->DeleteApiUser(demo_.api_users["prod-importer"]).ok());
   EXPECT_TRUE(WaitFor([&] { return Refused(*state, demo_.tokens["prod-importer"].secret); }));
