@@ -596,6 +596,14 @@ Result<PgResult> PgStore::Run(const std::string& sql, const std::vector<Param>& 
     }
     return Lost(what.doing);
   }
+  for (const Param& p : params) {
+    // libpq sends a text parameter as a C string: a NUL inside would cut it
+    // short silently. (The methods check their text first; this catches the rest.)
+    if (!p.binary && p.value.find('\0') != std::string::npos) {
+      return Status::InvalidArgument(what.doing + ": text with a NUL byte cannot be kept in store " +
+                                     shown_);
+    }
+  }
   std::vector<const char*> values(params.size());
   std::vector<int> lengths(params.size()), formats(params.size());
   for (size_t i = 0; i < params.size(); ++i) {
