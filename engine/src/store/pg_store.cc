@@ -412,6 +412,10 @@ Status PgStore::Connect() {
     }
     return Status::IoError("cannot connect to store " + shown_ + ": " + msg);
   }
+  // libpq prints the server's notices and warnings on stderr by default
+  // ("terminating connection due to immediate shutdown command"): stray
+  // lines in the programs' output. What matters arrives as an error result.
+  PQsetNoticeProcessor(conn_, [](void*, const char*) {}, nullptr);
   {
     GH_ASSIGN_OR_RETURN(t, Run("SELECT setting FROM pg_settings WHERE name = 'statement_timeout'",
                                {}, {"configuring the connection"}));
