@@ -1657,4 +1657,90 @@ TEST_F(E2eTest, ShadowPolicyDivergencesAreExactlyTheCellsTheCandidateDecidesDiff
   }
 }
 
+TEST_F(E2eTest, ShadowPolicyReloadsLikeTheLiveOneAndABrokenCandidateIsRefused) {
+  // The candidate is a folder with the seed's invariants, as a team would keep it.
+  const std::string seed = ReadAll(std::string(GATEHOUSE_SOURCE_DIR) + "/policies/invariants/seed.yaml");
+  ASSERT_FALSE(seed.empty());
+  fs::create_directories(dir_.File("cand/invariants"));
+  const std::string candidate = dir_.File("cand/api-tokens.yaml");
+  // API users may list tokens: deny → allow for dev-exporter, and no invariant breaks.
+  const std::string api_lists =
+      AddRule(DefaultPolicyText(), "token.list", true, "principal.kind == api_user", "shadow-api-lists");
+  WriteAll(candidate, api_lists);
+  WriteAll(dir_.File("cand/invariants/seed.yaml"), seed);
+  Sidecar s = LaunchSidecar({kSidecar, "--listen", "127.0.0.1:0", "--store", store(), "--policy", dir_.File("policies"),
+                             "--shadow-policy", dir_.File("cand"), "--policy-poll-ms", "100", "--sweep-interval", "0",
+                             "--decision-log", dir_.File("reload.jsonl")},
+                            dir_.File("reload.stderr"));
+  ASSERT_TRUE(s.process) << ReadAll(dir_.File("reload.stderr"));
+  auto shadow_revision = [&] {
+    json j = json::parse(Direct("GET", "/readyz", "", {}, s.port).body, nullptr, false);
+    return j.is_object() && j.contains("shadow_policy") ? j["shadow_policy"]["revision"].get<std::string>() : "";
+  };
+  auto metric = [&](const std::string& line) {
+    const std::string body = Direct("GET", "/metrics", "", {}, s.port).body;
+    const size_t at = body.find("\n" + line + " ");
+    return at == std::string::npos ? 0.0 : std::stod(body.substr(at + line.size() + 2));
+  };
+  const std::string list_divergence =
+      "gatehouse_shadow_divergences_total{action=\"token.list\",live=\"deny\",shadow=\"allow\"}";
+  const std::string import_divergence =
+      "gatehouse_shadow_divergences_total{action=\"project.import\",live=\"deny\",shadow=\"allow\"}";
+  auto ask = [&](const Token& t, const std::string& action) {
+    HttpResponse r = Direct("POST", "/v1/authorize",
+                            json({{"token", t.secret}, {"action", action}, {"workspace", "Marketing-Development"}}).dump(),
+                            {}, s.port);
+    EXPECT_EQ(r.status, 200) << r.body;
+    return json::parse(r.body, nullptr, false).value("allow", false);
+  };
+  const std::string first = shadow_revision();
+  ASSERT_FALSE(first.empty());
+  EXPECT_NE(first, Revision(s.port));
+  EXPECT_FALSE(ask(dev_, "token.list")) << "the answer is the live policy's";
+  EXPECT_EQ(metric(list_divergence), 1);
+
+  // A candidate that does not parse: refused, logged, counted; the last good one keeps shadowing.
+  ReplaceFile(candidate, api_lists + "\nactions: [\n");
+  EXPECT_TRUE(WaitFor([&] { return metric("gatehouse_shadow_policy_reloads_total{result=\"error\"}") >= 1; }))
+      << ReadAll(dir_.File("reload.stderr"));
+  EXPECT_EQ(shadow_revision(), first);
+  EXPECT_FALSE(ask(dev_, "token.list"));
+  EXPECT_EQ(metric(list_divergence), 2) << "the refused candidate is shadowing";
+  std::string log = ReadAll(dir_.File("reload.stderr"));
+  EXPECT_NE(log.find("shadow policy reload failed; the previous candidate (" + first + ") keeps shadowing"), std::string::npos) << log;
+  EXPECT_NE(log.find(candidate + ":"), std::string::npos) << "FILE:LINE:COL errors: " << log;
+
+  // A candidate that breaks one of its invariants: refused the same way, with the counterexample.
+  ReplaceFile(candidate, AddRule(DefaultPolicyText(), "project.import", true, "principal.workspace_role == viewer", "shadow-viewers"));
+  EXPECT_TRUE(WaitFor([&] { return metric("gatehouse_shadow_policy_reloads_total{result=\"error\"}") >= 2; }))
+      << ReadAll(dir_.File("reload.stderr"));
+  EXPECT_EQ(shadow_revision(), first);
+  log = ReadAll(dir_.File("reload.stderr"));
+  EXPECT_NE(log.find("invariant viewers-never-import-or-export broken"), std::string::npos) << log;
+  EXPECT_FALSE(ask(viewer_, "project.import"));
+  EXPECT_EQ(metric(import_divergence), 0) << "the refused candidate is shadowing";
+
+  // A good candidate (SIGHUP as well as the file watch): shadowed from the next request on.
+  ReplaceFile(candidate, DefaultPolicyText());
+  s.process->Kill(SIGHUP);
+  EXPECT_TRUE(WaitFor([&] { return shadow_revision() == Revision(s.port); })) << ReadAll(dir_.File("reload.stderr"));
+  EXPECT_GE(metric("gatehouse_shadow_policy_reloads_total{result=\"ok\"}"), 1);
+  EXPECT_FALSE(ask(dev_, "token.list"));
+  EXPECT_EQ(metric(list_divergence), 2) << "an equal candidate diverges nowhere";
+
+  // The live policy moves: the shadow compares with the new live one.
+  ReplaceFile(policy_file(), api_lists);
+  EXPECT_TRUE(WaitFor([&] { return Revision(s.port) != shadow_revision(); })) << ReadAll(dir_.File("reload.stderr"));
+  EXPECT_TRUE(ask(dev_, "token.list")) << "the live policy answers";
+  EXPECT_EQ(metric("gatehouse_shadow_divergences_total{action=\"token.list\",live=\"allow\",shadow=\"deny\"}"), 1);
+  EXPECT_EQ(s.process->Stop(10s).exit_code, 0);
+
+  // Starting on a candidate that does not load: exit 1 with its errors.
+  ReplaceFile(candidate, "gatehouse: v1\npolicy: [\n");
+  ProcessResult r = RunProcess({kSidecar, "--listen", "127.0.0.1:0", "--store", store(), "--shadow-policy", dir_.File("cand")});
+  EXPECT_EQ(r.exit_code, 1) << r;
+  EXPECT_NE(r.err.find("shadow policy " + dir_.File("cand") + " does not load"), std::string::npos) << r;
+  EXPECT_NE(r.err.find(candidate + ":"), std::string::npos) << r;
+}
+
 }  // namespace gatehouse::testing
