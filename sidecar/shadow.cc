@@ -22,6 +22,18 @@ constexpr std::string_view kOtherAction = "_other";
 
 std::string_view EffectName(bool allow) { return allow ? "allow" : "deny"; }
 
+// Prometheus label values escape backslash, double quote and newline (as metrics.cc).
+std::string Label(std::string_view v) {
+  std::string out;
+  for (char c : v) {
+    if (c == '\\') out += "\\\\";
+    else if (c == '"') out += "\\\"";
+    else if (c == '\n') out += "\\n";
+    else out += c;
+  }
+  return out;
+}
+
 }  // namespace
 
 bool SameInputs(const CompiledPolicy& a, const CompiledPolicy& b) {
@@ -259,8 +271,8 @@ std::string Shadow::RenderMetrics() const {
   const PolicyPtr cand = candidate();
   out += "# HELP gatehouse_shadow_policy_info The candidate policy decided beside the live one (--shadow-policy).\n";
   out += "# TYPE gatehouse_shadow_policy_info gauge\n";
-  out += "gatehouse_shadow_policy_info{name=\"" + cand->name() + "\",revision=\"" + cand->revision() +
-         "\"} 1\n";
+  out += "gatehouse_shadow_policy_info{name=\"" + Label(cand->name()) + "\",revision=\"" +
+         Label(cand->revision()) + "\"} 1\n";
   out += "# HELP gatehouse_shadow_divergences_total Decisions whose effect under the candidate policy differs from the live answer.\n";
   out += "# TYPE gatehouse_shadow_divergences_total counter\n";
   {
@@ -268,7 +280,7 @@ std::string Shadow::RenderMetrics() const {
     for (const auto& [action, n] : divergences_) {
       for (int live_allow = 0; live_allow < 2; ++live_allow) {
         if (n[live_allow] == 0) continue;
-        out += "gatehouse_shadow_divergences_total{action=\"" + action + "\",live=\"";
+        out += "gatehouse_shadow_divergences_total{action=\"" + Label(action) + "\",live=\"";
         out += EffectName(live_allow == 1);
         out += "\",shadow=\"";
         out += EffectName(live_allow == 0);
