@@ -27,6 +27,17 @@
 #        $CHURN_RATE changes a second (token create and revoke, alternating;
 #        at most CHURN_RATE * CHURN_S changes): p50/p99/max side by side, the
 #        change feed's counters, and the RSS after.
+#  shadow the cost of --shadow-policy (issue 13): three gatehoused on one
+#        store, side by side in one run: without a shadow, with a candidate
+#        that differs in one cell the benchmark request does not reach (the
+#        viewer-import edit: every request is decided twice, none diverges),
+#        and with one that denies the benchmark request (every request
+#        diverges: counted, and its decision-log record carries the shadow
+#        object). Each gets wrk -t2 -cN -d$DURATION POST /v1/authorize at N =
+#        $SHADOW_CONNECTIONS, $ROUNDS interleaved rounds, all three with
+#        --decision-log to a file (the divergences' cost includes writing
+#        them); the table shows the median round, the CPU per request and the
+#        ratio to the run without a shadow.
 #  edge  the same gatehoused with $SLOW slow-header connections (trickling a
 #        byte every 300 ms, reopened when the server closes them) and $IDLE
 #        idle keep-alive connections held open by bench/conn_holder: a probe
@@ -47,7 +58,8 @@
 # PROBE_AT ("256 1024": connection counts with a probe beside wrk),
 # PROBE_COUNT (100), IO_THREADS (gatehoused --io-threads, 0 = one per core),
 # HELLO_THREADS (hello_server --threads, 64), TOKENS (100000), IDLE (10000),
-# SLOW (1000), CHURN_S (30), CHURN_RATE (20), PROFILE (auto | perf | callgrind | off), MODE (all | load | rss | edge).
+# SLOW (1000), CHURN_S (30), CHURN_RATE (20), PROFILE (auto | perf | callgrind | off),
+# SHADOW_CONNECTIONS ("16 256"), MODE (all | load | rss | edge | churn | shadow).
 # Every loop is bounded (wrk -d, probe counts and deadlines, conn_holder
 # --hold-s); every process the script starts is stopped by PID on exit.
 set -euo pipefail
@@ -68,8 +80,9 @@ CHURN_RATE=${CHURN_RATE:-20}
 ROUNDS=${ROUNDS:-3}
 PROFILE=${PROFILE:-auto}
 MODE=${MODE:-all}
+SHADOW_CONNECTIONS=${SHADOW_CONNECTIONS:-16 256}
 NGINX=${NGINX:-/usr/sbin/nginx}
-case "$MODE" in all | load | rss | edge | churn) ;; *) echo "load.sh: MODE is all, load, rss, edge or churn" >&2; exit 2 ;; esac
+case "$MODE" in all | load | rss | edge | churn | shadow) ;; *) echo "load.sh: MODE is all, load, rss, edge, churn or shadow" >&2; exit 2 ;; esac
 case "$DURATION" in *[0-9]s) ;; *) echo "load.sh: DURATION is in seconds, e.g. 10s" >&2; exit 2 ;; esac
 SECONDS_PER_RUN=${DURATION%s}
 
@@ -393,6 +406,62 @@ if [ "$MODE" = all ] || [ "$MODE" = load ]; then
   else
     echo "no profile (PROFILE=$PROFILE; perf sampling and valgrind unavailable)"
   fi
+fi
+
+if [ "$MODE" = all ] || [ "$MODE" = shadow ]; then
+  echo
+  TOKEN=$(make_store "$WORK/shadow.db")
+  # The candidates: the default policy with one permit added (viewers may
+  # import; the benchmark's contributor is allowed either way) and with one
+  # forbid added (API users may not import: the benchmark request diverges).
+  mkdir -p "$WORK/cand-quiet" "$WORK/cand-diverging"
+  awk '{print} /^  project.import:$/ {f = 1} f && /^    permit:$/ {print "      - rule: shadow-viewers\n        when: principal.workspace_role == viewer"; f = 0}' \
+    "$ROOT/policies/api-tokens.yaml" >"$WORK/cand-quiet/api-tokens.yaml"
+  awk '{print} /^  project.import:$/ {print "    forbid:\n      - rule: shadow-no-api-import\n        when: principal.kind == api_user"}' \
+    "$ROOT/policies/api-tokens.yaml" >"$WORK/cand-diverging/api-tokens.yaml"
+  declare -A SH_PORT SH_PID
+  for v in plain quiet diverging; do
+    extra=()
+    [ "$v" != plain ] && extra=(--shadow-policy "$WORK/cand-$v")
+    start "sh-$v" "$D" --listen 127.0.0.1:0 --store "$WORK/shadow.db" --policy "$ROOT/policies" \
+      --io-threads "$IO_THREADS" --decision-log "$WORK/sh-$v.jsonl" "${extra[@]}"
+    SH_PORT[$v]=$PORT
+    SH_PID[$v]=$PID
+    curl -fsS -X POST "http://127.0.0.1:$PORT/v1/authorize" -H 'Content-Type: application/json' \
+      -d "{\"token\":\"$TOKEN\",\"action\":\"project.import\",\"workspace\":\"Marketing-Production\"}" | grep -q '"allow":true'
+  done
+  for c in $SHADOW_CONNECTIONS; do
+    for r in $(seq 1 "$ROUNDS"); do
+      for v in plain quiet diverging; do
+        run_wrk "shadow-$v" "$c" "$r" "${SH_PORT[$v]}" "${SH_PID[$v]}" authorize.lua
+      done
+    done
+  done
+  echo "shadow: POST /v1/authorize without and with --shadow-policy (median of $ROUNDS interleaved rounds;"
+  echo "quiet: a candidate one cell apart that this request does not reach; diverging: every request diverges)"
+  printf '%-18s %5s %8s %7s %7s %7s %7s %10s %10s\n' variant conns "req/s" "p50 ms" "p99 ms" errors "cpu µs" "req/s vs" "cpu vs"
+  for c in $SHADOW_CONNECTIONS; do
+    for v in plain quiet diverging; do
+      f=$(for x in "$WORK"/wrk-shadow-$v-$c-*.txt; do echo "$(awk '/Requests\/sec/ {printf "%.0f", $2}' "$x") $x"; done |
+            sort -n | awk '{a[NR] = $2} END {print a[int((NR + 1) / 2)]}')
+      rps=$(awk '/Requests\/sec/ {printf "%.0f", $2}' "$f")
+      cpu=$(cat "$WORK"/wrk-shadow-$v-$c-*.cpu | sort -n | awk '{a[NR] = $1} END {print a[int((NR + 1) / 2)]}')
+      errors=$(cat "$WORK"/wrk-shadow-$v-$c-*.txt | awk '/Non-2xx/ {n += $NF} /Socket errors/ {n += 1} END {print n + 0}')
+      RPS[shadow-$v-$c]=$rps
+      CPU[shadow-$v-$c]=$cpu
+      printf '%-18s %5s %8s %7s %7s %7s %7s %10s %10s\n' "$v" "$c" "$rps" \
+        "$(ms "$(awk '$1 == "50%" {print $2}' "$f")")" "$(ms "$(awk '$1 == "99%" {print $2}' "$f")")" "$errors" "$cpu" \
+        "$(awk -v a="$rps" -v b="${RPS[shadow-plain-$c]}" 'BEGIN {printf "%.3f", a / b}')" \
+        "$(awk -v a="$cpu" -v b="${CPU[shadow-plain-$c]}" 'BEGIN {if (b > 0) printf "%.3f", a / b; else print "-"}')"
+    done
+  done
+  for v in quiet diverging; do
+    n=$(curl -fsS "http://127.0.0.1:${SH_PORT[$v]}/metrics" | awk '/^gatehouse_shadow_divergences_total/ {n += $2} END {print n + 0}')
+    slow=$(curl -fsS "http://127.0.0.1:${SH_PORT[$v]}/metrics" | awk '$1 == "gatehouse_shadow_slow_decisions_total" {print $2}')
+    echo "  $v: $n divergences counted, $slow slow-path shadow decisions, $(grep -c '"shadow":' "$WORK/sh-$v.jsonl" || true) decision-log records with a shadow object"
+  done
+  echo "target: shadow costs ≤ 10% of /v1/authorize throughput (req/s vs ≥ 0.90)"
+  for v in plain quiet diverging; do stop_pid "${SH_PID[$v]}"; done
 fi
 
 if [ "$MODE" = all ] || [ "$MODE" = rss ] || [ "$MODE" = edge ] || [ "$MODE" = churn ]; then

@@ -13,3 +13,8 @@ target_link_libraries(seed_store PRIVATE gatehouse_store gatehouse_tokens)
 #   conn_holder: holds K idle keep-alive and S slow-header (trickling) connections open
 add_executable(probe ${CMAKE_CURRENT_LIST_DIR}/probe.cc)
 add_executable(conn_holder ${CMAKE_CURRENT_LIST_DIR}/conn_holder.cc)
+
+# The cost of --shadow-policy per decision, in process (sidecar/shadow.h).
+add_executable(shadow_bench ${CMAKE_CURRENT_LIST_DIR}/shadow_bench.cc)
+target_link_libraries(shadow_bench PRIVATE gatehouse_sidecar benchmark::benchmark)
+target_compile_definitions(shadow_bench PRIVATE GATEHOUSE_SOURCE_DIR="${PROJECT_SOURCE_DIR}")

@@ -146,6 +146,10 @@ struct Handlers::Evaluation {
   // `workspace` keeps the request's spelling for the log.
   std::string stored_workspace;
   std::string inputs;  // EncodeInputs of what the policy decided; "" when it was not asked
+  // What Authorize resolved (for the shadow decision: shadow.h).
+  bool decided = false;
+  Request request;
+  ShadowVerdict shadow;  // computed only with --shadow-policy
 };
 
 Handlers::Handlers(State* state, DecisionLog* log, HandlerOptions options)
@@ -318,6 +322,10 @@ Handlers::Evaluation Handlers::Evaluate(const AuthorizeCheck& check, std::string
     subject = std::move(*user);
   }
   Decide(subject, check, info, *policy, *snapshot->directory, &e);
+  if (options_.shadow != nullptr && !e.bad_request) {
+    options_.shadow->Decide(policy, e.decided, e.request, e.view.allow, *snapshot->directory,
+                            subject, check.action, check.workspace, check.params, &e.shadow);
+  }
   return e;
 }
 
@@ -337,6 +345,8 @@ void Handlers::Decide(const Subject& subject, const AuthorizeCheck& check, const
     e->error = outcome.error;
     return;
   }
+  e->decided = outcome.decided;
+  e->request = outcome.request;
   if (outcome.decided) {
     principal.workspace_role = outcome.workspace_role;
     e->inputs = EncodeInputs(policy, outcome.request);
@@ -377,6 +387,12 @@ bool Handlers::Log(std::string_view endpoint, const Evaluation& e, int64_t now_m
   entry.token_redacted = e.token_redacted;
   entry.request_id = request.request_id;
   entry.inputs = e.inputs;
+  if (e.shadow.diverged) {
+    entry.shadow_revision = e.shadow.revision;
+    entry.shadow_allow = e.shadow.allow;
+    entry.shadow_reasons = &e.shadow.reasons;
+    entry.shadow_message = e.shadow.message;
+  }
   if (original != nullptr) {
     entry.source = original->source == ForwardAuthSource::kAuto
                        ? std::string_view("none")
@@ -579,6 +595,10 @@ HttpReply Handlers::ForwardAuth(const HttpRequest& request) {
   if (t.refusal) return deny403(t.refusal->rule, t.refusal->message);
   const auto route = policy->MatchRoute(original.method, original.segments);
   if (!route) {
+    if (options_.shadow != nullptr) {  // the candidate may map it
+      options_.shadow->DecideRoute(policy, "", "", false, Request{}, false, *(*snapshot)->directory,
+                                   subject, original.method, original.segments, &e.shadow);
+    }
     const std::string_view path =
         std::string_view(original.target).substr(0, std::string_view(original.target).find('?'));
     return deny403("no-route", "no route of policy " + policy->name() + " maps " + original.method +
@@ -591,6 +611,11 @@ HttpReply Handlers::ForwardAuth(const HttpRequest& request) {
   e.action = check.action;
   e.workspace = check.workspace;
   Decide(subject, check, *policy->action(route->action), *policy, *(*snapshot)->directory, &e);
+  if (options_.shadow != nullptr && !e.bad_request) {
+    options_.shadow->DecideRoute(policy, check.action, check.workspace, e.decided, e.request,
+                                 e.view.allow, *(*snapshot)->directory, subject, original.method,
+                                 original.segments, &e.shadow);
+  }
   if (!Log("forward_auth", e, now_ms, request, &original)) FailClosed(&e);
   if (e.bad_request) {  // a route's action always exists; fail closed anyway
     return reply403(EncodeError(e.error));
@@ -658,6 +683,14 @@ HttpReply Handlers::Readyz(const HttpRequest&) {
   if (snapshot.ok()) {
     body += ",\"tokens\":" + std::to_string((*snapshot)->tokens->size());
   }
+  if (options_.shadow != nullptr) {
+    const PolicyPtr candidate = options_.shadow->candidate();
+    body += ",\"shadow_policy\":{\"name\":";
+    AppendJsonString(body, candidate->name());
+    body += ",\"revision\":";
+    AppendJsonString(body, candidate->revision());
+    body += '}';
+  }
   body += ",\"decision_log\":";
   body += log_ok ? "\"ok\"" : "\"failing (--decision-log-required)\"";
   body += ",\"build\":{\"version\":";
@@ -672,6 +705,7 @@ HttpReply Handlers::MetricsText(const HttpRequest&) {
   HttpReply r;
   r.content_type = "text/plain; version=0.0.4; charset=utf-8";
   r.body = state_->metrics().Render();
+  if (options_.shadow != nullptr) r.body += options_.shadow->RenderMetrics();
   return r;
 }
 

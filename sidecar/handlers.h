@@ -33,6 +33,7 @@
 #include "sidecar/decision_log.h"
 #include "sidecar/forward_auth.h"
 #include "sidecar/metrics.h"
+#include "sidecar/shadow.h"
 #include "sidecar/state.h"
 #include "sidecar/wire.h"
 
@@ -107,6 +108,10 @@ struct HandlerOptions {
   // --access-log: one line per answered request (access_log.h). Not owned;
   // null (the default): no access log.
   DecisionLog* access_log = nullptr;
+  // --shadow-policy: every decision is also made on this candidate, its
+  // divergences counted and logged (shadow.h); answers never change. Not
+  // owned; null (the default): no shadow.
+  Shadow* shadow = nullptr;
 };
 
 // The identity headers of a forward-auth 200, all of them: the one list a

@@ -31,6 +31,7 @@
 #include "sidecar/log.h"
 #include "sidecar/metrics.h"
 #include "sidecar/sd_notify.h"
+#include "sidecar/shadow.h"
 #include "sidecar/state.h"
 
 namespace po = boost::program_options;
@@ -68,8 +69,8 @@ constexpr const char* kEndpointsHelp =
 constexpr const char* kSubcommandHelp =
     "Subcommand: gatehoused healthcheck [--listen ADDR] [--timeout-ms N] (exit 0 when ready).";
 constexpr const char* kSignalsHelp =
-    "Signals: SIGHUP reloads the policy and reopens the decision log; SIGTERM/SIGINT\n"
-    "stop accepting, finish in-flight requests and exit 0.";
+    "Signals: SIGHUP reloads the policy (and the shadow policy) and reopens the decision\n"
+    "log; SIGTERM/SIGINT stop accepting, finish in-flight requests and exit 0.";
 constexpr const char* kEnvHelp =
     "Environment: GATEHOUSE_STORE (--store), GATEHOUSE_POLICY (--policy), NOTIFY_SOCKET\n"
     "(set by systemd for Type=notify: READY=1 is sent there once serving).";
@@ -131,7 +132,7 @@ void PrintBashCompletion(const po::options_description& desc) {
   for (const auto& o : desc.options()) {
     const std::string name = o->canonical_display_name(po::command_line_style::allow_long);
     opts += (opts.empty() ? "" : " ") + name;
-    for (const char* f : {"--store", "--policy", "--config", "--decision-log", "--access-log",
+    for (const char* f : {"--store", "--policy", "--shadow-policy", "--config", "--decision-log", "--access-log",
                           "--tls-cert", "--tls-key", "--tls-client-ca", "--caller-secret-file"})
       if (name == f) files += (files.empty() ? "" : "|") + name;
   }
@@ -215,7 +216,7 @@ int main(int argc, char** argv) {
   std::string log_level = "info", log_format = "text", access_log_path;
   std::string feed_notify = "on";
   std::string listen, decision_log_path, config_path, socket_mode = "0660", forward_auth_source,
-      caller_secret_file;
+      caller_secret_file, shadow_policy;
   int threads = server_options.threads;
   size_t payload_max = server_options.payload_max_bytes;
   size_t max_connections = server_options.max_connections;
@@ -254,6 +255,11 @@ int main(int argc, char** argv) {
       ("invariants", po::value(&state_options.invariants)->composing(),
        "an invariant file or folder checked whenever the policy loads (repeatable; besides "
        "the policy folder's invariants/); a policy that breaks one is refused")
+      ("shadow-policy", po::value(&shadow_policy),
+       "a candidate policy file or folder decided beside the live one on every request and "
+       "reloaded like it; answers still come from the live policy; decisions whose effect "
+       "differs are counted (gatehouse_shadow_divergences_total) and logged with the "
+       "candidate's rules")
       ("io-threads", po::value(&threads)->default_value(threads),
        "I/O threads serving every connection (0: one per core); an idle or slow connection "
        "holds none")
@@ -431,6 +437,18 @@ int main(int argc, char** argv) {
                            [](std::string_view line) { Log(GuessLevel(line), line); });
   if (!state.ok()) return Fail(state.status().ToString());
 
+  std::unique_ptr<Shadow> shadow;
+  if (!shadow_policy.empty()) {
+    ShadowOptions so;
+    so.policy_path = shadow_policy;
+    so.invariants = state_options.invariants;
+    so.policy_poll_ms = state_options.policy_poll_ms;
+    auto opened = Shadow::Open(so, [](std::string_view line) { Log(GuessLevel(line), line); });
+    if (!opened.ok()) return Fail(opened.status().ToString());
+    shadow = std::move(opened).value();
+    handler_options.shadow = shadow.get();
+  }
+
   std::unique_ptr<DecisionLog> decision_log;
   if (!decision_log_path.empty()) {
     auto log = DecisionLog::Open(decision_log_path);
@@ -477,12 +495,18 @@ int main(int argc, char** argv) {
   // The banner is a log line like the others; stdout gets it too (where
   // port 0's choice is read) unless stdout carries a JSON log.
   Log(LogLevel::kInfo, banner);
+  if (shadow) {
+    const PolicyPtr candidate = shadow->candidate();
+    Log(LogLevel::kInfo, "shadow policy " + candidate->name() + " " + candidate->revision() +
+                             " from " + shadow_policy + " (answers come from the live policy)");
+  }
   if (decision_log_path != "-" && access_log_path != "-") {
     std::printf("%s\n", banner);
     std::fflush(stdout);
   }
 
   (*state)->Start();
+  if (shadow) shadow->Start();
   // Bound and loaded: connections are queued from here on, so a supervisor
   // waiting for readiness (systemd Type=notify) may send traffic.
   SdNotify("READY=1\nSTATUS=serving on " + where + "\nMAINPID=" + std::to_string(::getpid()));
@@ -494,6 +518,7 @@ int main(int argc, char** argv) {
       if (sigwait(&signals, &sig) != 0) continue;
       if (sig == SIGHUP) {
         (*state)->RequestReload();
+        if (shadow) shadow->RequestReload();
         for (DecisionLog* log : {decision_log.get(), access_log.get()}) {
           if (log == nullptr) continue;
           Status s = log->Reopen();
@@ -521,6 +546,7 @@ int main(int argc, char** argv) {
   if (!signalled) pthread_kill(signal_thread.native_handle(), SIGTERM);
   signal_thread.join();
   (*state)->Stop();
+  if (shadow) shadow->Stop();
   if (!run.ok()) return Fail(run.ToString());
   Log(LogLevel::kInfo, "stopped");
   return 0;

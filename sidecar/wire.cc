@@ -622,6 +622,21 @@ std::string EncodeDecisionLog(const DecisionLogEntry& e) {
     out += ",\"inputs\":";
     out += e.inputs;
   }
+  if (!e.shadow_revision.empty()) {
+    out += ",\"shadow\":{";
+    AppendField(out, "decision", e.shadow_allow ? "allow" : "deny", false);
+    out += ",\"rules\":[";
+    if (e.shadow_reasons != nullptr) {
+      for (size_t i = 0; i < e.shadow_reasons->size(); ++i) {
+        if (i) out += ',';
+        AppendJsonString(out, (*e.shadow_reasons)[i].rule);
+      }
+    }
+    out += ']';
+    if (!e.shadow_message.empty()) AppendField(out, "message", e.shadow_message);
+    AppendField(out, "revision", e.shadow_revision);
+    out += '}';
+  }
   if (!e.token_check.empty()) {
     AppendField(out, "token_id", e.token_id);
     AppendField(out, "token_check", e.token_check);

@@ -155,6 +155,13 @@ struct DecisionLogEntry {
   // The resolved inputs the policy decided (EncodeInputs), "" when it was
   // not asked (an unknown token, workspace or user).
   std::string_view inputs;
+  // --shadow-policy, only when the candidate's effect differs from `allow`
+  // (written when shadow_revision is set): the candidate's revision, effect,
+  // deciding rules and message, as "shadow":{...}.
+  std::string_view shadow_revision;
+  bool shadow_allow = false;
+  const std::vector<Reason>* shadow_reasons = nullptr;
+  std::string_view shadow_message;
 };
 std::string EncodeDecisionLog(const DecisionLogEntry& e);
 

@@ -1386,4 +1386,332 @@ TEST_F(E2eTest, ReplayingTheDecisionLogUnderTheViewerImportEditListsExactlyTheVi
   EXPECT_EQ(Cli({"policy", "replay", "--decision-log", dir_.File("nope.jsonl"), policy_file()}).exit_code, 2);
 }
 
+
+// ---------------------------------------------------------------------------
+// Shadow evaluation (issue 13, item 2): gatehoused --shadow-policy decides
+// every request on a candidate too. Candidates are made by flipping cells of
+// the default policy (a permit or a forbid added under one condition, a
+// route dropped, a setting added so the candidate reads other inputs, random
+// flips). For each one the same requests (authorize, batch, forward-auth;
+// every principal of the demo × every action × every workspace) go to three
+// sidecars: the live one without a shadow (the fixture's), the live one with
+// the candidate as shadow, and one serving the candidate as its live policy.
+// The shadow sidecar must answer exactly as the live one, and its divergences
+// (decision-log records with "shadow", the counter) must be exactly the
+// requests the other two answer differently — with the candidate's own rules
+// — and, for the cell flips, exactly the (action, from, to) `policy diff`
+// lists.
+
+TEST_F(E2eTest, ShadowPolicyDivergencesAreExactlyTheCellsTheCandidateDecidesDifferently) {
+  // More cells: a person who administers a workspace, and a personal workspace.
+  ASSERT_EQ(Cli({"member", "add", "alice@demo.test", "--workspace", "Marketing-Development", "--role", "admin"}).exit_code, 0);
+  ASSERT_EQ(Cli({"workspace", "create", "Alice-Personal", "--type", "personal", "--owner", "alice@demo.test"}).exit_code, 0);
+  const std::string live_text = DefaultPolicyText();
+  const PolicyLoad live = LoadPolicyFromString(live_text, "live.yaml");
+  ASSERT_TRUE(live.ok());
+
+  struct Candidate {
+    std::string name, text;
+    bool cells_only;  // only cells change: `policy diff` lists exactly the divergences
+  };
+  std::vector<Candidate> candidates = {
+      {"viewer-import", AddRule(live_text, "project.import", true, "principal.workspace_role == viewer", "shadow-viewers"), true},
+      {"no-api-export", AddRule(live_text, "project.export", false, "principal.kind == api_user", "shadow-no-api"), true},
+      {"viewers-use-no-token", AddRule(live_text, "token.use", false, "principal.workspace_role == viewer", "shadow-no-viewer-tokens"), true},
+      // The token.use gate: every action an API contributor was allowed diverges
+      // (`policy diff` lists the gate's own cells only, so not cells_only).
+      {"contributors-use-no-token", AddRule(live_text, "token.use", false, "principal.workspace_role == contributor", "shadow-no-contributor-tokens"), false},
+      {"contributor-tokens-new-setting",
+       Replace(AddRule(live_text, "token.create", true, "principal.org_role == contributor and workspace.type == shared", "shadow-contributors"),
+               "\nsettings:\n", "\nsettings:\n  shadow_extra: {type: bool, default: false}\n"),
+       false},
+      {"no-import-route", Replace(live_text, "  - {method: POST, path: \"/workspaces/{workspace}/projects/{project}/import\", action: project.import}\n", ""), false},
+      {"equal", "# the same policy, a comment apart\n" + live_text, true},
+  };
+  // Random flips of one cell class each (fixed seed: a failure reproduces).
+  const std::vector<std::string> atoms = {
+      "principal.kind == user", "principal.kind == api_user", "principal.workspace_role == viewer",
+      "principal.workspace_role == contributor", "principal.workspace_role == admin",
+      "principal.workspace_role == none", "principal.org_role == contributor", "principal.org_role == owner",
+      "workspace.type == organization", "workspace.type == shared", "workspace.type == personal"};
+  std::mt19937 rng(20261201);
+  for (int i = 0; i < 3; ++i) {
+    const ActionInfo& a = live.policy->actions()[rng() % live.policy->actions().size()];
+    const std::string when = atoms[rng() % atoms.size()] + " and " + atoms[rng() % atoms.size()];
+    candidates.push_back({"random-" + std::to_string(i), AddRule(live_text, a.name, rng() % 2 == 0, when, "shadow-random"), true});
+  }
+
+  // The requests: every principal × action × workspace, alone and as batches,
+  // and forward-auth for every token × route × workspace.
+  struct Probe {
+    std::string id, path, body;
+    HeaderList headers;
+  };
+  std::vector<Probe> probes;
+  const std::vector<std::string> workspaces = {"Organization", "Marketing-Development", "Marketing-Production", "Alice-Personal"};
+  std::vector<std::pair<std::string, std::string>> principals = {
+      {"token", dev_.secret}, {"token", prod_.secret}, {"token", viewer_.secret},
+      {"user", "owner@demo.test"}, {"user", "alice@demo.test"}};
+  auto params_of = [](const ActionInfo& a) {
+    json params = json::object();
+    for (const ParamInfo& p : a.params) {
+      if (p.name == "lifetime_seconds") params[p.name] = "30d";
+      else if (p.type == ValueType::kOrgRole) params[p.name] = "admin";
+      else if (p.type == ValueType::kWorkspaceRole) params[p.name] = "viewer";
+    }
+    return params;
+  };
+  for (size_t pi = 0; pi < principals.size(); ++pi) {
+    for (const std::string& ws : workspaces) {
+      json batch = json::array();
+      for (const ActionInfo& a : live.policy->actions()) {
+        json check = {{principals[pi].first, principals[pi].second}, {"action", a.name}, {"workspace", ws}, {"params", params_of(a)}};
+        batch.push_back(check);
+        probes.push_back({"a" + std::to_string(probes.size()), "/v1/authorize", check.dump(), {}});
+      }
+      probes.push_back({"b" + std::to_string(probes.size()), "/v1/authorize/batch", json({{"checks", batch}}).dump(), {}});
+    }
+  }
+  for (const Token* t : {&dev_, &prod_, &viewer_}) {
+    for (const std::string what : {"import", "export"}) {
+      for (const std::string ws : {"Marketing-Development", "Marketing-Production"}) {
+        probes.push_back({"f" + std::to_string(probes.size()), "/v1/forward-auth", "",
+                          {{"Authorization", "Bearer " + t->secret}, {"X-Original-Method", "POST"},
+                           {"X-Original-URI", "/workspaces/" + ws + "/projects/p1/" + what}}});
+      }
+    }
+  }
+  // One answer per decision of a probe, in order: allow, and the rules.
+  using Answer = std::pair<bool, std::vector<std::string>>;
+  auto rules_of = [](const json& d) {
+    std::vector<std::string> out;
+    if (d.is_object() && d.contains("reasons") && d["reasons"].is_array())
+      for (const auto& r : d["reasons"]) out.push_back(r.value("rule", ""));
+    return out;
+  };
+  auto ask = [&](int port) {
+    std::map<std::string, std::vector<Answer>> out;
+    for (const Probe& p : probes) {
+      HeaderList h = p.headers;
+      h.emplace_back("X-Request-Id", p.id);
+      HttpResponse r = Direct(p.body.empty() ? "GET" : "POST", p.path, p.body, h, port);
+      json j = json::parse(r.body, nullptr, false);
+      if (p.path == "/v1/forward-auth") {
+        EXPECT_TRUE(r.status == 200 || r.status == 403) << p.id << " " << r.status << " " << r.body;
+        out[p.id].push_back({r.status == 200, r.status == 200 ? std::vector<std::string>{} : rules_of(j)});
+      } else if (p.path == "/v1/authorize/batch") {
+        EXPECT_EQ(r.status, 200) << p.body << " " << r.body;
+        if (j.is_object() && j["results"].is_array())
+          for (const auto& d : j["results"]) out[p.id].push_back({d.value("allow", false), rules_of(d)});
+      } else {
+        EXPECT_EQ(r.status, 200) << p.body << " " << r.body;
+        out[p.id].push_back({j.is_object() && j.value("allow", false), rules_of(j)});
+      }
+    }
+    return out;
+  };
+  // The records of a decision log by request id, in order.
+  auto records = [&](const std::string& path) {
+    std::map<std::string, std::vector<json>> out;
+    const std::string text = ReadAll(path);
+    for (size_t at = 0, nl; (nl = text.find('\n', at)) != std::string::npos; at = nl + 1) {
+      json rec = json::parse(text.substr(at, nl - at), nullptr, false);
+      EXPECT_TRUE(rec.is_object());
+      if (rec.is_object()) out[rec.value("request_id", "")].push_back(rec);
+    }
+    return out;
+  };
+  auto divergence_metrics = [&](int port) {
+    std::map<std::tuple<std::string, std::string, std::string>, double> out;
+    const std::string body = Direct("GET", "/metrics", "", {}, port).body;
+    const std::string key = "gatehouse_shadow_divergences_total{action=\"";
+    for (size_t at = body.find("\n" + key); at != std::string::npos; at = body.find("\n" + key, at + 1)) {
+      const size_t a = at + 1 + key.size();
+      const size_t a_end = body.find('"', a);
+      const size_t l = body.find("live=\"", a_end) + 6;
+      const size_t s = body.find("shadow=\"", l) + 8;
+      const size_t v = body.find("} ", s) + 2;
+      out[{body.substr(a, a_end - a), body.substr(l, body.find('"', l) - l), body.substr(s, body.find('"', s) - s)}] =
+          std::stod(body.substr(v));
+    }
+    return out;
+  };
+
+  const auto live_answers = ask(sidecar_.port);
+  ASSERT_EQ(live_answers.size(), probes.size());
+  for (size_t ci = 0; ci < candidates.size(); ++ci) {
+    const Candidate& c = candidates[ci];
+    SCOPED_TRACE("candidate " + c.name + ":\n" + c.text.substr(0, 0));
+    const std::string dir = dir_.File("cand-" + std::to_string(ci));
+    fs::create_directories(dir);
+    WriteAll(dir + "/api-tokens.yaml", c.text);
+    const PolicyLoad cand = LoadPolicyFromString(c.text, "cand.yaml");
+    ASSERT_TRUE(cand.ok()) << c.name << ": " << (cand.errors.empty() ? "" : cand.errors[0].ToString());
+    const std::vector<std::string> common = {kSidecar, "--listen", "127.0.0.1:0", "--store", store(),
+                                             "--sweep-interval", "0", "--threads", "8"};
+    std::vector<std::string> argv = common;
+    argv.insert(argv.end(), {"--policy", dir_.File("policies"), "--shadow-policy", dir,
+                             "--decision-log", dir + ".shadow.jsonl"});
+    Sidecar shadow = LaunchSidecar(argv, dir + ".shadow.stderr");
+    ASSERT_TRUE(shadow.process) << ReadAll(dir + ".shadow.stderr");
+    argv = common;
+    argv.insert(argv.end(), {"--policy", dir, "--decision-log", dir + ".cand.jsonl"});
+    Sidecar as_live = LaunchSidecar(argv, dir + ".cand.stderr");
+    ASSERT_TRUE(as_live.process) << ReadAll(dir + ".cand.stderr");
+
+    const auto shadow_answers = ask(shadow.port);
+    const auto cand_answers = ask(as_live.port);
+    EXPECT_EQ(shadow_answers, live_answers) << c.name << ": a shadow changed an answer";
+    const auto shadow_log = records(dir + ".shadow.jsonl");
+    const auto cand_log = records(dir + ".cand.jsonl");
+    // Expected: every decision the candidate answers differently.
+    std::map<std::tuple<std::string, std::string, std::string>, double> expected_counts;
+    std::set<std::tuple<std::string, std::string, std::string>> cells;
+    size_t diverged = 0, logged = 0;
+    for (const Probe& p : probes) {
+      const auto& l = live_answers.at(p.id);
+      const auto& k = cand_answers.at(p.id);
+      ASSERT_EQ(l.size(), k.size()) << p.id;
+      const auto& recs = shadow_log.count(p.id) ? shadow_log.at(p.id) : std::vector<json>{};
+      const auto& krecs = cand_log.count(p.id) ? cand_log.at(p.id) : std::vector<json>{};
+      ASSERT_EQ(recs.size(), l.size()) << p.id << ": one record per decision";
+      ASSERT_EQ(krecs.size(), l.size()) << p.id;
+      for (size_t i = 0; i < l.size(); ++i) {
+        const json& rec = recs[i];
+        EXPECT_EQ(rec["decision"], l[i].first ? "allow" : "deny") << rec.dump();
+        if (rec.contains("shadow")) ++logged;
+        if (l[i].first == k[i].first) {
+          EXPECT_FALSE(rec.contains("shadow")) << c.name << " " << p.id << ": no divergence, yet " << rec.dump();
+          continue;
+        }
+        ++diverged;
+        const std::string action = rec.value("action", "");
+        const std::string from = l[i].first ? "allow" : "deny", to = k[i].first ? "allow" : "deny";
+        ++expected_counts[{action, from, to}];
+        if (p.path != "/v1/forward-auth") cells.insert({action, from, to});
+        ASSERT_TRUE(rec.contains("shadow")) << c.name << " " << p.id << ": the candidate answers " << to << ", not logged: " << rec.dump();
+        EXPECT_EQ(rec["shadow"]["decision"], to);
+        EXPECT_EQ(rec["shadow"]["revision"], cand.policy->revision());
+        EXPECT_EQ(rec["shadow"]["rules"], krecs[i]["rules"]) << "the candidate's own deciding rules";
+      }
+    }
+    EXPECT_EQ(logged, diverged) << c.name;
+    EXPECT_EQ(divergence_metrics(shadow.port), expected_counts) << c.name;
+    // `policy diff` lists exactly these cells (every flipped cell is one the requests reach).
+    ProcessResult d = Cli({"--json", "policy", "diff", policy_file(), dir + "/api-tokens.yaml"});
+    json diff = json::parse(d.out, nullptr, false);
+    ASSERT_TRUE(diff.is_object()) << d;
+    std::set<std::tuple<std::string, std::string, std::string>> listed;
+    for (const auto& ch : diff["changes"])
+      listed.emplace(ch["action"].get<std::string>(), ch["from"].get<std::string>(), ch["to"].get<std::string>());
+    if (c.cells_only) {
+      if (c.name.rfind("random-", 0) == 0) {
+        for (const auto& cell : cells) EXPECT_TRUE(listed.count(cell)) << c.name << ": " << std::get<0>(cell) << " not in the diff " << d.out;
+      } else {
+        EXPECT_EQ(cells, listed) << c.name << ": " << d.out;
+      }
+    }
+    if (c.name == "equal") {
+      EXPECT_EQ(d.exit_code, 0) << d;
+      EXPECT_EQ(diverged, 0u);
+      EXPECT_TRUE(divergence_metrics(shadow.port).empty());
+    } else if (c.cells_only && c.name.rfind("random-", 0) != 0) {
+      EXPECT_GT(diverged, 0u) << c.name << ": the requests should reach the flipped cells";
+    }
+    json ready = json::parse(Direct("GET", "/readyz", "", {}, shadow.port).body, nullptr, false);
+    EXPECT_EQ(ready["shadow_policy"]["revision"], cand.policy->revision());
+    EXPECT_EQ(ready["policy"]["revision"], live.policy->revision());
+    std::cerr << "candidate " << c.name << ": " << diverged << " divergent decisions of "
+              << [&] { size_t n = 0; for (const auto& [id, a] : live_answers) n += a.size(); return n; }() << "\n";
+    EXPECT_EQ(shadow.process->Stop(10s).exit_code, 0);
+    EXPECT_EQ(as_live.process->Stop(10s).exit_code, 0);
+  }
+}
+
+TEST_F(E2eTest, ShadowPolicyReloadsLikeTheLiveOneAndABrokenCandidateIsRefused) {
+  // The candidate is a folder with the seed's invariants, as a team would keep it.
+  const std::string seed = ReadAll(std::string(GATEHOUSE_SOURCE_DIR) + "/policies/invariants/seed.yaml");
+  ASSERT_FALSE(seed.empty());
+  fs::create_directories(dir_.File("cand/invariants"));
+  const std::string candidate = dir_.File("cand/api-tokens.yaml");
+  // API users may list tokens: deny → allow for dev-exporter, and no invariant breaks.
+  const std::string api_lists =
+      AddRule(DefaultPolicyText(), "token.list", true, "principal.kind == api_user", "shadow-api-lists");
+  WriteAll(candidate, api_lists);
+  WriteAll(dir_.File("cand/invariants/seed.yaml"), seed);
+  Sidecar s = LaunchSidecar({kSidecar, "--listen", "127.0.0.1:0", "--store", store(), "--policy", dir_.File("policies"),
+                             "--shadow-policy", dir_.File("cand"), "--policy-poll-ms", "100", "--sweep-interval", "0",
+                             "--decision-log", dir_.File("reload.jsonl")},
+                            dir_.File("reload.stderr"));
+  ASSERT_TRUE(s.process) << ReadAll(dir_.File("reload.stderr"));
+  auto shadow_revision = [&] {
+    json j = json::parse(Direct("GET", "/readyz", "", {}, s.port).body, nullptr, false);
+    return j.is_object() && j.contains("shadow_policy") ? j["shadow_policy"]["revision"].get<std::string>() : "";
+  };
+  auto metric = [&](const std::string& line) {
+    const std::string body = Direct("GET", "/metrics", "", {}, s.port).body;
+    const size_t at = body.find("\n" + line + " ");
+    return at == std::string::npos ? 0.0 : std::stod(body.substr(at + line.size() + 2));
+  };
+  const std::string list_divergence =
+      "gatehouse_shadow_divergences_total{action=\"token.list\",live=\"deny\",shadow=\"allow\"}";
+  const std::string import_divergence =
+      "gatehouse_shadow_divergences_total{action=\"project.import\",live=\"deny\",shadow=\"allow\"}";
+  auto ask = [&](const Token& t, const std::string& action) {
+    HttpResponse r = Direct("POST", "/v1/authorize",
+                            json({{"token", t.secret}, {"action", action}, {"workspace", "Marketing-Development"}}).dump(),
+                            {}, s.port);
+    EXPECT_EQ(r.status, 200) << r.body;
+    return json::parse(r.body, nullptr, false).value("allow", false);
+  };
+  const std::string first = shadow_revision();
+  ASSERT_FALSE(first.empty());
+  EXPECT_NE(first, Revision(s.port));
+  EXPECT_FALSE(ask(dev_, "token.list")) << "the answer is the live policy's";
+  EXPECT_EQ(metric(list_divergence), 1);
+
+  // A candidate that does not parse: refused, logged, counted; the last good one keeps shadowing.
+  ReplaceFile(candidate, api_lists + "\nactions: [\n");
+  EXPECT_TRUE(WaitFor([&] { return metric("gatehouse_shadow_policy_reloads_total{result=\"error\"}") >= 1; }))
+      << ReadAll(dir_.File("reload.stderr"));
+  EXPECT_EQ(shadow_revision(), first);
+  EXPECT_FALSE(ask(dev_, "token.list"));
+  EXPECT_EQ(metric(list_divergence), 2) << "the refused candidate is shadowing";
+  std::string log = ReadAll(dir_.File("reload.stderr"));
+  EXPECT_NE(log.find("shadow policy reload failed; the previous candidate (" + first + ") keeps shadowing"), std::string::npos) << log;
+  EXPECT_NE(log.find(candidate + ":"), std::string::npos) << "FILE:LINE:COL errors: " << log;
+
+  // A candidate that breaks one of its invariants: refused the same way, with the counterexample.
+  ReplaceFile(candidate, AddRule(DefaultPolicyText(), "project.import", true, "principal.workspace_role == viewer", "shadow-viewers"));
+  EXPECT_TRUE(WaitFor([&] { return metric("gatehouse_shadow_policy_reloads_total{result=\"error\"}") >= 2; }))
+      << ReadAll(dir_.File("reload.stderr"));
+  EXPECT_EQ(shadow_revision(), first);
+  log = ReadAll(dir_.File("reload.stderr"));
+  EXPECT_NE(log.find("invariant viewers-never-import-or-export broken"), std::string::npos) << log;
+  EXPECT_FALSE(ask(viewer_, "project.import"));
+  EXPECT_EQ(metric(import_divergence), 0) << "the refused candidate is shadowing";
+
+  // A good candidate (SIGHUP as well as the file watch): shadowed from the next request on.
+  ReplaceFile(candidate, DefaultPolicyText());
+  s.process->Kill(SIGHUP);
+  EXPECT_TRUE(WaitFor([&] { return shadow_revision() == Revision(s.port); })) << ReadAll(dir_.File("reload.stderr"));
+  EXPECT_GE(metric("gatehouse_shadow_policy_reloads_total{result=\"ok\"}"), 1);
+  EXPECT_FALSE(ask(dev_, "token.list"));
+  EXPECT_EQ(metric(list_divergence), 2) << "an equal candidate diverges nowhere";
+
+  // The live policy moves: the shadow compares with the new live one.
+  ReplaceFile(policy_file(), api_lists);
+  EXPECT_TRUE(WaitFor([&] { return Revision(s.port) != shadow_revision(); })) << ReadAll(dir_.File("reload.stderr"));
+  EXPECT_TRUE(ask(dev_, "token.list")) << "the live policy answers";
+  EXPECT_EQ(metric("gatehouse_shadow_divergences_total{action=\"token.list\",live=\"allow\",shadow=\"deny\"}"), 1);
+  EXPECT_EQ(s.process->Stop(10s).exit_code, 0);
+
+  // Starting on a candidate that does not load: exit 1 with its errors.
+  ReplaceFile(candidate, "gatehouse: v1\npolicy: [\n");
+  ProcessResult r = RunProcess({kSidecar, "--listen", "127.0.0.1:0", "--store", store(), "--shadow-policy", dir_.File("cand")});
+  EXPECT_EQ(r.exit_code, 1) << r;
+  EXPECT_NE(r.err.find("shadow policy " + dir_.File("cand") + " does not load"), std::string::npos) << r;
+  EXPECT_NE(r.err.find(candidate + ":"), std::string::npos) << r;
+}
+
 }  // namespace gatehouse::testing

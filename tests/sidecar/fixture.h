@@ -181,4 +181,33 @@ inline std::string ViewersMayImport() {
   return p;
 }
 
+// Adds a rule to `action` of a policy text: a permit (first of its permits)
+// or a forbid (first of its forbids, the list made when the action has none).
+inline std::string AddRule(std::string policy, const std::string& action, bool permit,
+                    const std::string& when, const std::string& rule) {
+  const size_t start = policy.find("\n  " + action + ":\n");
+  EXPECT_NE(start, std::string::npos) << action;
+  if (start == std::string::npos) return policy;
+  size_t end = start + 1;
+  // The action's block ends at the next line indented by exactly two spaces (or a top-level key).
+  for (size_t nl = policy.find('\n', start + 1); nl != std::string::npos; nl = policy.find('\n', nl + 1)) {
+    const std::string_view rest = std::string_view(policy).substr(nl + 1);
+    if ((rest.size() > 2 && rest.substr(0, 2) == "  " && rest[2] != ' ' && rest[2] != '#') ||
+        (!rest.empty() && rest[0] != ' ' && rest[0] != '\n' && rest[0] != '#')) {
+      end = nl;
+      break;
+    }
+  }
+  const std::string item = "      - rule: " + rule + "\n        when: \"" + when + "\"\n";
+  const std::string key = permit ? "\n    permit:\n" : "\n    forbid:\n";
+  const size_t at = policy.find(key, start);
+  if (at != std::string::npos && at < end) {
+    policy.insert(at + key.size(), item);
+  } else {
+    EXPECT_FALSE(permit) << action << " has no permit list";
+    policy.insert(end, "\n    forbid:\n" + item.substr(0, item.size() - 1));
+  }
+  return policy;
+}
+
 }  // namespace gatehouse::testing

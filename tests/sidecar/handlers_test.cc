@@ -8,6 +8,7 @@
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <random>
 #include <set>
 #include <string>
 #include <thread>
@@ -18,6 +19,7 @@
 namespace gatehouse::sidecar {
 namespace {
 
+using gatehouse::testing::AddRule;
 using gatehouse::testing::CreateDemoStore;
 using gatehouse::testing::DefaultPolicyText;
 using gatehouse::testing::DemoStore;
@@ -1220,6 +1222,96 @@ TEST_F(HandlersTest, ForwardAuthDenialCarriesTheDecisionInAHeaderForNginx) {
   r = ForwardAuth(Bearer("prod-importer"), "POST", "/workspaces/Marketing-Production/projects/p/import");
   ASSERT_EQ(r.status, 200);
   EXPECT_EQ(Header(r, "X-Gatehouse-Decision"), "");
+}
+
+// Shadow evaluation's fast path (the live Request decided on the candidate,
+// shadow.h) agrees with deciding the candidate afresh, for random cell flips
+// of the default policy and every principal × action × workspace of the demo
+// store; a candidate reading other inputs takes the slow path, just as exact.
+TEST_F(HandlersTest, ShadowFastPathAgreesWithAuthorizingTheCandidateAfresh) {
+  auto snapshot = state_->Fresh();
+  ASSERT_TRUE(snapshot.ok());
+  const Directory& dir = *(*snapshot)->directory;
+  const PolicyPtr live = state_->policy();
+  std::vector<Subject> subjects;
+  for (const auto& [name, token] : demo_.tokens) {
+    const TokenLookup lookup = (*snapshot)->tokens->Verify(token.secret, kNow);
+    if (lookup.active()) subjects.push_back(SubjectOfToken(lookup.token));
+  }
+  for (const char* email : {"owner@demo.test", "alice@demo.test"}) subjects.push_back(*SubjectOfUser(dir, email));
+  ASSERT_GE(subjects.size(), 7u);
+  const std::vector<std::string> atoms = {
+      "principal.kind == user", "principal.kind == api_user", "principal.workspace_role == viewer",
+      "principal.workspace_role == contributor", "principal.workspace_role >= admin", "principal.workspace_role == none",
+      "principal.org_role == viewer", "principal.org_role == contributor", "principal.org_role >= admin",
+      "workspace.type == organization", "workspace.type == shared", "workspace.type == personal",
+      "not settings.workspace_admins_can_create_tokens"};
+  std::mt19937 rng(2026);
+  size_t diverged_total = 0;
+  for (int round = 0; round < 24; ++round) {
+    std::string text = DefaultPolicyText();
+    for (int k = 0, n = 1 + static_cast<int>(rng() % 3); k < n; ++k) {
+      const ActionInfo& a = live->actions()[rng() % live->actions().size()];
+      text = AddRule(text, a.name, rng() % 2 == 0, atoms[rng() % atoms.size()] + " and " + atoms[rng() % atoms.size()],
+                     "shadow-" + std::to_string(k));
+    }
+    const bool other_inputs = round % 6 == 5;  // a role added: the slow path
+    if (other_inputs) text = gatehouse::testing::AddRule(text, "audit.read", true, "principal.org_role == auditor", "auditors");
+    if (other_inputs) {
+      const std::string from = "organization: [viewer, contributor, admin, owner]";
+      ASSERT_NE(text.find(from), std::string::npos);
+      text.replace(text.find(from), from.size(), "organization: [viewer, auditor, contributor, admin, owner]");
+    }
+    const std::string path = dir_.File("cand-" + std::to_string(round) + ".yaml");
+    WriteAll(path, text);
+    ShadowOptions so;
+    so.policy_path = path;
+    so.policy_poll_ms = 0;
+    auto shadow = Shadow::Open(so, [](std::string_view) {});
+    ASSERT_TRUE(shadow.ok()) << shadow.status().ToString() << "\n" << text;
+    const PolicyPtr cand = (*shadow)->candidate();
+    EXPECT_EQ(SameInputs(*live, *cand), !other_inputs);
+    size_t diverged = 0;
+    for (const Subject& subject : subjects) {
+      for (const ActionInfo& a : live->actions()) {
+        std::vector<std::pair<std::string, std::string>> params;
+        for (const ParamInfo& p : a.params) {
+          if (p.name == "lifetime_seconds") params.emplace_back(p.name, rng() % 2 ? "30d" : "400d");
+          else if (p.type == ValueType::kOrgRole) params.emplace_back(p.name, rng() % 2 ? "owner" : "viewer");
+          else if (p.type == ValueType::kWorkspaceRole) params.emplace_back(p.name, "admin");
+        }
+        for (const auto& [ws, id] : demo_.workspaces) {
+          const AuthzOutcome l = gatehouse::Authorize(*live, dir, subject, a.name, ws, params);
+          ASSERT_FALSE(l.bad_request) << l.error;
+          const AuthzOutcome c = gatehouse::Authorize(*cand, dir, subject, a.name, ws, params);
+          ShadowVerdict v;
+          (*shadow)->Decide(live, l.decided, l.request, l.allow, dir, subject, a.name, ws, params, &v);
+          const std::string where = subject.name + " " + a.name + " in " + ws + " (round " + std::to_string(round) + ")";
+          ASSERT_TRUE(v.computed) << where;
+          EXPECT_EQ(v.allow, !c.bad_request && c.allow) << where;
+          EXPECT_EQ(v.diverged, v.allow != l.allow) << where;
+          if (!v.diverged) {
+            EXPECT_TRUE(v.reasons.empty() && v.revision.empty()) << where << ": nothing is filled without a divergence";
+            continue;
+          }
+          ++diverged;
+          EXPECT_EQ(v.revision, cand->revision());
+          std::vector<std::string> got, want;
+          for (const Reason& r : v.reasons) got.push_back(r.rule);
+          for (const Reason& r : c.reasons) want.push_back(r.rule);
+          EXPECT_EQ(got, want) << where;
+        }
+      }
+    }
+    // The counter holds exactly these, and the fast path took every one of a same-inputs candidate.
+    const std::string metrics = (*shadow)->RenderMetrics();
+    uint64_t counted = 0;
+    for (const ActionInfo& a : live->actions()) counted += (*shadow)->divergences(a.name, true) + (*shadow)->divergences(a.name, false);
+    EXPECT_EQ(counted, diverged);
+    EXPECT_EQ(metrics.find("gatehouse_shadow_slow_decisions_total 0\n") != std::string::npos, !other_inputs) << metrics;
+    diverged_total += diverged;
+  }
+  EXPECT_GT(diverged_total, 50u) << "the random flips should reach many cells";
 }
 
 }  // namespace

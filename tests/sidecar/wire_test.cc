@@ -45,6 +45,44 @@ TEST(WireTest, JsonStringsAreAlwaysValid) {
   }
 }
 
+// The shadow object is written only for a divergence, after the record's own
+// fields, and its strings are escaped like the rest (random rule names).
+TEST(WireTest, DecisionLogShadowObjectOnlyWhenSetAndAlwaysValidJson) {
+  std::mt19937 rng(13);
+  for (int i = 0; i < 200; ++i) {
+    std::vector<Reason> live = {{"live-rule", Effect::kAllow, "m"}};
+    std::vector<Reason> shadow;
+    for (int k = 0, n = static_cast<int>(rng() % 4); k < n; ++k) {
+      std::string rule;
+      for (int c = 0, len = static_cast<int>(rng() % 12); c < len; ++c) rule += static_cast<char>(rng() % 256);
+      shadow.push_back({rule, Effect::kDeny, "x"});
+    }
+    DecisionLogEntry e;
+    e.endpoint = "authorize";
+    e.action = "project.import";
+    e.allow = true;
+    e.reasons = &live;
+    e.revision = "sha256:live";
+    const bool diverged = i % 2 == 0;
+    if (diverged) {
+      e.shadow_revision = "sha256:cand";
+      e.shadow_allow = false;
+      e.shadow_reasons = &shadow;
+      e.shadow_message = "denied \"by\" the candidate\n";
+    }
+    json j = json::parse(EncodeDecisionLog(e), nullptr, false);
+    ASSERT_TRUE(j.is_object()) << EncodeDecisionLog(e);
+    EXPECT_EQ(j["decision"], "allow");
+    EXPECT_EQ(j["rules"], json::array({"live-rule"}));
+    ASSERT_EQ(j.contains("shadow"), diverged);
+    if (!diverged) continue;
+    EXPECT_EQ(j["shadow"]["decision"], "deny");
+    EXPECT_EQ(j["shadow"]["revision"], "sha256:cand");
+    EXPECT_EQ(j["shadow"]["message"], "denied \"by\" the candidate\n");
+    ASSERT_EQ(j["shadow"]["rules"].size(), shadow.size());
+  }
+}
+
 TEST(WireTest, FormatTimeMs) {
   EXPECT_EQ(FormatTimeMs(1706097760775), "2024-01-24T12:02:40.775Z");  // the seed's time_thrown
   EXPECT_EQ(FormatTimeMs(0), "1970-01-01T00:00:00.000Z");
