@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <filesystem>
 
+#include "sidecar/policy_watch.h"
 #include "sidecar/wire.h"
 
 namespace gatehouse::sidecar {
@@ -135,36 +136,7 @@ Result<int64_t> State::SweepNow() {
 }
 
 std::vector<std::string> State::PolicyFingerprint() const {
-  // Every file under the policy path with its size, mtime (ns) and inode,
-  // sorted: any edit, rename-over, addition or removal changes it.
-  namespace fs = std::filesystem;
-  std::vector<std::string> out;
-  auto add = [&out](const std::string& path) {
-    struct stat st;
-    if (::stat(path.c_str(), &st) != 0) {
-      out.push_back(path + " missing");
-      return;
-    }
-    out.push_back(path + " " + std::to_string(st.st_size) + " " +
-                  std::to_string(st.st_mtim.tv_sec) + "." + std::to_string(st.st_mtim.tv_nsec) +
-                  " " + std::to_string(st.st_ino));
-  };
-  std::vector<std::string> roots = options_.invariants;
-  roots.insert(roots.begin(), options_.policy_path);
-  for (const std::string& root : roots) {
-    std::error_code ec;
-    if (fs::is_directory(root, ec)) {
-      add(root);
-      for (fs::recursive_directory_iterator it(root, fs::directory_options::skip_permission_denied, ec), end;
-           !ec && it != end; it.increment(ec)) {
-        add(it->path().string());
-      }
-    } else {
-      add(root);
-    }
-  }
-  std::sort(out.begin(), out.end());
-  return out;
+  return PolicyFilesFingerprint(options_.policy_path, options_.invariants);
 }
 
 void State::Start() {
