@@ -14,7 +14,8 @@ void Header(std::string& out, std::string_view name, std::string_view type, std:
   out += '\n';
 }
 
-void Line(std::string& out, std::string_view name, std::string_view labels, std::string_view value) {
+void Line(std::string& out, std::string_view name, std::string_view labels,
+          std::string_view value) {
   out.append(name);
   if (!labels.empty()) {
     out += '{';

@@ -103,9 +103,9 @@ DecisionView DecisionViewOf(const CompiledPolicy& policy, const ActionInfo& acti
   d.time_ms = time_ms;
   d.allow = outcome.allow;
   d.reasons = std::move(outcome.reasons);
-  d.principal = PrincipalView{subject.kind == PrincipalKind::kApiUser ? "api_user" : "user",
-                              subject.name, subject.org_role,
-                              outcome.decided ? std::move(outcome.workspace_role) : "none"};
+  d.principal =
+      PrincipalView{subject.kind == PrincipalKind::kApiUser ? "api_user" : "user", subject.name,
+                    subject.org_role, outcome.decided ? std::move(outcome.workspace_role) : "none"};
   // The action's GraphQL error goes with any denial of a known principal.
   if (!d.allow && action.graphql) d.graphql = action.graphql;
   return d;
