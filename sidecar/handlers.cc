@@ -245,12 +245,13 @@ Handlers::Evaluation Handlers::Evaluate(const AuthorizeCheck& check, std::string
   e.view.time_ms = now_ms;
 
   // The request itself first: a malformed request is a 400 whoever asks.
-  const ActionInfo* info =
+  const ActionInfo* checked =
       CheckQuestion(*policy, check.action, check.workspace, check.user, check.params, &e.error);
-  if (info == nullptr) {
+  if (checked == nullptr) {
     e.bad_request = true;
     return e;
   }
+  const ActionInfo& info = *checked;
   std::optional<std::string> token = check.token;
   if (!token && !check.user && !header_token.empty()) token = std::string(header_token);
   if (!token && !check.user) {
@@ -293,7 +294,7 @@ Handlers::Evaluation Handlers::Evaluate(const AuthorizeCheck& check, std::string
     }
     subject = std::move(*user);
   }
-  Decide(subject, check, *info, *policy, *snapshot->directory, &e);
+  Decide(subject, check, info, *policy, *snapshot->directory, &e);
   return e;
 }
 
