@@ -355,22 +355,23 @@ int AuthorizeCmd(Invocation& inv) {
   return WithAdmin(inv, [&](Admin& a) {
     auto o = a.Authorize(action, ws, token, user);
     if (!o.ok()) return Fail(inv, o.status());
-    const CompiledPolicy& p = a.policy();
+    const DecisionView& d = o->view;
+    // Text says only what was not found; --json also prints the sidecar's
+    // denial for it, as every other answer.
+    if (!o->not_found.ok() && !inv.json) return Fail(inv, o->not_found);
     if (inv.json) {
-      json reasons = json::array();
-      for (const auto& r : o->reasons)
-        reasons.push_back({{"rule", r.rule}, {"effect", r.effect == Effect::kAllow ? "allow" : "deny"}, {"message", r.message}});
-      PrintJson(inv, {{"allow", o->allow}, {"reasons", reasons}, {"workspace_role", o->workspace_role},
-                      {"policy", {{"name", p.name()}, {"revision", p.revision()}}}});
+      // Exactly the bytes POST /v1/authorize answers (decision_json.h).
+      *inv.out << EncodeDecision(d) << "\n";
     } else {
-      *inv.out << (o->allow ? "allow" : "deny") << ": " << action << " in " << ws << "\n";
-      for (const auto& r : o->reasons)
+      *inv.out << (d.allow ? "allow" : "deny") << ": " << EscapeText(action) << " in " << EscapeText(ws) << "\n";
+      for (const auto& r : d.reasons)
         *inv.out << "  " << (r.effect == Effect::kAllow ? "+ " : "- ") << EscapeText(r.rule) << ": "
                  << EscapeText(r.message) << "\n";
     }
-    if (o->allow) return int{kOk};
-    std::string rule = o->reasons.empty() ? "default-deny" : o->reasons[0].rule;
-    std::string msg = o->reasons.empty() ? "" : ": " + o->reasons[0].message;
+    if (!o->not_found.ok()) return Fail(inv, o->not_found);
+    if (d.allow) return int{kOk};
+    std::string rule = d.reasons.empty() ? "default-deny" : d.reasons[0].rule;
+    std::string msg = d.reasons.empty() ? "" : ": " + d.reasons[0].message;
     return Fail(inv, kDenied, "denied by rule " + rule + msg);
   });
 }

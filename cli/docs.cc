@@ -5,6 +5,7 @@
 #include <ostream>
 #include <set>
 
+#include "gatehouse/text.h"
 #include "gatehouse/version.h"
 
 namespace gatehouse::cli {
@@ -106,30 +107,13 @@ void EnvHelp(std::ostream& out, const EnvSpec& e) {
   out << "  " << name << std::string(name.size() < 18 ? 18 - name.size() : 1, ' ') << e.help << "\n";
 }
 
-// man(7) text: backslashes doubled as \e, dashes as \-, a line never starting
-// with a control character.
-std::string Roff(const std::string& s) {
-  std::string out;
-  for (char c : s) {
-    if (c == '\\') {
-      out += "\\e";
-    } else if (c == '-') {
-      out += "\\-";
-    } else {
-      out += c;
-    }
-  }
-  if (!out.empty() && (out[0] == '.' || out[0] == '\'')) out.insert(0, "\\&");
-  return out;
-}
-
 void ManOption(std::ostream& out, const OptionSpec& spec) {
   if (spec.value) {
-    out << ".TP\n.BI \"\\-\\-" << Roff(spec.name) << " \" " << spec.value << "\n";
+    out << ".TP\n.BI \"\\-\\-" << EscapeRoff(spec.name) << " \" " << spec.value << "\n";
   } else {
-    out << ".TP\n.B \\-\\-" << Roff(spec.name) << "\n";
+    out << ".TP\n.B \\-\\-" << EscapeRoff(spec.name) << "\n";
   }
-  out << Roff(spec.help) << "\n";
+  out << EscapeRoff(spec.help) << "\n";
 }
 
 }  // namespace
@@ -179,16 +163,16 @@ void PrintManPage(std::ostream& out, const std::vector<Command>& commands) {
          "(validate, test, matrix, diff).\n"
       << ".SH COMMANDS\n";
   for (const auto& c : commands) {
-    out << ".TP\n.B " << Roff(Usage(c)) << "\n" << Roff(c.summary) << "\n";
+    out << ".TP\n.B " << EscapeRoff(Usage(c)) << "\n" << EscapeRoff(c.summary) << "\n";
   }
   out << ".SH OPTIONS\n";
   for (const auto& spec : kCommandOptions) ManOption(out, spec);
   out << ".SH GLOBAL OPTIONS\nTaken before or after the command words.\n";
   for (const auto& spec : kGlobalOptions) ManOption(out, spec);
   out << ".SH ENVIRONMENT\n";
-  for (const auto& e : kEnvironment) out << ".TP\n.B " << e.name << "\n" << Roff(e.help) << "\n";
+  for (const auto& e : kEnvironment) out << ".TP\n.B " << e.name << "\n" << EscapeRoff(e.help) << "\n";
   out << ".SH EXIT STATUS\nEvery non\\-zero exit prints one line on standard error.\n";
-  for (const auto& e : kExitStatuses) out << ".TP\n.B " << e.code << "\n" << Roff(e.meaning) << "\n";
+  for (const auto& e : kExitStatuses) out << ".TP\n.B " << e.code << "\n" << EscapeRoff(e.meaning) << "\n";
   out << ".SH SEE ALSO\n.BR gatehoused (8)\n";
 }
 

@@ -5,13 +5,11 @@
 #include <exception>
 
 #include "gatehouse/authorizer.h"
-#include "gatehouse/text.h"
+#include "gatehouse/decision_json.h"
 #include "gatehouse/tokens.h"
 
 namespace gatehouse::sidecar {
 namespace {
-
-constexpr std::string_view kInactiveMessage = "the token is unknown, expired, revoked or malformed";
 
 int64_t SystemMs() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -251,35 +249,13 @@ Handlers::Evaluation Handlers::Evaluate(const AuthorizeCheck& check, std::string
   e.view.time_ms = now_ms;
 
   // The request itself first: a malformed request is a 400 whoever asks.
-  const auto action = policy->FindAction(check.action);
-  if (!action) {
+  const ActionInfo* checked =
+      CheckQuestion(*policy, check.action, check.workspace, check.user, check.params, &e.error);
+  if (checked == nullptr) {
     e.bad_request = true;
-    e.error = "unknown action '" + check.action + "' (policy " + policy->name() + " " +
-              policy->revision() + ")";
     return e;
   }
-  // Names obey one rule everywhere (gatehouse/text.h): a workspace or user
-  // name that could not have been stored is a malformed request.
-  for (const auto& [field, value] : {std::pair<const char*, const std::string*>{"workspace", &check.workspace},
-                                     {"user", check.user ? &*check.user : nullptr}}) {
-    if (value == nullptr) continue;
-    if (auto why = UnsafeTextReason(*value)) {
-      e.bad_request = true;
-      e.error = std::string("field \"") + field + "\" must not contain " + *why;
-      return e;
-    }
-  }
-  const ActionInfo& info = *policy->action(*action);
-  for (const auto& [name, value] : check.params) {
-    const auto slot = policy->FindParam(*action, name);
-    if (!slot) continue;  // undeclared parameters are ignored (CONTRACT.md)
-    if (!ParseParamValue(*policy, info.params[*slot].type, value)) {
-      e.bad_request = true;
-      e.error = "invalid value '" + value + "' for request parameter " + name + " of action " +
-                check.action;
-      return e;
-    }
-  }
+  const ActionInfo& info = *checked;
   std::optional<std::string> token = check.token;
   if (!token && !check.user && !header_token.empty()) token = std::string(header_token);
   if (!token && !check.user) {
@@ -306,7 +282,7 @@ Handlers::Evaluation Handlers::Evaluate(const AuthorizeCheck& check, std::string
     const TokenLookup lookup = CheckToken(*snapshot->tokens, *token, now, &e);
     if (!lookup.active()) {
       e.token_inactive = true;
-      deny("inactive-token", std::string(kInactiveMessage));
+      deny(std::string(kInactiveTokenRule), std::string(kInactiveTokenMessage));
       state_->metrics().CountDecision(check.action, false);
       return e;
     }
@@ -315,7 +291,8 @@ Handlers::Evaluation Handlers::Evaluate(const AuthorizeCheck& check, std::string
     auto user = SubjectOfUser(*snapshot->directory, *check.user);
     if (!user) {
       e.principal_name = *check.user;
-      deny("unknown-user", "no user '" + *check.user + "' in the store");
+      Reason why = UnknownUserReason(*check.user);
+      deny(std::move(why.rule), std::move(why.message));
       state_->metrics().CountDecision(check.action, false);
       return e;
     }
@@ -334,7 +311,6 @@ void Handlers::Decide(const Subject& subject, const AuthorizeCheck& check, const
   e->principal_kind = subject.kind == PrincipalKind::kApiUser ? "api_user" : "user";
   e->principal_name = subject.name;
   e->org_role = subject.org_role;
-  PrincipalView principal{e->principal_kind, subject.name, subject.org_role, "none"};
 
   // Authorize() applies the token.use gate: a token acts only as its API
   // user, and only where the policy lets it.
@@ -348,23 +324,17 @@ void Handlers::Decide(const Subject& subject, const AuthorizeCheck& check, const
   e->decided = outcome.decided;
   e->request = outcome.request;
   if (outcome.decided) {
-    principal.workspace_role = outcome.workspace_role;
     e->inputs = EncodeInputs(policy, outcome.request);
     // The lookup is case-insensitive: report the name the store has, never
     // the request's spelling of it.
     if (const Directory::WorkspaceEntry* ws = dir.FindWorkspace(subject.org_id, check.workspace))
       e->stored_workspace = ws->name;
-  }
-  e->view.allow = outcome.allow;
-  e->view.reasons = std::move(outcome.reasons);
-  if (outcome.decided) {
     e->message = policy.DecidingMessage(outcome.decision);
-  } else if (!e->view.reasons.empty()) {
-    e->message = e->view.reasons.front().message;
+  } else if (!outcome.reasons.empty()) {
+    e->message = outcome.reasons.front().message;
   }
-  // The action's GraphQL error goes with any denial of a known principal.
-  if (!e->view.allow && info.graphql) e->view.graphql = info.graphql;
-  e->view.principal = std::move(principal);
+  // The same object `gatehouse authorize --json` prints (decision_json.h).
+  e->view = DecisionViewOf(policy, info, subject, std::move(outcome), e->view.time_ms);
   state_->metrics().CountDecision(check.action, e->view.allow);
 }
 
@@ -581,9 +551,9 @@ HttpReply Handlers::ForwardAuth(const HttpRequest& request) {
       CheckToken(*(*snapshot)->tokens, *bearer, state_->clock().NowSeconds(), &e);
   if (!lookup.active()) {
     e.token_inactive = true;
-    note("inactive-token", std::string(kInactiveMessage));
+    note(std::string(kInactiveTokenRule), std::string(kInactiveTokenMessage));
     (void)Log("forward_auth", e, now_ms, request, &original);  // a refusal either way
-    return unauthorized("invalid_token", kInactiveMessage);
+    return unauthorized("invalid_token", kInactiveTokenMessage);
   }
   const Subject subject = SubjectOfToken(lookup.token);
   e.principal_kind = "api_user";

@@ -4,10 +4,15 @@
 #include <chrono>
 #include <cstdio>
 
+#include "sidecar/exposition.h"
 #include "sidecar/process_metrics.h"
 
 namespace gatehouse::sidecar {
 namespace {
+
+using prom::Header;
+using prom::Line;
+using prom::Metric;
 
 uint64_t Fnv1a(std::string_view s) {
   uint64_t h = 1469598103934665603ull;
@@ -45,30 +50,6 @@ std::string LabelValue(std::string_view v) {
       out += c;
   }
   return out;
-}
-
-void Line(std::string& out, std::string_view name, std::string_view labels, uint64_t value) {
-  out.append(name);
-  if (!labels.empty()) {
-    out += '{';
-    out.append(labels);
-    out += '}';
-  }
-  out += ' ';
-  out += std::to_string(value);
-  out += '\n';
-}
-
-void Header(std::string& out, std::string_view name, std::string_view type, std::string_view help) {
-  out += "# HELP ";
-  out.append(name);
-  out += ' ';
-  out.append(help);
-  out += "\n# TYPE ";
-  out.append(name);
-  out += ' ';
-  out.append(type);
-  out += '\n';
 }
 
 std::string Seconds(uint64_t ns) {
@@ -238,8 +219,8 @@ std::string Metrics::Render() const {
       Line(out, "gatehouse_http_request_duration_seconds_bucket", ep + ",le=\"" + le + "\"",
            cumulative);
     }
-    out += "gatehouse_http_request_duration_seconds_sum{" + ep + "} " +
-           Seconds(h.sum_ns.load(std::memory_order_relaxed)) + "\n";
+    Line(out, "gatehouse_http_request_duration_seconds_sum", ep,
+         Seconds(h.sum_ns.load(std::memory_order_relaxed)));
     Line(out, "gatehouse_http_request_duration_seconds_count", ep, count);
   }
 
@@ -287,92 +268,80 @@ std::string Metrics::Render() const {
              "\"",
          1);
   }
-  Header(out, "gatehouse_policy_reloads_total", "counter",
-         "Policy reloads that loaded a valid policy.");
-  Line(out, "gatehouse_policy_reloads_total", "", reloads_.load(std::memory_order_relaxed));
-  Header(out, "gatehouse_policy_reload_failures_total", "counter",
+  Metric(out, "gatehouse_policy_reloads_total", "counter",
+         "Policy reloads that loaded a valid policy.", reloads_.load(std::memory_order_relaxed));
+  Metric(out, "gatehouse_policy_reload_failures_total", "counter",
          "Policy reloads refused because the new policy failed to load (the previous one kept "
-         "serving).");
-  Line(out, "gatehouse_policy_reload_failures_total", "",
-       reload_failures_.load(std::memory_order_relaxed));
-  Header(out, "gatehouse_policy_last_reload_success_timestamp_seconds", "gauge",
-         "When a reload last succeeded (0: never).");
-  Line(out, "gatehouse_policy_last_reload_success_timestamp_seconds", "",
-       static_cast<uint64_t>(last_reload_ok_time_.load(std::memory_order_relaxed)));
-  Header(out, "gatehouse_policy_last_reload_failure_timestamp_seconds", "gauge",
-         "When a reload last failed (0: never).");
-  Line(out, "gatehouse_policy_last_reload_failure_timestamp_seconds", "",
-       static_cast<uint64_t>(last_reload_failure_time_.load(std::memory_order_relaxed)));
+         "serving).",
+         reload_failures_.load(std::memory_order_relaxed));
+  Metric(out, "gatehouse_policy_last_reload_success_timestamp_seconds", "gauge",
+         "When a reload last succeeded (0: never).",
+         static_cast<uint64_t>(last_reload_ok_time_.load(std::memory_order_relaxed)));
+  Metric(out, "gatehouse_policy_last_reload_failure_timestamp_seconds", "gauge",
+         "When a reload last failed (0: never).",
+         static_cast<uint64_t>(last_reload_failure_time_.load(std::memory_order_relaxed)));
 
-  Header(out, "gatehouse_token_index_size", "gauge", "Tokens held in the in-memory token index.");
-  Line(out, "gatehouse_token_index_size", "", static_cast<uint64_t>(token_index_size_.load()));
-  Header(out, "gatehouse_directory_users", "gauge", "Human users in the in-memory directory.");
-  Line(out, "gatehouse_directory_users", "", static_cast<uint64_t>(directory_users_.load()));
-  Header(out, "gatehouse_directory_workspaces", "gauge", "Workspaces in the in-memory directory.");
-  Line(out, "gatehouse_directory_workspaces", "",
-       static_cast<uint64_t>(directory_workspaces_.load()));
-  Header(out, "gatehouse_store_checks_total", "counter",
+  Metric(out, "gatehouse_token_index_size", "gauge", "Tokens held in the in-memory token index.",
+         static_cast<uint64_t>(token_index_size_.load()));
+  Metric(out, "gatehouse_directory_users", "gauge", "Human users in the in-memory directory.",
+         static_cast<uint64_t>(directory_users_.load()));
+  Metric(out, "gatehouse_directory_workspaces", "gauge", "Workspaces in the in-memory directory.",
+         static_cast<uint64_t>(directory_workspaces_.load()));
+  Metric(out, "gatehouse_store_checks_total", "counter",
          "Requests that found the store changed (or unknown) and asked SQLite (data_version) under "
-         "the refresh lock.");
-  Line(out, "gatehouse_store_checks_total", "", store_slow_paths_.load());
-  Header(out, "gatehouse_store_refreshes_total", "counter",
-         "Catch-ups and loads after the store changed.");
-  Line(out, "gatehouse_store_refreshes_total", "", store_refreshes_.load());
-  Header(out, "gatehouse_store_refresh_failures_total", "counter",
-         "Catch-ups or loads that failed (requests were refused meanwhile).");
-  Line(out, "gatehouse_store_refresh_failures_total", "", store_refresh_failures_.load());
-  Header(out, "gatehouse_store_refresh_seconds_total", "counter",
-         "Time spent catching up with and loading from the store.");
-  out += "gatehouse_store_refresh_seconds_total " + Seconds(store_refresh_ns_.load()) + "\n";
-  Header(out, "gatehouse_feed_changes_applied_total", "counter",
-         "Change-feed rows applied by catch-ups (no full load).");
-  Line(out, "gatehouse_feed_changes_applied_total", "", feed_changes_.load());
-  Header(out, "gatehouse_feed_applied", "gauge",
-         "The store's change-feed number the serving view holds every change up to.");
-  Line(out, "gatehouse_feed_applied", "", static_cast<uint64_t>(feed_applied_.load()));
-  Header(out, "gatehouse_feed_pruned_total", "counter",
-         "Change-feed rows pruned by this sidecar's sweeper.");
-  Line(out, "gatehouse_feed_pruned_total", "", feed_pruned_.load());
+         "the refresh lock.",
+         store_slow_paths_.load());
+  Metric(out, "gatehouse_store_refreshes_total", "counter",
+         "Catch-ups and loads after the store changed.", store_refreshes_.load());
+  Metric(out, "gatehouse_store_refresh_failures_total", "counter",
+         "Catch-ups or loads that failed (requests were refused meanwhile).",
+         store_refresh_failures_.load());
+  Metric(out, "gatehouse_store_refresh_seconds_total", "counter",
+         "Time spent catching up with and loading from the store.",
+         Seconds(store_refresh_ns_.load()));
+  Metric(out, "gatehouse_feed_changes_applied_total", "counter",
+         "Change-feed rows applied by catch-ups (no full load).", feed_changes_.load());
+  Metric(out, "gatehouse_feed_applied", "gauge",
+         "The store's change-feed number the serving view holds every change up to.",
+         static_cast<uint64_t>(feed_applied_.load()));
+  Metric(out, "gatehouse_feed_pruned_total", "counter",
+         "Change-feed rows pruned by this sidecar's sweeper.", feed_pruned_.load());
   Header(out, "gatehouse_store_catch_up_age_seconds", "gauge",
          "Seconds since a catch-up last confirmed the serving view current (requests confirm it "
          "too, by the WAL stamp, without a catch-up).");
   {
     const int64_t confirmed = feed_confirmed_ms_.load();
     const int64_t age_ms = confirmed > 0 ? std::max<int64_t>(0, NowMs() - confirmed) : 0;
-    out += "gatehouse_store_catch_up_age_seconds " + Seconds(static_cast<uint64_t>(age_ms) * 1000000) +
-           "\n";
+    Line(out, "gatehouse_store_catch_up_age_seconds", "",
+         Seconds(static_cast<uint64_t>(age_ms) * 1000000));
   }
-  Header(out, "gatehouse_store_full_loads_total", "counter",
+  Metric(out, "gatehouse_store_full_loads_total", "counter",
          "Full loads of the directory and every token (at start, on reopen, or when the feed "
-         "could not say what changed).");
-  Line(out, "gatehouse_store_full_loads_total", "", full_loads_.load());
-  Header(out, "gatehouse_token_overlay_entries", "gauge",
-         "Entries in the token overlay on top of the last full token load.");
-  Line(out, "gatehouse_token_overlay_entries", "", static_cast<uint64_t>(overlay_entries_.load()));
-  Header(out, "gatehouse_token_compactions_total", "counter",
-         "New token bases loaded off the request path because the overlay had grown.");
-  Line(out, "gatehouse_token_compactions_total", "", compactions_.load());
-  Header(out, "gatehouse_token_compaction_seconds_total", "counter",
-         "Time spent loading new token bases (off the request path).");
-  out += "gatehouse_token_compaction_seconds_total " + Seconds(compaction_ns_.load()) + "\n";
-  Header(out, "gatehouse_swept_tokens_total", "counter",
-         "Expired tokens deleted by the background sweeper.");
-  Line(out, "gatehouse_swept_tokens_total", "", swept_tokens_.load());
-  Header(out, "gatehouse_sweep_failures_total", "counter",
-         "Sweeps that failed (e.g. the store is not writable).");
-  Line(out, "gatehouse_sweep_failures_total", "", sweep_failures_.load());
-  Header(out, "gatehouse_decision_log_failures_total", "counter",
-         "Decision-log lines that could not be written.");
-  Line(out, "gatehouse_decision_log_failures_total", "", log_failures_.load());
-  Header(out, "gatehouse_caller_rejected_total", "counter",
-         "Requests refused for a missing or wrong X-Gatehouse-Caller secret.");
-  Line(out, "gatehouse_caller_rejected_total", "", caller_rejected_.load());
-  Header(out, "gatehouse_http_connections_open", "gauge", "Client connections open now.");
-  Line(out, "gatehouse_http_connections_open", "",
-       static_cast<uint64_t>(std::max<int64_t>(0, connections_open_.load())));
-  Header(out, "gatehouse_http_connections_refused_total", "counter",
-         "Connections refused at once because --max-connections were open.");
-  Line(out, "gatehouse_http_connections_refused_total", "", connections_refused_.load());
+         "could not say what changed).",
+         full_loads_.load());
+  Metric(out, "gatehouse_token_overlay_entries", "gauge",
+         "Entries in the token overlay on top of the last full token load.",
+         static_cast<uint64_t>(overlay_entries_.load()));
+  Metric(out, "gatehouse_token_compactions_total", "counter",
+         "New token bases loaded off the request path because the overlay had grown.",
+         compactions_.load());
+  Metric(out, "gatehouse_token_compaction_seconds_total", "counter",
+         "Time spent loading new token bases (off the request path).",
+         Seconds(compaction_ns_.load()));
+  Metric(out, "gatehouse_swept_tokens_total", "counter",
+         "Expired tokens deleted by the background sweeper.", swept_tokens_.load());
+  Metric(out, "gatehouse_sweep_failures_total", "counter",
+         "Sweeps that failed (e.g. the store is not writable).", sweep_failures_.load());
+  Metric(out, "gatehouse_decision_log_failures_total", "counter",
+         "Decision-log lines that could not be written.", log_failures_.load());
+  Metric(out, "gatehouse_caller_rejected_total", "counter",
+         "Requests refused for a missing or wrong X-Gatehouse-Caller secret.",
+         caller_rejected_.load());
+  Metric(out, "gatehouse_http_connections_open", "gauge", "Client connections open now.",
+         static_cast<uint64_t>(std::max<int64_t>(0, connections_open_.load())));
+  Metric(out, "gatehouse_http_connections_refused_total", "counter",
+         "Connections refused at once because --max-connections were open.",
+         connections_refused_.load());
   Header(out, "gatehouse_http_connection_closes_total", "counter",
          "Connections the server closed, by reason.");
   static constexpr std::array<const char*, static_cast<int>(ConnectionClose::kCount)> kWhy = {
@@ -382,10 +351,10 @@ std::string Metrics::Render() const {
     Line(out, "gatehouse_http_connection_closes_total",
          std::string("reason=\"") + kWhy[i] + "\"", connection_closes_[i].load());
   }
-  Header(out, "gatehouse_start_time_seconds", "gauge",
+  Metric(out, "gatehouse_start_time_seconds", "gauge",
          "When the sidecar started, seconds since the epoch (deprecated: use "
-         "process_start_time_seconds; kept until the next release).");
-  Line(out, "gatehouse_start_time_seconds", "", static_cast<uint64_t>(start_time_));
+         "process_start_time_seconds; kept until the next release).",
+         static_cast<uint64_t>(start_time_));
   AppendProcessMetrics(out);
   return out;
 }

@@ -10,26 +10,18 @@
 #include <sstream>
 #include <string_view>
 
+#include "sidecar/exposition.h"
+
 namespace gatehouse::sidecar {
 namespace {
 
+// A gauge or counter of one sample, its value as the client libraries
+// print a double (%.17g: it reads back exactly).
 void Metric(std::string& out, std::string_view name, std::string_view type, std::string_view help,
             double value) {
   char buf[64];
   std::snprintf(buf, sizeof buf, "%.17g", value);
-  out += "# HELP ";
-  out.append(name);
-  out += ' ';
-  out.append(help);
-  out += "\n# TYPE ";
-  out.append(name);
-  out += ' ';
-  out.append(type);
-  out += '\n';
-  out.append(name);
-  out += ' ';
-  out += buf;
-  out += '\n';
+  prom::Metric(out, name, type, help, std::string_view(buf));
 }
 
 // The system's boot time (btime in /proc/stat), seconds since the epoch.

@@ -18,6 +18,7 @@
 #include <variant>
 #include <vector>
 
+#include "gatehouse/decision_json.h"
 #include "gatehouse/policy.h"
 
 namespace gatehouse::sidecar {
@@ -85,31 +86,14 @@ std::string EncodeVerifyRequest(std::string_view token);
 // with '&'.
 std::string EncodeFormField(std::string_view name, std::string_view value);
 
-// The principal of a decision as shown to callers.
-struct PrincipalView {
-  std::string kind;  // "user" or "api_user"
-  std::string name;
-  std::string org_role;
-  std::string workspace_role;  // in the target workspace; "none" when not a member
-};
+// The decision object and the JSON text primitives are the engine's
+// (gatehouse/decision_json.h), shared with `gatehouse authorize --json`.
+using gatehouse::AppendJsonString;
+using gatehouse::DecisionView;
+using gatehouse::EncodeDecision;
+using gatehouse::FormatTimeMs;
+using gatehouse::PrincipalView;
 
-// A decision as /v1/authorize returns it.
-struct DecisionView {
-  bool allow = false;
-  std::vector<Reason> reasons;
-  std::optional<PrincipalView> principal;
-  // Views into the deciding policy (the caller holds its PolicyPtr).
-  std::string_view policy_name;
-  std::string_view policy_revision;
-  // The action's on_deny GraphQL error, when the action was denied by policy.
-  std::optional<GraphqlTemplate> graphql;
-  int64_t time_ms = 0;  // time_thrown of the GraphQL error, ms since the epoch
-  // Add "data": null (a GraphQL response body) when `graphql` is set:
-  // forward-auth's 403 body, which nginx passes on to the client.
-  bool graphql_response = false;
-};
-
-std::string EncodeDecision(const DecisionView& d);
 std::string EncodeBatch(const std::vector<DecisionView>& results);
 
 // RFC 7662: an active token (every field) or exactly {"active": false}.
@@ -171,14 +155,9 @@ std::string EncodeDecisionLog(const DecisionLogEntry& e);
 // (parameters as text: role names, integers, true/false). Never a secret.
 std::string EncodeInputs(const CompiledPolicy& policy, const Request& request);
 
-// The JSON of a string: quotes, escapes, invalid UTF-8 replaced by U+FFFD.
-void AppendJsonString(std::string& out, std::string_view s);
 namespace internal {
 // ParseAuthorize without its fast path for plain requests (for tests).
 Parsed<AuthorizeCheck> ParseAuthorizeWithNlohmann(std::string_view body);
 }  // namespace internal
-
-// ISO-8601 UTC with milliseconds: 2024-01-24T12:02:40.775Z.
-std::string FormatTimeMs(int64_t ms_since_epoch);
 
 }  // namespace gatehouse::sidecar

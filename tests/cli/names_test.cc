@@ -16,24 +16,10 @@
 #include <vector>
 
 #include "cli/cli_util.h"
+#include "support/utf8.h"
 
 namespace gatehouse::testing {
 namespace {
-
-std::string Utf8(uint32_t cp) {
-  std::string s;
-  if (cp < 0x80) {
-    s += static_cast<char>(cp);
-  } else if (cp < 0x800) {
-    s += static_cast<char>(0xc0 | (cp >> 6));
-    s += static_cast<char>(0x80 | (cp & 0x3f));
-  } else {
-    s += static_cast<char>(0xe0 | (cp >> 12));
-    s += static_cast<char>(0x80 | ((cp >> 6) & 0x3f));
-    s += static_cast<char>(0x80 | (cp & 0x3f));
-  }
-  return s;
-}
 
 // Every refused class, as the byte strings that carry it. (NUL cannot be
 // passed in argv; it is refused by the same code path as the rest of C0.)

@@ -696,5 +696,134 @@ TEST_F(OpsTest, KubernetesVolumeLayoutAndProbes) {
   EXPECT_EQ(s.process->Stop(10s).exit_code, 0);
 }
 
+// --- the same answer from both surfaces (issue 12 item 6) -----------------
+
+// The action names of a policy file: the keys under `actions:` (two spaces
+// in, a dot in the name), up to the next top-level key.
+std::vector<std::string> ActionsOf(const std::string& policy_file) {
+  std::istringstream in(ReadAll(policy_file));
+  std::vector<std::string> out;
+  bool inside = false;
+  std::string line;
+  while (std::getline(in, line)) {
+    if (!line.empty() && line[0] != ' ' && line[0] != '#') inside = line.rfind("actions:", 0) == 0;
+    if (!inside || line.size() < 4 || line.substr(0, 2) != "  " || line[2] == ' ' || line.back() != ':')
+      continue;
+    const std::string name = line.substr(2, line.size() - 3);
+    if (name.find('.') != std::string::npos) out.push_back(name);
+  }
+  return out;
+}
+
+// Each side stamps a GraphQL error's time_thrown with its own clock: both
+// must be ISO-8601 UTC with milliseconds, and are then blanked.
+std::string WithoutTimeThrown(std::string body) {
+  const std::string key = "\"time_thrown\":\"";
+  for (size_t at = body.find(key); at != std::string::npos; at = body.find(key, at + 1)) {
+    const size_t start = at + key.size();
+    const std::string stamp = body.substr(start, 24);
+    bool ok = stamp.size() == 24 && stamp[4] == '-' && stamp[10] == 'T' && stamp[19] == '.' && stamp[23] == 'Z';
+    EXPECT_TRUE(ok) << "time_thrown '" << stamp << "' in " << body;
+    if (ok) body.replace(start, 24, "T");
+  }
+  return body;
+}
+
+// `gatehouse authorize --json` prints the bytes POST /v1/authorize answers
+// for the same question (CONTRACT.md), for every action of the default
+// policy, users and tokens (active, revoked, malformed, unknown users) and a
+// workspace of each type (and an unknown one, and one spelled in another
+// case); a malformed question is a 400 there and exit 2 here, with the same
+// message.
+TEST_F(OpsTest, CliAuthorizeJsonIsTheSidecarsAnswer) {
+  MakeStore(kCli, env());
+  if (HasFatalFailure()) return;
+  auto cli = [&](std::vector<std::string> args) {
+    args.insert(args.begin(), kCli);
+    return RunProcess(args, {.env = ChildEnvironment(env())});
+  };
+  for (const std::vector<std::string>& c :
+       {std::vector<std::string>{"user", "add", "vic@demo.test", "--org-role", "viewer"},
+        {"workspace", "create", "Alice-Personal", "--type", "personal", "--owner", "alice@demo.test"},
+        {"member", "add", "vic@demo.test", "--workspace", "Marketing-Production", "--role", "admin"}}) {
+    ProcessResult r = cli(c);
+    ASSERT_EQ(r.exit_code, 0) << r;
+  }
+  auto token_of = [&](const std::string& apiuser) {
+    return CreatedToken(cli({"token", "create", "--apiuser", apiuser, "--name", "t-" + apiuser,
+                             "--expires-in", "1d", "--json"}));
+  };
+  const CliToken dev = token_of("dev-exporter"), prod = token_of("prod-importer"),
+                 viewer = token_of("prod-viewer");
+  const CliToken revoked = CreatedToken(cli({"token", "create", "--apiuser", "prod-importer", "--name",
+                                             "gone", "--expires-in", "1d", "--json"}));
+  ASSERT_EQ(cli({"token", "revoke", revoked.id}).exit_code, 0);
+  ASSERT_FALSE(dev.secret.empty() || prod.secret.empty() || viewer.secret.empty());
+
+  Sidecar s;
+  Launch({kSidecar, "--listen", "127.0.0.1:0", "--store", store()}, &s);
+  ASSERT_TRUE(s.process);
+
+  struct Who {
+    std::string field, value;  // "user" or "token"
+  };
+  const std::vector<Who> principals = {
+      {"user", "owner@demo.test"}, {"user", "alice@demo.test"},  {"user", "vic@demo.test"},
+      {"user", "nobody@demo.test"}, {"token", dev.secret},       {"token", prod.secret},
+      {"token", viewer.secret},     {"token", revoked.secret},   {"token", "gat_notarealtoken"}};
+  const std::vector<std::string> workspaces = {"Organization", "Marketing-Production", "Alice-Personal",
+                                               "marketing-development", "No-Such-Workspace"};
+  const std::vector<std::string> actions = ActionsOf(kSource + "/policies/api-tokens.yaml");
+  ASSERT_GE(actions.size(), 10u);
+
+  // Asks both; returns the sidecar's status and the CLI's exit code.
+  std::map<std::string, int> seen;  // outcome kind → count
+  auto ask = [&](const std::string& action, const Who& who, const std::string& ws) {
+    const json body = {{who.field, who.value}, {"action", action}, {"workspace", ws}};
+    HttpResponse h = HttpCall(s.port, "POST", "/v1/authorize", {{"Content-Type", "application/json"}},
+                              body.dump(-1, ' ', false, json::error_handler_t::replace));
+    ProcessResult c = cli({"authorize", "--json", "--action", action, "--workspace", ws,
+                           "--" + who.field, who.value});
+    const std::string what = action + " in " + ws + " for " + who.field + " " + who.value;
+    if (h.status == 400) {
+      // The same message: {"error": M} there, {"error": M, "exit": 2} here.
+      EXPECT_EQ(c.exit_code, 2) << what << "\n" << c;
+      EXPECT_EQ(c.out, "") << what;
+      json he = json::parse(h.body, nullptr, false), ce = json::parse(c.err, nullptr, false);
+      EXPECT_TRUE(he.is_object() && ce.is_object()) << what << "\n" << h.body << "\n" << c.err;
+      if (he.is_object() && ce.is_object()) {
+        EXPECT_EQ(ce["error"], he["error"]) << what;
+        EXPECT_EQ(ce["exit"], 2) << what;
+      }
+      ++seen["bad request"];
+      return;
+    }
+    ASSERT_EQ(h.status, 200) << what << "\n" << h.body;
+    EXPECT_EQ(WithoutTimeThrown(c.out), WithoutTimeThrown(h.body) + "\n") << what << "\n" << c;
+    const json d = json::parse(h.body, nullptr, false);
+    ASSERT_TRUE(d.is_object()) << h.body;
+    const std::string rule = d["reasons"].empty() ? "" : d["reasons"][0].value("rule", "");
+    const bool not_found = rule == "unknown-user" || rule == "unknown-workspace";
+    const int exit = d["allow"] == true ? 0 : not_found ? 4 : 3;
+    EXPECT_EQ(c.exit_code, exit) << what << "\n" << c;
+    ++seen[d["allow"] == true ? "allow" : not_found ? rule : d.contains("errors") ? "deny+graphql" : "deny"];
+  };
+
+  // Every action × every principal, against the workspaces in turn, so
+  // every principal meets every workspace (16 actions, 5 workspaces).
+  for (size_t a = 0; a < actions.size(); ++a) {
+    for (size_t p = 0; p < principals.size(); ++p)
+      ask(actions[a], principals[p], workspaces[(a + p) % workspaces.size()]);
+  }
+  // Malformed questions.
+  ask("project.delete", principals[0], "Marketing-Production");        // unknown action
+  ask("project.import", principals[4], "Bad\u202eName");               // a bidi override
+  ask("project.import", {"user", "al\x1b[1mice@demo.test"}, "Organization");  // a control character
+
+  for (const char* kind : {"allow", "deny", "deny+graphql", "unknown-user", "unknown-workspace", "bad request"})
+    EXPECT_GT(seen[kind], 0) << "no question answered '" << kind << "'";
+  EXPECT_EQ(s.process->Stop(10s).exit_code, 0);
+}
+
 }  // namespace
 }  // namespace gatehouse::testing

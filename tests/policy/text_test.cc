@@ -8,28 +8,12 @@
 #include <random>
 #include <string>
 
+#include "support/utf8.h"
+
 namespace gatehouse {
 namespace {
 
-std::string Utf8(uint32_t cp) {
-  std::string s;
-  if (cp < 0x80) {
-    s += static_cast<char>(cp);
-  } else if (cp < 0x800) {
-    s += static_cast<char>(0xc0 | (cp >> 6));
-    s += static_cast<char>(0x80 | (cp & 0x3f));
-  } else if (cp < 0x10000) {
-    s += static_cast<char>(0xe0 | (cp >> 12));
-    s += static_cast<char>(0x80 | ((cp >> 6) & 0x3f));
-    s += static_cast<char>(0x80 | (cp & 0x3f));
-  } else {
-    s += static_cast<char>(0xf0 | (cp >> 18));
-    s += static_cast<char>(0x80 | ((cp >> 12) & 0x3f));
-    s += static_cast<char>(0x80 | ((cp >> 6) & 0x3f));
-    s += static_cast<char>(0x80 | (cp & 0x3f));
-  }
-  return s;
-}
+using gatehouse::testing::Utf8;
 
 // The classes the rule refuses, written out independently of text.cc.
 bool Refused(uint32_t cp) {
@@ -107,6 +91,45 @@ TEST(NameRule, LengthIsChecked) {
   EXPECT_TRUE(CheckNameText("a name", "").IsInvalidArgument());
   EXPECT_TRUE(CheckNameText("a name", std::string(201, 'a')).IsInvalidArgument());
   EXPECT_TRUE(CheckNameText("a name", std::string(200, 'a')).ok());
+}
+
+TEST(Roff, EscapesBackslashesDashesAndLeadingRequests) {
+  EXPECT_EQ(EscapeRoff("--store PATH"), "\\-\\-store PATH");
+  EXPECT_EQ(EscapeRoff("a\\b"), "a\\eb");
+  EXPECT_EQ(EscapeRoff(".SH x"), "\\&.SH x");
+  EXPECT_EQ(EscapeRoff("'x"), "\\&'x");
+  EXPECT_EQ(EscapeRoff("one\n.two"), "one\n\\&.two");
+  EXPECT_EQ(EscapeRoff("a.b 'c' d\xC3\xA9"), "a.b 'c' d\xC3\xA9");
+  EXPECT_EQ(EscapeRoff(""), "");
+}
+
+// Over random text of the characters that matter: roff reads back exactly
+// the input (\e a backslash, \- a dash, \& nothing), every backslash starts
+// one of those three escapes, and no line starts a request.
+TEST(Roff, RandomTextReadsBackAndNeverStartsARequest) {
+  std::mt19937 rng(7);
+  const std::string alphabet = "\\-.'\n ae&";
+  for (int round = 0; round < 2000; ++round) {
+    std::string in;
+    const int n = static_cast<int>(rng() % 12);
+    for (int i = 0; i < n; ++i) in += alphabet[rng() % alphabet.size()];
+    const std::string out = EscapeRoff(in);
+    std::string back;
+    for (size_t i = 0; i < out.size(); ++i) {
+      if ((i == 0 || out[i - 1] == '\n') && (out[i] == '.' || out[i] == '\''))
+        FAIL() << "a request line in '" << out << "' from '" << in << "'";
+      if (out[i] != '\\') {
+        back += out[i];
+        continue;
+      }
+      ASSERT_LT(i + 1, out.size()) << "a lone backslash in '" << out << "'";
+      const char e = out[++i];
+      ASSERT_TRUE(e == 'e' || e == '-' || e == '&') << "\\" << e << " in '" << out << "'";
+      if (e == 'e') back += '\\';
+      if (e == '-') back += '-';
+    }
+    ASSERT_EQ(back, in) << "escaped as '" << out << "'";
+  }
 }
 
 }  // namespace

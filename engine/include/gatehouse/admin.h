@@ -22,6 +22,7 @@
 
 #include "gatehouse/authorizer.h"
 #include "gatehouse/clock.h"
+#include "gatehouse/decision_json.h"
 #include "gatehouse/policy.h"
 #include "gatehouse/status.h"
 #include "gatehouse/store.h"
@@ -51,6 +52,15 @@ struct SettingView {
 struct Introspection {
   bool active = false;
   TokenRecord token;  // filled when active
+};
+
+// What `gatehouse authorize` answers: the object POST /v1/authorize gives for
+// the same question (`view`, its GraphQL time_thrown from the Admin's
+// clock), and, when the user or the workspace is unknown, the NotFound the
+// CLI exits with (the view is then the sidecar's denial for it).
+struct AuthorizeAnswer {
+  DecisionView view;
+  Status not_found;
 };
 
 class Admin {
@@ -89,9 +99,11 @@ class Admin {
 
   // Read-only checks (no actor needed, nothing audited).
   Introspection VerifyToken(const std::string& token);
-  // Decides for a token or a user's email; NotFound for an unknown user.
-  Result<AuthzOutcome> Authorize(const std::string& action, const std::string& workspace,
-                                 const std::string& token, const std::string& user);
+  // Decides for a token or else a user's email, as the sidecar does (see
+  // AuthorizeAnswer). Errors: InvalidArgument for a malformed question (the
+  // sidecar's 400 message), the store's.
+  Result<AuthorizeAnswer> Authorize(const std::string& action, const std::string& workspace,
+                                    const std::string& token, const std::string& user);
   const CompiledPolicy& policy() const { return *policy_; }
   Store& store() { return *store_; }
 

@@ -48,4 +48,9 @@ enum class EscapeMode {
 // ASCII letters, digits, punctuation and spaces are kept.
 std::string EscapeText(std::string_view text, EscapeMode mode = EscapeMode::kNonPrintable);
 
+// `text` as man(7) text: a backslash as \e, every dash as \- (so that
+// options print as ASCII hyphens), and \& before a . or ' that starts a line
+// (roff would take it for a request). Other bytes are kept as they are.
+std::string EscapeRoff(std::string_view text);
+
 }  // namespace gatehouse

@@ -568,33 +568,43 @@ Introspection Admin::VerifyToken(const std::string& token) {
   return out;
 }
 
-Result<AuthzOutcome> Admin::Authorize(const std::string& action, const std::string& workspace,
-                                      const std::string& token, const std::string& user) {
-  GATEHOUSE_RETURN_IF_ERROR(CheckLookup("a workspace name", workspace));
-  GATEHOUSE_RETURN_IF_ERROR(CheckLookup("an email (--user)", user));
+Result<AuthorizeAnswer> Admin::Authorize(const std::string& action, const std::string& workspace,
+                                         const std::string& token, const std::string& user) {
+  // The sidecar's checks and answers (decision_json.h), so that --json
+  // prints the object POST /v1/authorize gives for the same question.
+  std::string error;
+  const std::optional<std::string> email = token.empty() ? std::optional<std::string>(user) : std::nullopt;
+  const ActionInfo* info = CheckQuestion(*policy_, action, workspace, email, {}, &error);
+  if (info == nullptr) return Status::InvalidArgument(error);
   auto dir = Directory::Load(*store_);
   if (!dir.ok()) return dir.status();
+  const int64_t now_ms = options_.clock->NowSeconds() * 1000;
+  AuthorizeAnswer answer;
   Subject subject;
   if (!token.empty()) {
     Introspection in = VerifyToken(token);
     if (!in.active) {
-      if (!policy_->FindAction(action)) return Status::InvalidArgument("unknown action '" + action + "'");
-      AuthzOutcome o;
-      o.reasons.push_back({"inactive-token", Effect::kDeny, "the token is unknown, expired, revoked or malformed"});
-      return o;
+      answer.view = DenialView(
+          *policy_, {std::string(kInactiveTokenRule), Effect::kDeny, std::string(kInactiveTokenMessage)}, now_ms);
+      return answer;
     }
     subject = SubjectOfToken(in.token);
   } else {
     auto s = SubjectOfUser(**dir, user);
-    if (!s) return Status::NotFound("unknown user '" + user + "'");
+    if (!s) {
+      answer.view = DenialView(*policy_, UnknownUserReason(user), now_ms);
+      answer.not_found = Status::NotFound("unknown user '" + user + "'");
+      return answer;
+    }
     subject = *s;
   }
   AuthzOutcome o = gatehouse::Authorize(*policy_, **dir, subject, action, workspace);
   if (o.bad_request) return Status::InvalidArgument(o.error);
-  // The sidecar denies; the CLI says what was not found (exit 4).
+  // The sidecar denies; the CLI also says what was not found (exit 4).
   if (!o.decided && !o.reasons.empty() && o.reasons[0].rule == "unknown-workspace")
-    return Status::NotFound("unknown workspace '" + workspace + "'");
-  return o;
+    answer.not_found = Status::NotFound("unknown workspace '" + workspace + "'");
+  answer.view = DecisionViewOf(*policy_, *info, subject, std::move(o), now_ms);
+  return answer;
 }
 
 }  // namespace gatehouse

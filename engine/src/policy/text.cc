@@ -114,4 +114,22 @@ std::string EscapeText(std::string_view text, EscapeMode mode) {
   return out;
 }
 
+std::string EscapeRoff(std::string_view text) {
+  std::string out;
+  out.reserve(text.size() + 8);
+  for (size_t i = 0; i < text.size(); ++i) {
+    const char c = text[i];
+    // A line that starts with . or ' is a roff request, whatever follows.
+    if ((i == 0 || text[i - 1] == '\n') && (c == '.' || c == '\'')) out += "\\&";
+    if (c == '\\') {
+      out += "\\e";
+    } else if (c == '-') {
+      out += "\\-";
+    } else {
+      out += c;
+    }
+  }
+  return out;
+}
+
 }  // namespace gatehouse
