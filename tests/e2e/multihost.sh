@@ -37,7 +37,7 @@ if [[ "${GH_MULTIHOST_INSIDE:-}" != 1 ]]; then
   getent passwd postgres >/dev/null || fail "no postgres user (is postgresql-15 installed?)"
   [[ $(id -u) -eq 0 ]] || fail "must run as root: network namespaces need CAP_SYS_ADMIN"
   [[ -x "$1" && -x "$2" && -d "$3" ]] || fail "not found: $1, $2 or $3"
-  GH_MULTIHOST_INSIDE=1 exec timeout -s KILL 150 \
+  GH_MULTIHOST_INSIDE=1 exec timeout -s KILL "${GH_MULTIHOST_TIMEOUT:-240}" \
     unshare --net --mount --pid --fork --kill-child --mount-proc -- "$BASH" "$0" "$@"
 fi
 
@@ -252,6 +252,39 @@ for h in "${ALL[@]}"; do
   expect "$h" allow check_toggle -
 done
 echo "setup: $(( $((${EPOCHREALTIME/./}/1000)) - t_start )) ms (5 hosts + bridge, PostgreSQL, 4 sidecars)"
+
+# Benchmark mode (bench/multihost.sh): GH_MULTIHOST_BENCH=N revocations, each
+# of a token every sidecar host has been seen to allow, commit -> refusal
+# measured on s1..s3; prints p50/p99/max and stops (no cases run).
+if [[ -n ${GH_MULTIHOST_BENCH:-} ]]; then
+  n=$GH_MULTIHOST_BENCH
+  [[ $n =~ ^[1-9][0-9]*$ ]] || die "GH_MULTIHOST_BENCH must be a positive count, not '$n'"
+  LAT=()
+  for ((i = 1; i <= n; i++)); do
+    new_token "b$i" importer
+    for h in "${SIDECARS[@]}"; do
+      deadline=$(( $((${EPOCHREALTIME/./}/1000)) + 2000 ))
+      until check_import "$h" "${TOK[b$i]}"; [[ $ANS == allow ]]; do
+        (( $((${EPOCHREALTIME/./}/1000)) > deadline )) && die "$h never allowed new token b$i"
+      done
+    done
+    cli token revoke "${TOK_ID[b$i]}" >/dev/null || die "token revoke b$i"
+    t0=$((${EPOCHREALTIME/./}/1000))
+    wait_refused 2000 "$t0" check_import "${TOK[b$i]}" "${SIDECARS[@]}"
+  done
+  pct() {  # pct: p50 / p99 / max of the numbers on stdin
+    sort -n | awk '{v[NR]=$1} END {p50=v[int(NR*0.50+0.999)]; p99=v[int(NR*0.99+0.999)];
+      printf "p50 %d ms, p99 %d ms, max %d ms (n=%d)\n", p50, p99, v[NR], NR}'
+  }
+  echo "commit -> refusal over $n revocations (CLI returned -> first refused answer, hosts polled round robin):"
+  all=""
+  for h in "${SIDECARS[@]}"; do
+    echo "  $h: $(tr ' ' '\n' <<<"${LAT[$h]}" | grep . | pct)"
+    all+="${LAT[$h]}"
+  done
+  echo "  all hosts: $(tr ' ' '\n' <<<"$all" | grep . | pct)"
+  exit 0
+fi
 
 # (1) Changes on the CLI host are refused on every sidecar host.
 for n in r1 r2 r3 r4; do
