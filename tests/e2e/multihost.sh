@@ -139,6 +139,7 @@ start_sidecar() {  # start_sidecar HOST EXTRA...
 ask() {  # ask HOST METHOD PATH [BODY]
   CODE=000 BODY=""
   local req=${4:-} fd line len=0 t=$((${EPOCHREALTIME/./}/1000))
+  SENT=$t
   { exec {fd}<>"/dev/tcp/${ASK[$1]}/$PORT"; } 2>/dev/null || return 1
   printf '%s %s HTTP/1.1\r\nHost: gatehouse\r\nContent-Type: application/json\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s' \
     "$2" "$3" "${#req}" "$req" >&"$fd" 2>/dev/null
@@ -187,6 +188,11 @@ wait_refused() {
       $check "$h" "$arg"; local a=$ANS
       if [[ $a == deny:* && $a != deny:store-unavailable ]]; then
         LAT[$h]+="$(( $((${EPOCHREALTIME/./}/1000)) - t0 )) "
+      elif [[ $a == allow ]] && (( SENT > t0 + STALE_MS )); then
+        # The design's guarantee: a change committed at C is refused by C +
+        # max staleness. This request left after the CLI had returned + the bound.
+        die "$h allowed a request sent $(( SENT - t0 )) ms after the change's CLI returned" \
+          "(--max-staleness-ms $STALE_MS)"
       else
         still+=("$h")
       fi
