@@ -64,7 +64,7 @@ cleanup() {
   sleep 0.2
   for h in "${!PID[@]}"; do kill -KILL "${PID[$h]}" 2>/dev/null; done
   [[ -n "$PG_PID" ]] && kill -KILL "$PG_PID" 2>/dev/null
-  if [[ -n "${KEEP:-}" ]]; then echo "logs kept in $D" >&2; else rm -rf "$D"; fi
+  if [[ -n "${GH_MULTIHOST_KEEP:-}" ]]; then echo "logs kept in $D" >&2; else rm -rf "$D"; fi
 }
 trap cleanup EXIT
 
@@ -151,7 +151,7 @@ ask() {  # ask HOST METHOD PATH [BODY]
     ((len > 0)) && IFS= read -r -t 1 -N "$len" -u "$fd" BODY
   fi
   exec {fd}>&-
-  [[ -n ${TRACE:-} ]] && echo "$(( $((${EPOCHREALTIME/./}/1000)) - t_start )) $1 $3 $(( $((${EPOCHREALTIME/./}/1000)) - t )) ms $CODE ${BODY:0:60}" >>"$D/trace"
+  [[ -n ${GH_MULTIHOST_TRACE:-} ]] && echo "$(( $((${EPOCHREALTIME/./}/1000)) - t_start )) $1 $3 $(( $((${EPOCHREALTIME/./}/1000)) - t )) ms $CODE ${BODY:0:60}" >>"$D/trace"
   [[ $CODE != 000 ]]
 }
 # ANS: "allow", "deny:RULE" (the first reason's rule) or "error".
