@@ -8,6 +8,7 @@ packages=(
   libyaml-cpp-dev libboost-dev libboost-program-options-dev libcpp-httplib-dev
   libsqlite3-dev libssl-dev nlohmann-json3-dev
   postgresql-15 libpq-dev  # the PostgreSQL store: libpq to build, a throwaway server in tests
+  iproute2 jq  # the multi-host test: hosts as network namespaces (tests/e2e/multihost.sh)
   libgtest-dev libgmock-dev libbenchmark-dev
   nginx-light caddy wrk sqlite3 curl openssl
   clang libclang-rt-14-dev
