@@ -3,7 +3,10 @@
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <chrono>
 #include <filesystem>
+#include <thread>
+#include <utility>
 
 namespace gatehouse::sidecar {
 
@@ -36,6 +39,17 @@ std::vector<std::string> PolicyFilesFingerprint(const std::string& policy_path,
   }
   std::sort(out.begin(), out.end());
   return out;
+}
+
+void WaitUntilPolicyFilesSettle(const std::string& policy_path,
+                                const std::vector<std::string>& invariants,
+                                std::vector<std::string> seen) {
+  for (int i = 0; i < 10; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    std::vector<std::string> again = PolicyFilesFingerprint(policy_path, invariants);
+    if (again == seen) return;
+    seen = std::move(again);
+  }
 }
 
 }  // namespace gatehouse::sidecar

@@ -13,4 +13,10 @@ namespace gatehouse::sidecar {
 std::vector<std::string> PolicyFilesFingerprint(const std::string& policy_path,
                                                 const std::vector<std::string>& invariants);
 
+// After a poll saw the fingerprint change to `seen`: lets a writer finish,
+// waiting in 50 ms steps (at most 10) until the files stop changing.
+void WaitUntilPolicyFilesSettle(const std::string& policy_path,
+                                const std::vector<std::string>& invariants,
+                                std::vector<std::string> seen);
+
 }  // namespace gatehouse::sidecar

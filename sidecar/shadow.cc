@@ -343,12 +343,7 @@ void Shadow::BackgroundLoop() {
       }
       if (changed) {
         // Let a writer finish: load once the files have stopped changing.
-        for (int i = 0; i < 10; ++i) {
-          std::this_thread::sleep_for(std::chrono::milliseconds(50));
-          std::vector<std::string> again = Fingerprint();
-          if (again == now) break;
-          now = std::move(again);
-        }
+        WaitUntilPolicyFilesSettle(options_.policy_path, options_.invariants, std::move(now));
         Reload();
       }
     }
