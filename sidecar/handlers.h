@@ -160,10 +160,12 @@ class Handlers {
   Evaluation Evaluate(const AuthorizeCheck& check, std::string_view header_token,
                       const PolicyPtr& policy, const Snapshot* snapshot, const Status& store_status,
                       int64_t now, int64_t now_ms);
-  // Decides `check` for a principal already resolved (and a token already
-  // verified): the second half of Evaluate, and forward-auth's last step.
-  void Decide(const Subject& subject, const AuthorizeCheck& check, const ActionInfo& info,
-              const CompiledPolicy& policy, const Directory& dir, Evaluation* e);
+  // Decides a question already resolved (ParseQuestion or RouteQuestion) for
+  // a principal already resolved (and a token already verified): the second
+  // half of Evaluate, and forward-auth's last step. It cannot fail: it
+  // allows or denies.
+  void Decide(const Subject& subject, const Question& question, const CompiledPolicy& policy,
+              const Directory& dir, Evaluation* e);
   // Writes e's decision-log line. False when it could not be written and
   // decision_log_required: the caller must then not allow (FailClosed).
   [[nodiscard]] bool Log(std::string_view endpoint, const Evaluation& e, int64_t now_ms,

@@ -169,7 +169,7 @@ void Shadow::Decide(const PolicyPtr& live, bool decided, const Request& request,
   verdict->computed = true;
   Decision decision;
   bool have_decision = false;
-  AuthzOutcome slow;
+  Result<AuthzOutcome> slow = AuthzOutcome{};
   bool use_slow = false;
   if (pair->same_inputs) {
     if (!decided) {
@@ -195,7 +195,7 @@ void Shadow::Decide(const PolicyPtr& live, bool decided, const Request& request,
     slow_decisions_.fetch_add(1, std::memory_order_relaxed);
     slow = gatehouse::Authorize(cand, dir, subject, action, workspace, params);
     use_slow = true;
-    verdict->allow = !slow.bad_request && slow.allow;
+    verdict->allow = slow.ok() && slow->allow;
   }
   verdict->diverged = verdict->allow != live_allow;
   if (!verdict->diverged) return;
@@ -204,13 +204,13 @@ void Shadow::Decide(const PolicyPtr& live, bool decided, const Request& request,
   if (have_decision) {
     verdict->reasons = cand.Explain(decision);
     verdict->message = cand.DecidingMessage(decision);
-  } else if (use_slow && slow.bad_request) {
-    verdict->message = slow.error;
-    verdict->reasons.push_back({"invalid-request", Effect::kDeny, slow.error});
+  } else if (use_slow && !slow.ok()) {  // the candidate cannot even parse the question
+    verdict->message = slow.status().message();
+    verdict->reasons.push_back({"invalid-request", Effect::kDeny, verdict->message});
   } else if (use_slow) {
-    verdict->reasons = std::move(slow.reasons);
-    verdict->message = slow.decided ? cand.DecidingMessage(slow.decision)
-                                    : (verdict->reasons.empty() ? "" : verdict->reasons[0].message);
+    verdict->reasons = std::move(slow->reasons);
+    verdict->message = slow->decided ? cand.DecidingMessage(slow->decision)
+                                     : (verdict->reasons.empty() ? "" : verdict->reasons[0].message);
   }
 }
 
@@ -241,9 +241,10 @@ void Shadow::DecideRoute(const PolicyPtr& live, std::string_view live_action,
   }
   // Another action or workspace than the live route's: decide it afresh.
   slow_decisions_.fetch_add(1, std::memory_order_relaxed);
-  AuthzOutcome o = gatehouse::Authorize(*cand, dir, subject, action, workspace);
+  // (The candidate's own route: its action exists by construction.)
+  AuthzOutcome o = gatehouse::Authorize(*cand, dir, subject, RouteQuestion(*cand, route->action, workspace));
   verdict->computed = true;
-  verdict->allow = !o.bad_request && o.allow;
+  verdict->allow = o.allow;
   verdict->diverged = verdict->allow != live_allow;
   if (!verdict->diverged) return;
   Count(live_action.empty() ? std::string_view(action) : live_action, live_allow);

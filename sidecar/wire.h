@@ -58,9 +58,10 @@ Parsed<std::optional<std::string>> ParseFormField(std::string_view body, std::st
 // Request bodies as a client writes them (tests, fuzzing, clients). The JSON
 // ones use AppendJsonString, so they are always valid JSON; what decodes
 // again is exactly this (Parse is the matching parser):
-// - Parse(Encode(c)) accepts c iff action and workspace are non-empty and at
-//   most one of token and user is set (a batch: every check, and at most
-//   kMaxBatchChecks of them).
+// - Parse(Encode(c)) accepts c iff at most one of token and user is set (a
+//   batch: every check, and at most kMaxBatchChecks of them). The wire checks
+//   the shape only: whether a name is empty, unsafe or unknown is the
+//   question's to say (ParseQuestion, gatehouse/authorizer.h), in one place.
 // - It then gives c itself when every string of c is valid UTF-8 and params
 //   are sorted by name without repeats. Every parsed value is so (the JSON
 //   parser refuses ill-formed UTF-8 and lone surrogates), hence

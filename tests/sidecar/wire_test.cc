@@ -218,8 +218,9 @@ TEST(WireTest, AuthorizeRequestsRoundTrip) {
   // What the parser refuses stays refused.
   EXPECT_TRUE(std::holds_alternative<std::string>(
       ParseAuthorize(EncodeAuthorizeRequest(Check("t", "u", "a", "w")))));
-  EXPECT_TRUE(std::holds_alternative<std::string>(
-      ParseAuthorize(EncodeAuthorizeRequest(Check("t", std::nullopt, "", "w")))));
+  // An empty action is the question's to refuse (ParseQuestion), not the wire's.
+  EXPECT_EQ(ParseAuthorize(EncodeAuthorizeRequest(Check("t", std::nullopt, "", "w"))),
+            Parsed<AuthorizeCheck>(Check("t", std::nullopt, "", "w")));
 }
 
 TEST(WireTest, RequestEncodersEscape) {
@@ -245,10 +246,15 @@ TEST(WireTest, BatchRequestsRoundTrip) {
   EXPECT_EQ(ParseBatch(EncodeBatchRequest(checks)), Parsed<std::vector<AuthorizeCheck>>(expected));
   EXPECT_EQ(EncodeBatchRequest({}), R"({"checks":[]})");
   EXPECT_EQ(ParseBatch(EncodeBatchRequest({})), Parsed<std::vector<AuthorizeCheck>>());
-  // One bad check fails the batch, as it would when sent.
-  auto bad = ParseBatch(EncodeBatchRequest({checks[0], Check("t", std::nullopt, "a", "")}));
+  // One check of the wrong shape fails the batch, as it would when sent.
+  auto bad = ParseBatch(R"({"checks":[{"token":"t","action":"a","workspace":"w"},)"
+                        R"({"token":"t","action":"a","workspace":7}]})");
   ASSERT_TRUE(std::holds_alternative<std::string>(bad));
-  EXPECT_EQ(std::get<std::string>(bad), "checks[1]: field \"workspace\" must not be empty");
+  EXPECT_EQ(std::get<std::string>(bad), "checks[1]: field \"workspace\" must be a string, not an integer");
+  // Names are the question's to refuse (ParseQuestion, in one place), not
+  // the wire's: an empty workspace parses.
+  EXPECT_TRUE(std::holds_alternative<std::vector<AuthorizeCheck>>(
+      ParseBatch(EncodeBatchRequest({checks[0], Check("t", std::nullopt, "a", "")}))));
 }
 
 TEST(WireTest, FormFieldsPercentEncode) {

@@ -9,6 +9,7 @@
 // directory: thread-safe, and it never allows on anything unknown.
 #pragma once
 
+#include <array>
 #include <memory>
 #include <optional>
 #include <string>
@@ -82,15 +83,49 @@ Subject SubjectOfToken(const TokenRecord& token);
 // nullopt when the email is unknown.
 std::optional<Subject> SubjectOfUser(const Directory& dir, std::string_view email);
 
+// A question its asker put as text (an action name, a workspace name, a
+// user's email, parameters as text), resolved against one policy in the one
+// step that may refuse it as malformed: ParseQuestion. Authorize then
+// decides it and can only allow or deny. (The sidecar, the CLI and the shadow
+// policy all go through this pair, so a request is refused as malformed, and
+// with the same words, in one place only.)
+struct Question {
+  ActionId action = kNoAction;
+  const ActionInfo* info = nullptr;  // the action's declaration in the policy
+  std::string_view workspace;        // as asked (a view into the caller's text)
+  // request.NAME by parameter slot, as Request::params holds them.
+  std::array<int64_t, kMaxParams> params{};
+  // token.create's lifetime_seconds when the action does not declare it: the
+  // compiled table has no cap rule then, so Authorize applies
+  // tokens.max_lifetime to it.
+  std::optional<int64_t> undeclared_lifetime;
+};
+
+// Resolves a question against `policy`. Errors (InvalidArgument; the message
+// is the 400's `error`, the CLI's stderr line): an unknown action; a
+// workspace or user name that could not have been stored (gatehouse/text.h);
+// a parameter value invalid for its declared type; a token lifetime that is
+// not a positive number of seconds or a duration. Parameters the action does
+// not declare are ignored (CONTRACT.md), except token.create's lifetime.
+Result<Question> ParseQuestion(const CompiledPolicy& policy, std::string_view action,
+                               std::string_view workspace,
+                               const std::optional<std::string>& user,
+                               const std::vector<std::pair<std::string, std::string>>& params);
+
+// A Question for a route's action (forward-auth), which exists by
+// construction: nothing to parse, and the route declares no parameters.
+Question RouteQuestion(const CompiledPolicy& policy, ActionId action, std::string_view workspace);
+
 struct AuthzOutcome {
-  bool bad_request = false;  // the request itself is malformed (unknown action, bad parameter)
-  std::string error;         // why, when bad_request
   bool allow = false;
   Decision decision;         // valid when `decided`
   bool decided = false;      // false: denied before the policy was asked (unknown workspace, role...)
   std::vector<Reason> reasons;
   std::string workspace_role;  // the subject's role in the target workspace, as decided
   std::string workspace_type;
+  // The target workspace as the store spells it (lookups ignore case), when
+  // it was found: what forward-auth's X-Gatehouse-Workspace carries.
+  std::string workspace_name;
   std::optional<GraphqlTemplate> graphql;  // the action's on_deny error, when denied
   // The resolved request of `action` the policy decided, when `decided` (the
   // token.use gate is that request with the action token.use): what the
@@ -106,16 +141,22 @@ inline constexpr std::string_view kTokenCreateAction = "token.create";
 inline constexpr const char* kLifetimeParam = "lifetime_seconds";
 inline constexpr const char* kMaxLifetimeRuleId = "tokens.max_lifetime";
 
-// Decides `action` in `workspace` for `subject`. For an API user, when the
-// policy declares token.use, that is decided first and a denial of it is the
-// answer (the token may not act here at all). `params` are request
-// parameters by name (values as text: role names, integers, durations,
-// true/false); parameters the action does not declare are ignored, except
-// lifetime_seconds of token.create: a non-positive lifetime is a bad request
-// and one above tokens.max_lifetime is denied (rule tokens.max_lifetime).
+// Decides `question` (ParseQuestion'd against this same `policy`) for
+// `subject`. Never a malformed request: a name the store does not know, a
+// role or workspace type the policy does not declare, and a lifetime above
+// tokens.max_lifetime are denials. For an API user, when the policy declares
+// token.use, that is decided first and a denial of it is the answer (the
+// token may not act here at all).
 AuthzOutcome Authorize(const CompiledPolicy& policy, const Directory& dir, const Subject& subject,
-                       std::string_view action, std::string_view workspace,
-                       const std::vector<std::pair<std::string, std::string>>& params = {});
+                       const Question& question);
+
+// Both steps, for callers that hold the question as text and decide it once
+// (the CLI's own checks, the shadow policy's candidate): ParseQuestion's
+// errors, else Authorize's outcome.
+Result<AuthzOutcome> Authorize(const CompiledPolicy& policy, const Directory& dir,
+                               const Subject& subject, std::string_view action,
+                               std::string_view workspace,
+                               const std::vector<std::pair<std::string, std::string>>& params = {});
 
 // Parses a request parameter's text for the parameter's type; nullopt when invalid.
 std::optional<int64_t> ParseParamValue(const CompiledPolicy& policy, ValueType type, std::string_view text);

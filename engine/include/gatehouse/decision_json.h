@@ -1,7 +1,7 @@
 // The answer to one authorize question as callers see it: the JSON object
 // `POST /v1/authorize` answers and `gatehouse authorize --json` prints
 // (CONTRACT.md: "the same object"). Both surfaces check the question with
-// CheckQuestion, build the answer with DecisionViewOf or DenialView and write
+// ParseQuestion (authorizer.h), build the answer with DecisionViewOf or DenialView and write
 // it with EncodeDecision, so field names, order and values cannot drift
 // apart. Also the JSON text primitives the sidecar's other encoders share.
 //
@@ -53,16 +53,6 @@ inline constexpr std::string_view kInactiveTokenMessage =
     "the token is unknown, expired, revoked or malformed";
 // The denial for an email no user of the store has (rule unknown-user).
 Reason UnknownUserReason(std::string_view email);
-
-// Whether a question is well-formed whoever asks it: nullptr with `*error`
-// set ("unknown action 'x' (policy NAME REVISION)", "field \"workspace\"
-// must not contain ...", "invalid value 'v' for request parameter p of action
-// a") when it is not — a 400 for the sidecar, exit 2 for the CLI; otherwise
-// the action. Parameters the action does not declare are ignored.
-const ActionInfo* CheckQuestion(const CompiledPolicy& policy, std::string_view action,
-                                std::string_view workspace, const std::optional<std::string>& user,
-                                const std::vector<std::pair<std::string, std::string>>& params,
-                                std::string* error);
 
 // A denial before any principal is known (an inactive token, an unknown
 // user, an unreadable store): principal null, no GraphQL error.

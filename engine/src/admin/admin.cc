@@ -75,8 +75,9 @@ struct Admin::Ctx {
   // Asks the policy; PermissionDenied (naming the rule) when it says no.
   Status Decide(const std::string& action, const std::string& workspace,
                 const std::vector<std::pair<std::string, std::string>>& params = {}) {
-    AuthzOutcome o = gatehouse::Authorize(admin->policy(), *dir, actor, action, workspace, params);
-    if (o.bad_request) return Status::InvalidArgument(o.error);
+    auto outcome = gatehouse::Authorize(admin->policy(), *dir, actor, action, workspace, params);
+    if (!outcome.ok()) return outcome.status();
+    const AuthzOutcome& o = *outcome;
     decided = true;
     allowed = o.allow;
     if (o.decided) {
@@ -572,10 +573,9 @@ Result<AuthorizeAnswer> Admin::Authorize(const std::string& action, const std::s
                                          const std::string& token, const std::string& user) {
   // The sidecar's checks and answers (decision_json.h), so that --json
   // prints the object POST /v1/authorize gives for the same question.
-  std::string error;
   const std::optional<std::string> email = token.empty() ? std::optional<std::string>(user) : std::nullopt;
-  const ActionInfo* info = CheckQuestion(*policy_, action, workspace, email, {}, &error);
-  if (info == nullptr) return Status::InvalidArgument(error);
+  auto question = ParseQuestion(*policy_, action, workspace, email, {});
+  if (!question.ok()) return question.status();
   auto dir = Directory::Load(*store_);
   if (!dir.ok()) return dir.status();
   const int64_t now_ms = options_.clock->NowSeconds() * 1000;
@@ -598,12 +598,11 @@ Result<AuthorizeAnswer> Admin::Authorize(const std::string& action, const std::s
     }
     subject = *s;
   }
-  AuthzOutcome o = gatehouse::Authorize(*policy_, **dir, subject, action, workspace);
-  if (o.bad_request) return Status::InvalidArgument(o.error);
+  AuthzOutcome o = gatehouse::Authorize(*policy_, **dir, subject, *question);
   // The sidecar denies; the CLI also says what was not found (exit 4).
   if (!o.decided && !o.reasons.empty() && o.reasons[0].rule == "unknown-workspace")
     answer.not_found = Status::NotFound("unknown workspace '" + workspace + "'");
-  answer.view = DecisionViewOf(*policy_, *info, subject, std::move(o), now_ms);
+  answer.view = DecisionViewOf(*policy_, *question->info, subject, std::move(o), now_ms);
   return answer;
 }
 

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <charconv>
 
+#include "gatehouse/text.h"
+
 namespace gatehouse {
 namespace {
 
@@ -147,55 +149,88 @@ std::optional<int64_t> ParseParamValue(const CompiledPolicy& p, ValueType type, 
   }
 }
 
-AuthzOutcome Authorize(const CompiledPolicy& policy, const Directory& dir, const Subject& subject,
-                       std::string_view action, std::string_view workspace,
-                       const std::vector<std::pair<std::string, std::string>>& params) {
-  auto action_id = policy.FindAction(action);
-  if (!action_id) {
-    AuthzOutcome o;
-    o.bad_request = true;
-    o.error = "unknown action '" + std::string(action) + "'";
-    return o;
+namespace {
+
+// A value from outside, shown in an error: at most 80 bytes of it.
+std::string Shown(std::string_view value) {
+  return value.size() <= 80 ? std::string(value) : std::string(value.substr(0, 80)) + "...";
+}
+
+}  // namespace
+
+Result<Question> ParseQuestion(const CompiledPolicy& policy, std::string_view action,
+                               std::string_view workspace,
+                               const std::optional<std::string>& user,
+                               const std::vector<std::pair<std::string, std::string>>& params) {
+  for (const auto& [field, value] : {std::pair<const char*, std::string_view>{"action", action},
+                                     {"workspace", workspace}}) {
+    if (value.empty()) return Status::InvalidArgument(std::string("field \"") + field + "\" must not be empty");
   }
-  Request r;
-  r.action = *action_id;
-  r.kind = subject.kind;
-  const ActionInfo& info = *policy.action(*action_id);
-  for (const auto& [name, value] : params) {
-    auto slot = policy.FindParam(*action_id, name);
-    if (!slot) continue;  // undeclared parameters are ignored (CONTRACT.md)
-    auto v = ParseParamValue(policy, info.params[*slot].type, value);
-    if (!v) {
-      AuthzOutcome o;
-      o.bad_request = true;
-      o.error = "invalid value '" + value + "' for request parameter " + name;
-      return o;
-    }
-    r.params[*slot] = *v;
+  const auto id = policy.FindAction(action);
+  if (!id) {
+    return Status::InvalidArgument("unknown action '" + Shown(action) + "' (policy " +
+                                   policy.name() + " " + policy.revision() + ")");
   }
+  // Names obey one rule everywhere (gatehouse/text.h): a workspace or user
+  // name that could not have been stored is a malformed request.
+  for (const auto& [field, value] :
+       {std::pair<const char*, std::optional<std::string_view>>{"workspace", workspace},
+        {"user", user ? std::optional<std::string_view>(*user) : std::nullopt}}) {
+    if (!value) continue;
+    if (auto why = UnsafeTextReason(*value))
+      return Status::InvalidArgument(std::string("field \"") + field + "\" must not contain " + *why);
+  }
+  Question q;
+  q.action = *id;
+  q.info = policy.action(*id);
+  q.workspace = workspace;
+  auto invalid = [&](std::string_view name, std::string_view value, std::string_view why) {
+    return Status::InvalidArgument("invalid value '" + Shown(value) + "' for request parameter " +
+                                   std::string(name) + " of action " + std::string(action) +
+                                   std::string(why));
+  };
   // A token lifetime (CONTRACT.md): positive, and capped by
   // tokens.max_lifetime whatever the action declares. Checked for every action
-  // that declares lifetime_seconds and for token.create even when it does not
-  // (then the compiled table has no cap rule, so the cap is applied here).
-  const bool declares_lifetime = policy.FindParam(*action_id, kLifetimeParam).has_value();
-  if (declares_lifetime || action == kTokenCreateAction) {
-    for (const auto& [name, value] : params) {
-      if (name != kLifetimeParam) continue;
+  // that declares lifetime_seconds and for token.create even when it does not.
+  const bool declares_lifetime = policy.FindParam(*id, kLifetimeParam).has_value();
+  const bool takes_lifetime = declares_lifetime || action == kTokenCreateAction;
+  for (const auto& [name, value] : params) {
+    if (takes_lifetime && name == kLifetimeParam) {
       auto v = ParseParamValue(policy, ValueType::kInt, value);
       if (!v || *v <= 0) {
-        AuthzOutcome o;
-        o.bad_request = true;
-        o.error = "invalid value '" + value.substr(0, 80) + "' for request parameter " + std::string(kLifetimeParam) +
-                  ": a token lifetime is a positive number of seconds or a duration (90s, 30d)";
-        return o;
+        return invalid(name, value,
+                       ": a token lifetime is a positive number of seconds or a duration (90s, 30d)");
       }
-      const int64_t cap = policy.max_token_lifetime_seconds();
-      if (!declares_lifetime && cap > 0 && *v > cap)
-        return DenyEarly(kMaxLifetimeRuleId, "token lifetime exceeds tokens.max_lifetime (" + FormatDuration(cap) + ")");
+      if (!declares_lifetime) q.undeclared_lifetime = *v;
     }
+    const auto slot = policy.FindParam(*id, name);
+    if (!slot) continue;  // undeclared parameters are ignored (CONTRACT.md)
+    auto v = ParseParamValue(policy, q.info->params[*slot].type, value);
+    if (!v) return invalid(name, value, "");
+    q.params[*slot] = *v;
   }
-  const Directory::WorkspaceEntry* ws = dir.FindWorkspace(subject.org_id, workspace);
-  if (!ws) return DenyEarly("unknown-workspace", "no workspace named '" + std::string(workspace) + "' in the organization");
+  return q;
+}
+
+Question RouteQuestion(const CompiledPolicy& policy, ActionId action, std::string_view workspace) {
+  Question q;
+  q.action = action;
+  q.info = policy.action(action);
+  q.workspace = workspace;
+  return q;
+}
+
+AuthzOutcome Authorize(const CompiledPolicy& policy, const Directory& dir, const Subject& subject,
+                       const Question& q) {
+  const int64_t cap = policy.max_token_lifetime_seconds();
+  if (q.undeclared_lifetime && cap > 0 && *q.undeclared_lifetime > cap)
+    return DenyEarly(kMaxLifetimeRuleId, "token lifetime exceeds tokens.max_lifetime (" + FormatDuration(cap) + ")");
+  Request r;
+  r.action = q.action;
+  r.kind = subject.kind;
+  r.params = q.params;
+  const Directory::WorkspaceEntry* ws = dir.FindWorkspace(subject.org_id, q.workspace);
+  if (!ws) return DenyEarly("unknown-workspace", "no workspace named '" + std::string(q.workspace) + "' in the organization");
   auto type = policy.FindWorkspaceType(ws->type);
   if (!type) return DenyEarly("unknown-workspace-type", "workspace type '" + ws->type + "' is not declared by the policy");
   r.workspace_type = *type;
@@ -219,11 +254,14 @@ AuthzOutcome Authorize(const CompiledPolicy& policy, const Directory& dir, const
   AuthzOutcome o;
   o.decided = true;
   o.request = r;
+  o.workspace_role = std::move(ws_role);
+  o.workspace_type = ws->type;
+  o.workspace_name = ws->name;
   // A token acts only as its API user, and only where the policy's token.use
   // lets it (the default policy: its own workspace, or anywhere for an
   // organization admin). That gate is decided first, with the same principal.
   if (auto use = policy.FindAction(kTokenUseAction);
-      use && subject.kind == PrincipalKind::kApiUser && *use != *action_id) {
+      use && subject.kind == PrincipalKind::kApiUser && *use != q.action) {
     Request gate = r;
     gate.action = *use;
     gate.params = {};
@@ -231,19 +269,24 @@ AuthzOutcome Authorize(const CompiledPolicy& policy, const Directory& dir, const
     if (!d.allowed()) {
       o.decision = d;
       o.reasons = policy.Explain(d);
-      o.workspace_role = ws_role;
-      o.workspace_type = ws->type;
-      if (info.graphql) o.graphql = info.graphql;
+      if (q.info->graphql) o.graphql = q.info->graphql;
       return o;
     }
   }
   o.decision = policy.Decide(r);
   o.allow = o.decision.allowed();
   o.reasons = policy.Explain(o.decision);
-  o.workspace_role = ws_role;
-  o.workspace_type = ws->type;
-  if (!o.allow && info.graphql) o.graphql = info.graphql;
+  if (!o.allow && q.info->graphql) o.graphql = q.info->graphql;
   return o;
+}
+
+Result<AuthzOutcome> Authorize(const CompiledPolicy& policy, const Directory& dir,
+                               const Subject& subject, std::string_view action,
+                               std::string_view workspace,
+                               const std::vector<std::pair<std::string, std::string>>& params) {
+  auto q = ParseQuestion(policy, action, workspace, std::nullopt, params);
+  if (!q.ok()) return q.status();
+  return Authorize(policy, dir, subject, *q);
 }
 
 }  // namespace gatehouse

@@ -3,8 +3,6 @@
 #include <cstdio>
 #include <ctime>
 
-#include "gatehouse/text.h"
-
 namespace gatehouse {
 namespace {
 
@@ -50,40 +48,6 @@ void AppendReasons(std::string& out, const std::vector<Reason>& reasons) {
 
 Reason UnknownUserReason(std::string_view email) {
   return {"unknown-user", Effect::kDeny, "no user '" + std::string(email) + "' in the store"};
-}
-
-const ActionInfo* CheckQuestion(const CompiledPolicy& policy, std::string_view action,
-                                std::string_view workspace, const std::optional<std::string>& user,
-                                const std::vector<std::pair<std::string, std::string>>& params,
-                                std::string* error) {
-  const auto id = policy.FindAction(action);
-  if (!id) {
-    *error = "unknown action '" + std::string(action) + "' (policy " + policy.name() + " " +
-             policy.revision() + ")";
-    return nullptr;
-  }
-  // Names obey one rule everywhere (gatehouse/text.h): a workspace or user
-  // name that could not have been stored is a malformed request.
-  for (const auto& [field, value] :
-       {std::pair<const char*, std::optional<std::string_view>>{"workspace", workspace},
-        {"user", user ? std::optional<std::string_view>(*user) : std::nullopt}}) {
-    if (!value) continue;
-    if (auto why = UnsafeTextReason(*value)) {
-      *error = std::string("field \"") + field + "\" must not contain " + *why;
-      return nullptr;
-    }
-  }
-  const ActionInfo* info = policy.action(*id);
-  for (const auto& [name, value] : params) {
-    const auto slot = policy.FindParam(*id, name);
-    if (!slot) continue;  // undeclared parameters are ignored (CONTRACT.md)
-    if (!ParseParamValue(policy, info->params[*slot].type, value)) {
-      *error = "invalid value '" + value + "' for request parameter " + name + " of action " +
-               std::string(action);
-      return nullptr;
-    }
-  }
-  return info;
 }
 
 DecisionView DenialView(const CompiledPolicy& policy, Reason reason, int64_t time_ms) {
