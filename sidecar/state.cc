@@ -1,6 +1,9 @@
 #include "sidecar/state.h"
 
 #include <sys/stat.h>
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 
 #include <algorithm>
 #include <chrono>
@@ -12,6 +15,14 @@
 
 namespace gatehouse::sidecar {
 namespace {
+
+// Hands the pages of freed memory back to the kernel, every arena's (glibc;
+// elsewhere nothing). Off the request path: it walks the arenas.
+void ReturnFreedMemory() {
+#if defined(__GLIBC__)
+  malloc_trim(0);
+#endif
+}
 
 int64_t WallMs() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -202,6 +213,10 @@ void State::BackgroundLoop() {
     if (store.ok()) {
       auto compacted = store_->CompactIfDue();
       if (!compacted.ok()) log_("loading a new token base failed: " + compacted.status().ToString());
+      // The old base (a hundred MiB at 1,000,000 tokens) was freed in this
+      // thread's arena, where glibc keeps it: without a trim the RSS stays
+      // at two bases after every compaction (measured: 148 -> 274-309 MiB).
+      if (compacted.ok() && *compacted) ReturnFreedMemory();
     }
 
     if (options_.sweep_interval_s > 0 && Clock::now() >= next_sweep) {
