@@ -20,13 +20,23 @@
 #        authorize load (else callgrind over a bounded run), summarised by
 #        component.
 #  rss   gatehoused with $TOKENS tokens (bench/seed_store): resident memory,
-#        start-up time, the first request after a CLI write (feed catch-up)
-#        and after a read-only CLI command.
+#        start-up time (to listening and to /readyz 200), the first request
+#        after a CLI write (feed catch-up) and after a read-only CLI command
+#        (SQLite), then the RSS after the first change, after $RSS_CHANGES
+#        (seed_store --churn: one token created or deleted per commit, at
+#        most $RSS_RATE a second, beside wrk -c16 authorize), after a
+#        compaction (one commit creating $COMPACT_BULK tokens, one deleting
+#        them: past the overlay threshold max(4096, tokens / 64)), and after
+#        $RSS_CHANGES more.
 #  churn the same gatehoused under wrk -c16 on POST /v1/authorize for
 #        $CHURN_S seconds quiet, then $CHURN_S seconds while the CLI makes
 #        $CHURN_RATE changes a second (token create and revoke, alternating;
-#        at most CHURN_RATE * CHURN_S changes): p50/p99/max side by side, the
-#        change feed's counters, and the RSS after.
+#        at most CHURN_RATE * CHURN_S changes; CHURN_BY=api: the same commits
+#        through seed_store --churn, for a machine where a CLI process per
+#        change cannot keep that pace): p50/p99/max side by side, the
+#        change feed's counters, and the RSS after. With STORE=both, first
+#        $ROUNDS interleaved rounds of wrk -c16 -d$DURATION authorize on the
+#        SQLite and the PostgreSQL sidecar (throughput side by side).
 #  shadow the cost of --shadow-policy (issue 13): three gatehoused on one
 #        store, side by side in one run: without a shadow, with a candidate
 #        that differs in one cell the benchmark request does not reach (the
@@ -49,6 +59,15 @@
 #   ninja -C build-release gatehoused gatehouse hello_server seed_store probe conn_holder
 #   bench/load.sh build-release
 #
+# STORE (rss, edge, churn): sqlite (default), pg, or both. pg starts a
+# throwaway PostgreSQL 15 ($PG_BIN) in a temp dir of its own as the postgres
+# user (runuser when root), Unix socket only, fsync and synchronous_commit
+# off (a benchmark server); seeds it with `gatehouse store copy` from the
+# seeded SQLite store; stops it (pg_ctl -m fast, else SIGKILL by the
+# postmaster's PID) on exit. both: one sidecar on each, measured in the same
+# run, one after the other (the load average is printed with each figure).
+#   STORE=both TOKENS=1000000 MODE=rss,churn bench/load.sh build-release
+#
 # Each load configuration runs ROUNDS times, interleaved (nginx, hello,
 # authorize, verify, forward-auth, nginx, ...); the table shows the median
 # round by req/s, the median CPU per request, and the probes of all rounds
@@ -59,7 +78,9 @@
 # PROBE_COUNT (100), IO_THREADS (gatehoused --io-threads, 0 = one per core),
 # HELLO_THREADS (hello_server --threads, 64), TOKENS (100000), IDLE (10000),
 # SLOW (1000), CHURN_S (30), CHURN_RATE (20), PROFILE (auto | perf | callgrind | off),
-# SHADOW_CONNECTIONS ("16 256"), MODE (all | load | rss | edge | churn | shadow).
+# SHADOW_CONNECTIONS ("16 256"), MODE (all, or a comma-separated list of load,
+# rss, edge, churn, shadow), STORE (sqlite | pg | both), RSS_CHANGES (1000),
+# RSS_RATE (100), COMPACT_BULK (20000), CHURN_BY (cli | api), PG_BIN (/usr/lib/postgresql/15/bin).
 # Every loop is bounded (wrk -d, probe counts and deadlines, conn_holder
 # --hold-s); every process the script starts is stopped by PID on exit.
 set -euo pipefail
@@ -82,7 +103,27 @@ PROFILE=${PROFILE:-auto}
 MODE=${MODE:-all}
 SHADOW_CONNECTIONS=${SHADOW_CONNECTIONS:-16 256}
 NGINX=${NGINX:-/usr/sbin/nginx}
-case "$MODE" in all | load | rss | edge | churn | shadow) ;; *) echo "load.sh: MODE is all, load, rss, edge, churn or shadow" >&2; exit 2 ;; esac
+for m in ${MODE//,/ }; do
+  case "$m" in all | load | rss | edge | churn | shadow) ;; *) echo "load.sh: MODE is all, or a comma-separated list of load, rss, edge, churn, shadow" >&2; exit 2 ;; esac
+done
+has_mode() { [ "$MODE" = all ] || [[ ",$MODE," == *",$1,"* ]]; }
+STORE=${STORE:-sqlite}
+case "$STORE" in
+  sqlite) BACKENDS=sqlite ;;
+  pg) BACKENDS=pg ;;
+  both) BACKENDS="sqlite pg" ;;
+  *) echo "load.sh: STORE is sqlite, pg or both" >&2; exit 2 ;;
+esac
+RSS_RATE=${RSS_RATE:-100}
+CHURN_BY=${CHURN_BY:-cli}
+case "$CHURN_BY" in cli | api) ;; *) echo "load.sh: CHURN_BY is cli or api" >&2; exit 2 ;; esac
+RSS_CHANGES=${RSS_CHANGES:-1000}
+COMPACT_BULK=${COMPACT_BULK:-20000}
+PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
+PSQL=$PG_BIN/psql
+if [ "$BACKENDS" != sqlite ]; then
+  [ -x "$PG_BIN/initdb" ] || { echo "load.sh: $PG_BIN/initdb is missing (Debian postgresql-15)" >&2; exit 1; }
+fi
 case "$DURATION" in *[0-9]s) ;; *) echo "load.sh: DURATION is in seconds, e.g. 10s" >&2; exit 2 ;; esac
 SECONDS_PER_RUN=${DURATION%s}
 
@@ -118,11 +159,50 @@ stop_pid() {
   kill -KILL "$p" 2>/dev/null || true
   wait "$p" 2>/dev/null || true
 }
+PG_DIR="" PG_PID=""
 cleanup() {
   for p in "${PIDS[@]}"; do stop_pid "$p"; done
+  [ -n "$PG_DIR" ] && stop_pg
   if [ -n "${KEEP:-}" ]; then echo "load.sh: kept $WORK" >&2; else rm -rf "$WORK"; fi
 }
 trap cleanup EXIT
+
+# The PostgreSQL server programs refuse to run as root: as root, run them as
+# the `postgres` user.
+as_pg() {
+  if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+# start_pg: a throwaway PostgreSQL in a temp dir of its own (the postgres user
+# cannot enter $WORK), on a Unix socket only, no TCP; sets PG_DIR, PG_PID and
+# PG_LOC. fsync and synchronous_commit off: a benchmark server, not a store
+# to keep (the SQLite seed is not durable either).
+start_pg() {
+  PG_DIR=$(mktemp -d /tmp/gatehouse-load-pg-XXXXXX)
+  [ "$(id -u)" = 0 ] && chown postgres:postgres "$PG_DIR"
+  chmod 700 "$PG_DIR"
+  as_pg timeout 120 "$PG_BIN/initdb" -D "$PG_DIR/data" -U gh --auth=trust -E UTF8 --no-instructions --no-sync \
+    >"$WORK/initdb.log" 2>&1 || { echo "load.sh: initdb failed:" >&2; cat "$WORK/initdb.log" >&2; exit 1; }
+  as_pg "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -l "$PG_DIR/log" -w -t 30 \
+    -o "-k $PG_DIR -c listen_addresses='' -c fsync=off -c synchronous_commit=off -c full_page_writes=off" \
+    start >"$WORK/pg_ctl.log" 2>&1 || { echo "load.sh: PostgreSQL did not start:" >&2; cat "$PG_DIR/log" >&2; exit 1; }
+  PG_PID=$(head -1 "$PG_DIR/data/postmaster.pid")
+  PG_LOC="postgresql:///postgres?host=$PG_DIR&user=gh"
+}
+# stop_pg: a fast shutdown, bounded; then SIGKILL by the postmaster's PID.
+stop_pg() {
+  if [ -n "$PG_PID" ] && kill -0 "$PG_PID" 2>/dev/null; then
+    as_pg "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -m fast -w -t 20 stop >/dev/null 2>&1 || kill -KILL "$PG_PID" 2>/dev/null || true
+  fi
+  rm -rf "$PG_DIR"
+  PG_DIR=""
+}
+
+loadavg() { cut -d' ' -f1-3 /proc/loadavg; }
+# rss BACKEND / metric BACKEND NAME: the big sidecar's RSS in MiB / a metric's value.
+rss() { awk '/VmRSS/ {printf "%.1f", $2 / 1024}' "/proc/${BIG_PID[$1]}/status"; }
+metric() { curl -fsS "http://127.0.0.1:${BIG_PORT[$1]}/metrics" | awk -v m="$2" '$1 == m {print $2}'; }
+# pct A B: A relative to B, as "+x.x%".
+pct() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%+.1f%%", (a / b - 1) * 100}'; }
 
 # start NAME CMD...: starts a server that prints "listening on HOST:PORT";
 # sets PORT and PID.
@@ -283,7 +363,7 @@ echo "wrk -t2 -d$DURATION --latency; gatehoused --io-threads $IO_THREADS (0: one
 echo "nginx $("$NGINX" -v 2>&1 | sed 's/.*nginx\///') with $(nproc) workers; ulimit -n $NOFILE; wrk, probes and servers share the same cores"
 echo
 
-if [ "$MODE" = all ] || [ "$MODE" = load ]; then
+if has_mode load; then
   TOKEN=$(make_store "$WORK/demo.db")
   start gatehoused "$D" --listen 127.0.0.1:0 --store "$WORK/demo.db" --policy "$ROOT/policies" --io-threads "$IO_THREADS"
   SIDECAR=$PORT
@@ -408,7 +488,7 @@ if [ "$MODE" = all ] || [ "$MODE" = load ]; then
   fi
 fi
 
-if [ "$MODE" = all ] || [ "$MODE" = shadow ]; then
+if has_mode shadow; then
   echo
   TOKEN=$(make_store "$WORK/shadow.db")
   # The candidates: the default policy with one permit added (viewers may
@@ -464,84 +544,193 @@ if [ "$MODE" = all ] || [ "$MODE" = shadow ]; then
   for v in plain quiet diverging; do stop_pid "${SH_PID[$v]}"; done
 fi
 
-if [ "$MODE" = all ] || [ "$MODE" = rss ] || [ "$MODE" = edge ] || [ "$MODE" = churn ]; then
+if has_mode rss || has_mode edge || has_mode churn; then
   echo
   TOKEN=$(make_store "$WORK/big.db")
   t0=$(date +%s.%N)
   "$S" --store "$WORK/big.db" --apiuser prod-importer --count "$TOKENS" >/dev/null
   t1=$(date +%s.%N)
-  start big "$D" --listen 127.0.0.1:0 --store "$WORK/big.db" --policy "$ROOT/policies" --io-threads "$IO_THREADS"
-  t2=$(date +%s.%N)
-  BIG=$PORT
-  BIGPID=$PID
-  # Touch every I/O thread and the whole index path.
-  TOKEN=$TOKEN wrk -t2 -c64 -d3s -s "$ROOT/bench/wrk/verify.lua" "http://127.0.0.1:$BIG" >/dev/null
-  index=$(curl -fsS "http://127.0.0.1:$BIG/metrics" | awk '$1 == "gatehouse_token_index_size" {print $2}')
-  rss=$(awk '/VmRSS/ {printf "%.1f", $2 / 1024}' "/proc/$BIGPID/status")
-  hwm=$(awk '/VmHWM/ {printf "%.1f", $2 / 1024}' "/proc/$BIGPID/status")
-  echo "RSS with $index tokens in the index: $rss MiB (peak $hwm MiB); store $(du -m "$WORK/big.db" | cut -f1) MiB;"
-  echo "  seeding $TOKENS tokens took $(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.1f", b - a}') s, gatehoused start to listening $(awk -v a="$t1" -v b="$t2" 'BEGIN {printf "%.2f", b - a}') s"
+  echo "seeding $TOKENS tokens into SQLite took $(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.1f", b - a}') s; store $(du -m "$WORK/big.db" | cut -f1) MiB; load average $(loadavg)"
+  declare -A LOC BIG_PORT BIG_PID BIG_INDEX
+  LOC[sqlite]=$WORK/big.db
+  if [[ " $BACKENDS " == *" pg "* ]]; then
+    start_pg
+    LOC[pg]=$PG_LOC
+    t0=$(date +%s.%N)
+    "$G" store copy --from "$WORK/big.db" --to "$PG_LOC" >"$WORK/copy.out" 2>&1 ||
+      { echo "load.sh: store copy into PostgreSQL failed:" >&2; cat "$WORK/copy.out" >&2; exit 1; }
+    # The copy's feed rows (one per token) are not what a sidecar reads at
+    # start; VACUUM ANALYZE as an operator would after a bulk load.
+    "$PSQL" -q -d "$PG_LOC" -c 'VACUUM ANALYZE' >/dev/null
+    t1=$(date +%s.%N)
+    echo "PostgreSQL $("$PG_BIN/postgres" --version | awk '{print $3}') in $PG_DIR (Unix socket only; fsync=off, synchronous_commit=off: a benchmark server);"
+    echo "  store copy of the SQLite store into it + VACUUM ANALYZE: $(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.1f", b - a}') s"
+  fi
+  for b in $BACKENDS; do
+    # Start-up: to "listening" (the sidecar listens after its first full
+    # load) and to /readyz 200, one sidecar starting at a time.
+    t1=$(date +%s.%N)
+    start "big-$b" "$D" --listen 127.0.0.1:0 --store "${LOC[$b]}" --policy "$ROOT/policies" --io-threads "$IO_THREADS"
+    t2=$(date +%s.%N)
+    for _ in $(seq 1 600); do
+      curl -fsS -o /dev/null "http://127.0.0.1:$PORT/readyz" 2>/dev/null && break
+      sleep 0.01
+    done
+    t3=$(date +%s.%N)
+    BIG_PORT[$b]=$PORT
+    BIG_PID[$b]=$PID
+    # Touch every I/O thread and the whole index path.
+    TOKEN=$TOKEN wrk -t2 -c64 -d3s -s "$ROOT/bench/wrk/verify.lua" "http://127.0.0.1:$PORT" >/dev/null
+    BIG_INDEX[$b]=$(metric "$b" gatehouse_token_index_size)
+    echo "$b: RSS with ${BIG_INDEX[$b]} tokens in the index: $(rss "$b") MiB (peak $(awk '/VmHWM/ {printf "%.1f", $2 / 1024}' "/proc/$PID/status") MiB);" \
+      "gatehoused start to listening $(awk -v a="$t1" -v b="$t2" 'BEGIN {printf "%.2f", b - a}') s, to ready $(awk -v a="$t1" -v b="$t3" 'BEGIN {printf "%.2f", b - a}') s; load average $(loadavg)"
+  done
+  first=${BACKENDS%% *}
+  BIG=${BIG_PORT[$first]}
+  BIGPID=${BIG_PID[$first]}
+  index=${BIG_INDEX[$first]}
 fi
 
-if [ "$MODE" = all ] || [ "$MODE" = rss ]; then
-  # One more token through the CLI: how long the next request waits for the catch-up.
-  "$G" --store "$WORK/big.db" token create --apiuser prod-importer --name one-more --expires-in 1d >/dev/null 2>&1
-  t3=$(date +%s.%N)
-  curl -fsS -X POST "http://127.0.0.1:$BIG/v1/tokens/verify" -d "{\"token\":\"$TOKEN\"}" >/dev/null
-  t4=$(date +%s.%N)
-  echo "  first request after a CLI write (catch-up from the change feed, $((index + 1)) tokens): $(awk -v a="$t3" -v b="$t4" 'BEGIN {printf "%.0f", (b - a) * 1000}') ms"
-  # A read-only command only appends an audit record: no rebuild.
-  "$G" --store "$WORK/big.db" token list >/dev/null 2>&1
-  t5=$(date +%s.%N)
-  curl -fsS -X POST "http://127.0.0.1:$BIG/v1/tokens/verify" -d "{\"token\":\"$TOKEN\"}" >/dev/null
-  t6=$(date +%s.%N)
-  echo "  first request after a read-only CLI command (token list: audit record only): $(awk -v a="$t5" -v b="$t6" 'BEGIN {printf "%.0f", (b - a) * 1000}') ms"
-fi
-
-if [ "$MODE" = all ] || [ "$MODE" = churn ]; then
+if has_mode rss; then
+  for b in $BACKENDS; do
+    port=${BIG_PORT[$b]}
+    if [ "$b" = sqlite ]; then
+      # One more token through the CLI: how long the next request waits for the catch-up.
+      "$G" --store "${LOC[$b]}" token create --apiuser prod-importer --name one-more --expires-in 1d >/dev/null 2>&1
+      t3=$(date +%s.%N)
+      curl -fsS -X POST "http://127.0.0.1:$port/v1/tokens/verify" -d "{\"token\":\"$TOKEN\"}" >/dev/null
+      t4=$(date +%s.%N)
+      echo "  sqlite: first request after a CLI write (catch-up from the change feed): $(awk -v a="$t3" -v b="$t4" 'BEGIN {printf "%.0f", (b - a) * 1000}') ms"
+      # A read-only command only appends an audit record: no rebuild.
+      "$G" --store "${LOC[$b]}" token list >/dev/null 2>&1
+      t5=$(date +%s.%N)
+      curl -fsS -X POST "http://127.0.0.1:$port/v1/tokens/verify" -d "{\"token\":\"$TOKEN\"}" >/dev/null
+      t6=$(date +%s.%N)
+      echo "  sqlite: first request after a read-only CLI command (token list: audit record only): $(awk -v a="$t5" -v b="$t6" 'BEGIN {printf "%.0f", (b - a) * 1000}') ms"
+    fi
+  done
+  # Memory after changes, each backend in turn, under wrk -c16 authorize (the
+  # SQLite sidecar catches up on the request path): RSS after the first
+  # change, after 1,000 (creations and deletions, one commit each), after a
+  # compaction (one commit creating $COMPACT_BULK tokens, one deleting them),
+  # and after 1,000 more.
   echo
-  echo "churn: wrk -t2 -c16 -d${CHURN_S}s on /v1/authorize with $index tokens, quiet, then beside $CHURN_RATE CLI changes/s"
+  echo "memory after changes (seed_store --churn: one token created or deleted per commit, ≤ $RSS_RATE/s, beside wrk -c16 authorize):"
+  # wrk beside the changes only: the bulk commits are thousands of round
+  # trips each on PostgreSQL, which a saturated CPU would stretch to minutes.
+  bg_wrk() {
+    TOKEN=$TOKEN wrk -t2 -c16 -d300s -s "$ROOT/bench/wrk/authorize.lua" "http://127.0.0.1:${BIG_PORT[$1]}" >/dev/null 2>&1 &
+    BG_WRK=$!
+    PIDS+=("$BG_WRK")
+    sleep 1
+  }
+  for b in $BACKENDS; do
+    bg_wrk "$b"
+    r0=$(rss "$b")
+    "$S" --store "${LOC[$b]}" --apiuser prod-importer --churn 1 >/dev/null
+    sleep 1
+    r1=$(rss "$b")
+    t0=$(date +%s.%N)
+    "$S" --store "${LOC[$b]}" --apiuser prod-importer --churn "$((RSS_CHANGES - 1))" --rate "$RSS_RATE" >/dev/null
+    t1=$(date +%s.%N)
+    sleep 1
+    r1000=$(rss "$b")
+    stop_pid "$BG_WRK"
+    c0=$(metric "$b" gatehouse_token_compactions_total)
+    "$S" --store "${LOC[$b]}" --apiuser prod-importer --churn 2 --bulk "$COMPACT_BULK" >/dev/null
+    # The SQLite sidecar catches up on a request; the sweeper's tick compacts.
+    curl -fsS -X POST "http://127.0.0.1:${BIG_PORT[$b]}/v1/tokens/verify" -d "{\"token\":\"$TOKEN\"}" >/dev/null
+    for _ in $(seq 1 600); do
+      [ "$(metric "$b" gatehouse_token_compactions_total)" != "$c0" ] && break
+      sleep 0.1
+    done
+    bg_wrk "$b"
+    rc=$(rss "$b")
+    "$S" --store "${LOC[$b]}" --apiuser prod-importer --churn "$RSS_CHANGES" --rate "$RSS_RATE" >/dev/null
+    sleep 1
+    r2000=$(rss "$b")
+    stop_pid "$BG_WRK"
+    echo "  $b: RSS $r0 MiB before, $r1 after the first change, $r1000 after $RSS_CHANGES ($(pct "$r1000" "$r1"); $(awk -v a="$t0" -v b="$t1" -v n="$((RSS_CHANGES - 1))" 'BEGIN {printf "%.0f", n / (b - a)}') commits/s)," \
+      "$rc after a compaction ($(metric "$b" gatehouse_token_compactions_total) compactions), $r2000 after $RSS_CHANGES more ($(pct "$r2000" "$r1"));" \
+      "overlay $(metric "$b" gatehouse_token_overlay_entries), full loads $(metric "$b" gatehouse_store_full_loads_total); load average $(loadavg)"
+  done
+  echo "  target: within 10% of the RSS after the first change; ≤ 160 MiB with 1,000,000 tokens"
+fi
+
+if has_mode churn; then
+  # Throughput side by side: interleaved quiet rounds on every backend.
+  if [ "$BACKENDS" != sqlite ] && [ "$BACKENDS" != pg ]; then
+    echo
+    echo "throughput: wrk -t2 -c16 -d$DURATION on /v1/authorize, $ROUNDS interleaved rounds per backend ($index tokens)"
+    for r in $(seq 1 "$ROUNDS"); do
+      for b in $BACKENDS; do
+        TOKEN=$TOKEN wrk -t2 -c16 "-d$DURATION" --latency -s "$ROOT/bench/wrk/authorize.lua" \
+          "http://127.0.0.1:${BIG_PORT[$b]}" >"$WORK/tp-$b-$r.txt" 2>&1
+        echo "  round $r $b: $(awk '/Requests\/sec/ {printf "%.0f", $2}' "$WORK/tp-$b-$r.txt") req/s, p99 $(awk '$1 == "99%" {print $2}' "$WORK/tp-$b-$r.txt"); load average $(loadavg)"
+      done
+    done
+    declare -A TP
+    for b in $BACKENDS; do
+      TP[$b]=$(for r in $(seq 1 "$ROUNDS"); do awk '/Requests\/sec/ {printf "%.0f\n", $2}' "$WORK/tp-$b-$r.txt"; done |
+        sort -n | awk '{a[NR] = $1} END {print a[int((NR + 1) / 2)]}')
+      echo "  $b median: ${TP[$b]} req/s"
+    done
+    echo "  pg / sqlite: $(awk -v a="${TP[pg]}" -v b="${TP[sqlite]}" 'BEGIN {printf "%.3f", a / b}') (target ≥ 0.95)"
+  fi
   churn_wrk() {
     TOKEN=$TOKEN wrk -t2 -c16 "-d${CHURN_S}s" --latency -s "$ROOT/bench/wrk/authorize.lua" \
-      "http://127.0.0.1:$BIG" >"$WORK/churn-$1.txt" 2>&1
+      "http://127.0.0.1:$1" >"$WORK/churn-$2.txt" 2>&1
   }
   churn_row() {
     local f=$WORK/churn-$1.txt
-    printf '  %-8s %8s req/s  p50 %7s ms  p99 %7s ms  max %8s ms  changes %s\n' "$1" \
+    printf '  %-12s %8s req/s  p50 %7s ms  p99 %7s ms  max %8s ms  changes %s\n' "$1" \
       "$(awk '/Requests\/sec/ {printf "%.0f", $2}' "$f")" "$(ms "$(awk '$1 == "50%" {print $2}' "$f")")" \
       "$(ms "$(awk '$1 == "99%" {print $2}' "$f")")" "$(ms "$(awk '$1 == "Latency" {print $4}' "$f")")" "$2"
   }
-  metric() { curl -fsS "http://127.0.0.1:$BIG/metrics" | awk -v m="$1" '$1 == m {print $2}'; }
-  rss_churn0=$(awk '/VmRSS/ {printf "%.1f", $2 / 1024}' "/proc/$BIGPID/status")
-  churn_wrk quiet
-  loads0=$(metric gatehouse_store_full_loads_total)
-  churn_wrk busy &
-  churn_pid=$!
-  made=0 last_id="" t_start=$(date +%s.%N)
-  total=$((CHURN_RATE * CHURN_S))
-  for i in $(seq 1 "$total"); do
-    if [ -z "$last_id" ]; then
-      last_id=$("$G" --store "$WORK/big.db" --json token create --apiuser prod-importer --name churn --expires-in 1d 2>/dev/null |
-        sed -n 's/.*"id": *"\(tok_[A-Za-z0-9]*\)".*/\1/p' | head -1)
-    else
-      "$G" --store "$WORK/big.db" token revoke "$last_id" >/dev/null 2>&1 || true
-      last_id=""
+  for b in $BACKENDS; do
+    port=${BIG_PORT[$b]}
+    echo
+    echo "churn ($b): wrk -t2 -c16 -d${CHURN_S}s on /v1/authorize with ${BIG_INDEX[$b]} tokens, quiet, then beside $CHURN_RATE changes/s ($CHURN_BY)"
+    rss_churn0=$(rss "$b")
+    la0=$(loadavg)
+    churn_wrk "$port" "$b-quiet"
+    loads0=$(metric "$b" gatehouse_store_full_loads_total)
+    applied0=$(metric "$b" gatehouse_feed_changes_applied_total)
+    la1=$(loadavg)
+    churn_wrk "$port" "$b-busy" &
+    churn_pid=$!
+    made=0 last_id="" t_start=$(date +%s.%N)
+    total=$((CHURN_RATE * CHURN_S))
+    if [ "$CHURN_BY" = api ]; then
+      # The same commits (a token created, then deleted) through the Store
+      # API, paced: what the sidecar sees, without a CLI process per change.
+      made=$("$S" --store "${LOC[$b]}" --apiuser prod-importer --churn "$total" --rate "$CHURN_RATE" | awk '{print $2}')
+      total=0
     fi
-    made=$i
-    # Pace to CHURN_RATE a second; stop with wrk.
-    next=$(awk -v s="$t_start" -v i="$i" -v r="$CHURN_RATE" 'BEGIN {printf "%.3f", s + i / r}')
-    now=$(date +%s.%N)
-    sleep "$(awk -v a="$next" -v b="$now" 'BEGIN {d = a - b; printf "%.3f", (d > 0 ? d : 0)}')"
-    kill -0 "$churn_pid" 2>/dev/null || break
+    for i in $(seq 1 "$total"); do
+      if [ -z "$last_id" ]; then
+        last_id=$("$G" --store "${LOC[$b]}" --json token create --apiuser prod-importer --name churn --expires-in 1d 2>/dev/null |
+          sed -n 's/.*"id": *"\(tok_[A-Za-z0-9]*\)".*/\1/p' | head -1)
+      else
+        "$G" --store "${LOC[$b]}" token revoke "$last_id" >/dev/null 2>&1 || true
+        last_id=""
+      fi
+      made=$i
+      # Pace to CHURN_RATE a second; stop with wrk.
+      next=$(awk -v s="$t_start" -v i="$i" -v r="$CHURN_RATE" 'BEGIN {printf "%.3f", s + i / r}')
+      now=$(date +%s.%N)
+      sleep "$(awk -v a="$next" -v b="$now" 'BEGIN {d = a - b; printf "%.3f", (d > 0 ? d : 0)}')"
+      kill -0 "$churn_pid" 2>/dev/null || break
+    done
+    wait "$churn_pid" || true
+    churn_row "$b-quiet" "0 (load average $la0 before)"
+    churn_row "$b-busy" "$made (load average $la1 before, $(loadavg) after)"
+    echo "  feed rows applied $applied0 -> $(metric "$b" gatehouse_feed_changes_applied_total), full loads $loads0 -> $(metric "$b" gatehouse_store_full_loads_total), compactions $(metric "$b" gatehouse_token_compactions_total), overlay $(metric "$b" gatehouse_token_overlay_entries)"
+    echo "  RSS $rss_churn0 MiB before the quiet run, $(rss "$b") MiB after the changes"
   done
-  wait "$churn_pid" || true
-  churn_row quiet 0
-  churn_row busy "$made"
-  echo "  feed rows applied $(metric gatehouse_feed_changes_applied_total), full loads $loads0 -> $(metric gatehouse_store_full_loads_total), compactions $(metric gatehouse_token_compactions_total), overlay $(metric gatehouse_token_overlay_entries)"
-  echo "  RSS $rss_churn0 MiB before the quiet run, $(awk '/VmRSS/ {printf "%.1f", $2 / 1024}' "/proc/$BIGPID/status") MiB after the changes"
 fi
 
-if [ "$MODE" = all ] || [ "$MODE" = edge ]; then
+if has_mode edge; then
   echo
   probe_args authorize
   # Fresh authorize requests, one after another: 200 over ~4 s, so the probe

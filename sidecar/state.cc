@@ -1,6 +1,9 @@
 #include "sidecar/state.h"
 
 #include <sys/stat.h>
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 
 #include <algorithm>
 #include <chrono>
@@ -12,6 +15,14 @@
 
 namespace gatehouse::sidecar {
 namespace {
+
+// Hands the pages of freed memory back to the kernel, every arena's (glibc;
+// elsewhere nothing). Off the request path: it walks the arenas.
+void ReturnFreedMemory() {
+#if defined(__GLIBC__)
+  malloc_trim(0);
+#endif
+}
 
 int64_t WallMs() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -165,6 +176,7 @@ void State::BackgroundLoop() {
   auto next_sweep = Clock::now() + sweep_every;
   bool sweep_failed_logged = false;
   bool read_failed_logged = false;
+  int trims_left = 0;
   std::unique_lock<std::mutex> lock(bg_mu_);
   while (!bg_stop_) {
     bg_cv_.wait_for(lock, poll, [this] { return bg_stop_ || reload_requested_; });
@@ -202,6 +214,16 @@ void State::BackgroundLoop() {
     if (store.ok()) {
       auto compacted = store_->CompactIfDue();
       if (!compacted.ok()) log_("loading a new token base failed: " + compacted.status().ToString());
+      // The old base (a hundred MiB at 1,000,000 tokens) was freed in this
+      // thread's arena, where glibc keeps it: without a trim the RSS stays
+      // at two bases after every compaction (measured: 148 -> 274-309 MiB).
+      // Again on the next ticks: a request may have held the old base until
+      // just after this one.
+      if (compacted.ok() && *compacted) trims_left = 3;
+      if (trims_left > 0) {
+        --trims_left;
+        ReturnFreedMemory();
+      }
     }
 
     if (options_.sweep_interval_s > 0 && Clock::now() >= next_sweep) {

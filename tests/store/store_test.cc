@@ -13,6 +13,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <map>
 #include <random>
 #include <set>
 #include <stdexcept>
@@ -588,6 +589,52 @@ TEST_P(StoreTest, RevokingATokenDeletesIt) {
   ASSERT_OK(store->DeleteToken(t.id));
   EXPECT_TRUE(store->FindTokenByHash(t.hash).status().IsNotFound());
   EXPECT_TRUE(store->DeleteToken(t.id).IsNotFound());
+}
+
+// The full scan (what a sidecar loads at start) gives each active token
+// with every field as the single-token lookup gives it, whichever API user,
+// workspace and organization it belongs to (PostgreSQL reads the scan's rows
+// in binary and joins the principals itself; the lookup reads text).
+TEST_P(StoreTest, ScanActiveTokensGivesEveryFieldAsTheLookupDoes) {
+  auto store = Create();
+  Fixture a = Populate(*store, "Acme");
+  Fixture b = Populate(*store, "Beta");
+  ASSERT_OK_AND_ASSIGN(ws2, store->CreateWorkspace(a.org.id, "Ünïcode-Space", "shared", std::nullopt));
+  ASSERT_OK_AND_ASSIGN(u2, store->CreateApiUser(NewApiUser{ws2.id, "Importer-2", "admin", "admin",
+                                                           "admin@example.com", kNow - 5}));
+  ASSERT_OK_AND_ASSIGN(u3, store->CreateApiUser(NewApiUser{b.ws.id, "reader", "viewer", "viewer",
+                                                           "x", kNow}));
+  const int64_t users[] = {a.api_user.id, b.api_user.id, u2.id, u3.id};
+  std::mt19937_64 rng(7);
+  std::set<std::string> active;
+  std::vector<MintedToken> all;
+  for (int i = 0; i < 60; ++i) {
+    const int64_t expires = kNow - 50 + static_cast<int64_t>(rng() % 100);
+    MintedToken m = AddToken(*store, users[rng() % 4], expires, "tök-" + std::to_string(rng() % 1000));
+    if (expires > kNow) active.insert(m.id);
+    all.push_back(m);
+  }
+  ASSERT_OK_AND_ASSIGN(scanned, store->LoadActiveTokens(kNow));
+  std::set<std::string> seen;
+  for (const TokenRecord& t : scanned) {
+    seen.insert(t.token_id);
+    ASSERT_OK_AND_ASSIGN(one, store->FindTokenByHash(t.hash));
+    EXPECT_EQ(t.token_id, one.token_id);
+    EXPECT_EQ(t.name, one.name);
+    EXPECT_EQ(t.created_at, one.created_at);
+    EXPECT_EQ(t.expires_at, one.expires_at);
+    EXPECT_EQ(t.created_by, one.created_by);
+    EXPECT_EQ(t.api_user_id, one.api_user_id);
+    EXPECT_EQ(t.api_user_name, one.api_user_name);
+    EXPECT_EQ(t.org_id, one.org_id);
+    EXPECT_EQ(t.org_role, one.org_role);
+    EXPECT_EQ(t.workspace_id, one.workspace_id);
+    EXPECT_EQ(t.workspace_name, one.workspace_name);
+    EXPECT_EQ(t.workspace_type, one.workspace_type);
+    EXPECT_EQ(t.workspace_role, one.workspace_role);
+  }
+  EXPECT_EQ(seen, active);
+  EXPECT_EQ(scanned.size(), active.size());
 }
 
 TEST_P(StoreTest, ScanActiveTokensStopsOnTheCallbacksError) {
@@ -1684,6 +1731,70 @@ TEST_F(PostgresStoreTest, CopyFromSqliteKeepsIdsAndTheAuditLogAndRefusesANonEmpt
   EXPECT_EQ(twice.code(), StatusCode::kFailedPrecondition) << twice.ToString();
   EXPECT_NE(twice.message().find("not empty"), std::string::npos);
   EXPECT_EQ(CopyStore(sqlite, dir_.File("other.db")).code(), StatusCode::kInvalidArgument);
+}
+
+// The copy sends rows in multi-row INSERTs of 1,000: every row arrives, on
+// and across the batch boundaries (an organization with exactly one batch of
+// tokens, one with one more than a batch, an audit log one past a batch), with
+// every column intact.
+TEST_F(PostgresStoreTest, CopyCarriesEveryRowAcrossItsBatches) {
+  const std::string sqlite = dir_.File("source.db");
+  std::vector<std::pair<MintedToken, int64_t>> tokens;  // and each one's expiry
+  std::mt19937_64 rng(11);
+  {
+    auto src = CreateStore(sqlite);
+    ASSERT_OK(src.status());
+    Store& s = **src;
+    ASSERT_OK(s.Transaction([&]() -> Status {
+      for (const auto& [org, n] : {std::pair<const char*, int>{"Acme", 1000}, {"Beta", 1001}}) {
+        Fixture f = Populate(s, org);
+        for (int i = 0; i < n; ++i) {
+          const int64_t expires = kNow - 100 + static_cast<int64_t>(rng() % 100000);
+          tokens.emplace_back(AddToken(s, f.api_user.id, expires, "t-" + std::to_string(i)), expires);
+        }
+      }
+      for (int i = 0; i < 1001; ++i) {
+        GATEHOUSE_RETURN_IF_ERROR(
+            s.AppendAudit(AuditRecord{0, kNow + i, std::nullopt, "owner@example.com", "token.create",
+                                      "apiuser:ci-bot", i % 2 ? AuditDecision::kAllow : AuditDecision::kDeny,
+                                      "r" + std::to_string(i), "m", "{\"i\":" + std::to_string(i) + "}"})
+                .status());
+      }
+      return Status::Ok();
+    }));
+  }
+  ASSERT_OK(CopyStore(sqlite, locator_));
+  auto b = OpenStore(locator_, StoreOptions{.read_only = true});
+  ASSERT_OK(b.status());
+  ASSERT_OK_AND_ASSIGN(count, internal::QueryPostgresIntForTesting(**b, "SELECT count(*) FROM tokens"));
+  EXPECT_EQ(count, static_cast<int64_t>(tokens.size()));
+  std::map<std::string, TokenRecord> copied;  // by id, from one query per organization
+  ASSERT_OK_AND_ASSIGN(orgs, (*b)->ListOrganizations());
+  for (const Organization& o : orgs) {
+    ASSERT_OK_AND_ASSIGN(list, (*b)->ListTokens(o.id, std::nullopt, INT64_MIN));
+    for (TokenRecord& t : list) copied[t.token_id] = std::move(t);
+  }
+  ASSERT_EQ(copied.size(), tokens.size());
+  for (const auto& [m, expires] : tokens) {
+    auto it = copied.find(m.id);
+    ASSERT_NE(it, copied.end()) << m.id;
+    EXPECT_EQ(it->second.hash, m.hash);
+    EXPECT_EQ(it->second.expires_at, expires);
+    EXPECT_EQ(it->second.created_at, kNow);
+    EXPECT_EQ(it->second.created_by, "owner@example.com");
+  }
+  auto a = OpenStore(sqlite, StoreOptions{.read_only = true});
+  ASSERT_OK(a.status());
+  auto audit_a = (*a)->ListAudit(std::nullopt, 5000).value(), audit_b = (*b)->ListAudit(std::nullopt, 5000).value();
+  ASSERT_EQ(audit_a.size(), 1001u);
+  ASSERT_EQ(audit_a.size(), audit_b.size());
+  for (size_t i = 0; i < audit_a.size(); ++i) {
+    EXPECT_EQ(audit_a[i].id, audit_b[i].id);
+    EXPECT_EQ(audit_a[i].time, audit_b[i].time);
+    EXPECT_EQ(audit_a[i].decision, audit_b[i].decision);
+    EXPECT_EQ(audit_a[i].rule, audit_b[i].rule);
+    EXPECT_EQ(audit_a[i].detail, audit_b[i].detail);
+  }
 }
 
 // All or nothing: a source row PostgreSQL cannot hold (not UTF-8) fails the
