@@ -36,7 +36,7 @@ int main(int argc, char** argv) {
   }
   StoreOptions options;
   options.durable_commits = false;
-  auto store = OpenSqliteStore(path, options);
+  auto store = OpenStore(path, options);
   if (!store.ok()) {
     std::fprintf(stderr, "seed_store: %s\n", store.status().ToString().c_str());
     return 1;
