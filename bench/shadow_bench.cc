@@ -68,7 +68,7 @@ World& TheWorld() {
       }
       *out = std::move(s).value();
     }
-    auto store = CreateSqliteStore(w->dir + "/g.db");
+    auto store = CreateStore(w->dir + "/g.db");
     auto org = (*store)->CreateOrganization("Demo");
     auto ws = (*store)->CreateWorkspace(org->id, "Marketing-Production", "shared", std::nullopt);
     w->dir_snapshot = *Directory::Load(**store);

@@ -63,7 +63,7 @@ std::unique_ptr<Setup> Build(const std::string& parent, int64_t tokens) {
 
   auto start = std::chrono::steady_clock::now();
   {
-    auto created = CreateSqliteStore(setup->path);
+    auto created = CreateStore(setup->path);
     if (!created.ok()) Die(created.status(), "create");
     Store& store = **created;
     auto org = store.CreateOrganization("Acme");
@@ -115,7 +115,7 @@ std::unique_ptr<Setup> Build(const std::string& parent, int64_t tokens) {
                setup->bytes_per_token);
   std::shuffle(setup->sample.begin(), setup->sample.end(), std::mt19937_64(5));
 
-  auto opened = OpenSqliteStore(setup->path, StoreOptions{.read_only = true});
+  auto opened = OpenStore(setup->path, StoreOptions{.read_only = true});
   if (!opened.ok()) Die(opened.status(), "open");
   setup->store = std::move(opened).value();
   return setup;
@@ -181,7 +181,7 @@ void BM_CreateTokenPerTransaction(benchmark::State& state) {
   fs::remove(path);
   fs::remove(path + "-wal");
   fs::remove(path + "-shm");
-  auto created = CreateSqliteStore(path, StoreOptions{.durable_commits = durable});
+  auto created = CreateStore(path, StoreOptions{.durable_commits = durable});
   if (!created.ok()) {
     state.SkipWithError(created.status().ToString().c_str());
     return;

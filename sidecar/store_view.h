@@ -5,8 +5,8 @@
 //
 // Freshness. A token revoked, deleted or expired through the CLI (another
 // process) must be refused by the very next request. Every request calls
-// Fresh(), which reads the store's StoreStamp (gatehouse/store.h: one
-// pread() of the WAL-index header, no SQLite call, no lock) and compares it
+// Fresh(), which reads the store's StoreStamp (Store::Watch(); SQLite's is
+// one pread() of the WAL-index header, no SQLite call, no lock) and compares it
 // with the stamp read just before the serving snapshot was confirmed: equal
 // means nothing has committed since, so the snapshot is current. Any
 // difference (a commit, a checkpoint restarting the WAL, a torn read of a
@@ -215,7 +215,7 @@ class StoreView {
 
   SharedCell<View> view_;
   std::atomic<bool> store_ok_{true};
-  // Set while ProbeStoreFile fails: every request is then refused.
+  // Set while Store::Replaced() fails: every request is then refused.
   std::atomic<bool> store_unavailable_{false};
 
   std::mutex refresh_mu_;                    // guards maintenance_, watch_, publishing

@@ -18,6 +18,7 @@
 
 #include "gatehouse/store.h"
 #include "gatehouse/tokens.h"
+#include "store/sqlite_store.h"
 #include "support/process.h"
 #include "support/temp_dir.h"
 

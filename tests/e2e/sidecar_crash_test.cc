@@ -52,6 +52,7 @@
 #include "gatehouse/tokens.h"
 #include "sidecar/fixture.h"
 #include "sidecar/http_client.h"
+#include "store/sqlite_store.h"
 
 namespace gatehouse::testing {
 namespace {

@@ -40,7 +40,7 @@ struct World {
       std::error_code ec;
       std::filesystem::remove_all(to_remove, ec);
     });
-    auto store = CreateSqliteStore(dir + "/g.db");
+    auto store = CreateStore(dir + "/g.db");
     FUZZ_CHECK(store.ok());
     Store& s = **store;
     auto org = s.CreateOrganization("Demo");

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "sidecar/fixture.h"
+#include "store/sqlite_store.h"
 
 namespace gatehouse::sidecar {
 namespace {

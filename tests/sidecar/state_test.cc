@@ -11,6 +11,7 @@
 
 #include "sidecar/fixture.h"
 #include "support/postgres.h"
+#include "store/sqlite_store.h"
 #include "store/sqlite_store_testing.h"
 
 namespace gatehouse::sidecar {

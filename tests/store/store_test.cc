@@ -25,6 +25,7 @@
 #include "gatehouse/tokens.h"
 #include "store/pg_schema.h"
 #include "store/pg_store.h"
+#include "store/sqlite_store.h"
 #include "store/sqlite_store_testing.h"
 #include "support/postgres.h"
 #include "support/assert_ok.h"
@@ -177,6 +178,54 @@ TEST_F(SqliteStoreTest, CreateRefusesAnExistingFile) {
   path_ = dir_.File("other.db");  // a fresh path works, then a second create fails
   ASSERT_TRUE(CreateSqliteStore(path_).ok());
   EXPECT_TRUE(CreateSqliteStore(path_).status().IsAlreadyExists());
+}
+
+// CreateStore fills a new store in its first transaction (`gatehouse init`).
+// Whichever step of the fill fails, its writes are gone and its error is
+// returned; a SQLite file is removed with its -wal and -shm (nothing left
+// behind), a PostgreSQL database keeps only the empty schema.
+TEST_P(StoreTest, CreateWithAFailingInitLeavesNoHalfMadeStore) {
+  // (PostgreSQL: the last step only; each case needs a database of its own.)
+  for (int fail_after = IsPostgres() ? 2 : 0; fail_after < 3; ++fail_after) {
+    SCOPED_TRACE("fail after step " + std::to_string(fail_after));
+    auto created = CreateStore(locator_, {}, [&](Store& store) -> Status {
+      auto o = store.CreateOrganization("Acme");
+      if (!o.ok()) return o.status();
+      if (fail_after == 0) return Status::InvalidArgument("refused at step 0");
+      auto ws = store.CreateWorkspace(o->id, "Organization", "organization", std::nullopt);
+      if (!ws.ok()) return ws.status();
+      if (fail_after == 1) return Status::InvalidArgument("refused at step 1");
+      // A real store error, not one made up by the fill: a clashing name.
+      auto again = store.CreateOrganization("ACME");
+      return again.ok() ? Status::Ok() : again.status();
+    });
+    ASSERT_FALSE(created.ok());
+    if (fail_after < 2) {
+      EXPECT_EQ(created.status().code(), StatusCode::kInvalidArgument) << created.status().ToString();
+      EXPECT_EQ(created.status().message(), "refused at step " + std::to_string(fail_after));
+    } else {
+      EXPECT_TRUE(created.status().IsAlreadyExists()) << created.status().ToString();
+    }
+    if (IsPostgres()) {
+      auto s = Open();
+      ASSERT_NE(s, nullptr);
+      EXPECT_TRUE(s->ListOrganizations().value().empty());  // the fill rolled back
+    } else {
+      for (const char* suffix : {"", "-wal", "-shm"}) EXPECT_FALSE(fs::exists(path_ + suffix)) << suffix;
+      EXPECT_EQ(OpenStore(path_).status().code(), StatusCode::kFailedPrecondition);
+    }
+  }
+  // A fill that succeeds is committed: a new connection sees it.
+  if (IsPostgres()) locator_ = testing::PostgresServer::Get()->NewDatabase();
+  auto created = CreateStore(locator_, {}, [](Store& store) -> Status {
+    return store.CreateOrganization("Acme").status();
+  });
+  ASSERT_TRUE(created.ok()) << created.status().ToString();
+  created->reset();
+  auto s = Open();
+  ASSERT_NE(s, nullptr);
+  ASSERT_EQ(s->ListOrganizations().value().size(), 1u);
+  EXPECT_EQ(s->ListOrganizations().value()[0].name, "Acme");
 }
 
 TEST_F(SqliteStoreTest, OpenRefusesAMissingFileAndSaysToRunInit) {
@@ -977,7 +1026,7 @@ TEST_F(SqliteStoreTest, StoreWatchStampChangesWithEveryCommitAndOnlyThen) {
   auto reader = Open(StoreOptions{.read_only = true});
   ASSERT_NE(reader, nullptr);
   ASSERT_OK(reader->DataVersion().status());
-  auto watch = StoreWatch::Open(path_);
+  auto watch = SqliteWalWatch::Open(path_);
   ASSERT_NE(watch, nullptr) << "no -shm file beside a WAL store";
   StoreStamp before, same, after;
   ASSERT_TRUE(watch->Read(&before));
@@ -987,7 +1036,7 @@ TEST_F(SqliteStoreTest, StoreWatchStampChangesWithEveryCommitAndOnlyThen) {
   AddToken(*writer, f.api_user.id, kNow + 3600);
   ASSERT_TRUE(watch->Read(&after));
   EXPECT_NE(before, after);
-  EXPECT_EQ(StoreWatch::Open(dir_.File("none.db")), nullptr);
+  EXPECT_EQ(SqliteWalWatch::Open(dir_.File("none.db")), nullptr);
 }
 
 // Regression: the probe used to open and close the store file each poll, which
@@ -1007,7 +1056,7 @@ TEST_F(SqliteStoreTest, ProbingAndWatchingLeaveSqlitesLocksInThisProcessAlone) {
   ASSERT_TRUE(fs::exists(path_ + "-wal"));
   for (int i = 0; i < 3; ++i) {
     ASSERT_OK(ProbeStoreFile(path_));
-    ASSERT_NE(StoreWatch::Open(path_), nullptr);
+    ASSERT_NE(SqliteWalWatch::Open(path_), nullptr);
   }
   // Another process opens and closes the store: it must see this process's
   // connection, so it is not the last one and leaves the WAL in place.

@@ -1,11 +1,13 @@
 // Store: where Gatehouse keeps organizations, workspaces, users, API users,
 // tokens (hashes only), settings and the audit log.
 //
-// Store is an abstract interface; SQLite implements it (OpenSqliteStore,
-// CreateSqliteStore: one file in WAL mode, the CLI writes it, any number of
-// sidecars read it). A PostgreSQL implementation would keep the same
-// semantics: the status codes below, case-insensitive names, cascading API
-// user deletion, an append-only audit log, all-or-nothing Transaction().
+// Store is an abstract interface, opened by locator (OpenStore, CreateStore
+// below) whatever the backend: SQLite (one file in WAL mode, the CLI writes
+// it, any number of sidecars on the same machine read it) or PostgreSQL
+// (sidecars on many hosts). Both keep the same semantics: the status codes
+// below, case-insensitive names, cascading API user deletion, an append-only
+// audit log, all-or-nothing Transaction(). What only one backend has lives
+// in its own internal header (engine/src/store/sqlite_store.h, pg_store.h).
 //
 // The store is policy-agnostic: roles, workspace types and setting values are
 // kept as the policy's names (TEXT). It checks none of them against a policy;
@@ -44,7 +46,7 @@
 #include <vector>
 
 #include "gatehouse/status.h"
-#include "gatehouse/tokens.h"
+#include "gatehouse/token_record.h"
 
 namespace gatehouse {
 
@@ -163,7 +165,25 @@ struct AuditRecord {
   std::string detail;   // free text (JSON by convention), never a secret
 };
 
-class StoreWatch;  // below
+// A per-request stamp of a store's commits, read without a query: opaque
+// bytes that two reads return equal only when nothing has committed in
+// between (false positives allowed, false negatives never). Backends fill
+// what they use and leave the rest zero. (SQLite's is its WAL-index header,
+// two 48-byte copies, whose change counter moves with every transaction; a
+// commit writes it last, so a reader that sees it unchanged after a writer
+// returned knows nothing committed.)
+using StoreStamp = std::array<unsigned char, 96>;
+
+// A reader's way to see, per request, whether anything committed since it
+// last looked (Store::Watch()). Thread-safe: Read may be called from any
+// thread at once; it takes no lock and makes no database call.
+class StoreWatch {
+ public:
+  virtual ~StoreWatch() = default;
+  // Reads the stamp. False when it cannot be read (or the backend has not
+  // built it yet): treat as "changed".
+  virtual bool Read(StoreStamp* out) const = 0;
+};
 
 class Store {
  public:
@@ -362,15 +382,16 @@ class Store {
   virtual Result<bool> WaitForChange(int timeout_ms) = 0;
 
   // A reader on the same machine as a file store may instead notice every
-  // commit at once, per request, by a stamp it reads without a query:
-  // SQLite's WAL-index header (StoreWatch below). Null when the backend has
-  // none (a reader then subscribes and bounds staleness by a lease), or the
-  // file has no WAL index (the reader asks DataVersion() every time).
+  // commit at once, per request, by a stamp it reads without a query
+  // (StoreWatch above; SQLite: the WAL-index header). Null when the backend
+  // has none (a reader then subscribes and bounds staleness by a lease), or
+  // the file has no WAL index (the reader asks DataVersion() every time).
   virtual std::shared_ptr<const StoreWatch> Watch() { return nullptr; }
   // Whether what this Store opened is still there: Ok(false) when it is,
   // Ok(true) when its name now holds another store (a file restored by
   // rename: reopen and load everything), an error when it can no longer be
-  // read (SQLite: ProbeStoreFile's errors; the reader refuses every check).
+  // read (SQLite: the file is gone, unreadable to this process, or not a
+  // SQLite file; the reader refuses every check).
   // Backends without a file: false (their errors come from queries).
   virtual Result<bool> Replaced() { return false; }
 };
@@ -378,28 +399,32 @@ class Store {
 // The newest schema version this build reads and writes.
 inline constexpr int kStoreSchemaVersion = 3;
 
-// Opens an existing SQLite store, migrating an older schema (unless read-only).
-// FailedPrecondition "store PATH does not exist; run `gatehouse init`" when
-// the file is missing; Corruption when the file is damaged, truncated, empty,
-// or not a Gatehouse store; FailedPrecondition when its schema is newer than
-// this build; IoError when it cannot be opened.
-Result<std::unique_ptr<Store>> OpenSqliteStore(const std::string& path,
-                                               const StoreOptions& options = {});
-
-// Creates a new, empty SQLite store file (mode 0600) with the current schema.
-// AlreadyExists when `path` exists (never touches it); IoError when it cannot
-// be created (the partial file is removed).
-Result<std::unique_ptr<Store>> CreateSqliteStore(const std::string& path,
-                                                 const StoreOptions& options = {});
-
 // A store named by a locator, whatever its backend: "postgresql://..." or
 // "postgres://..." (libpq's URI forms) is a PostgreSQL database; anything else
-// is a SQLite file path. Callers name no backend. Same errors as the SQLite
-// functions below; a PostgreSQL store that cannot be reached is IoError.
+// is a SQLite file path. Callers name no backend.
+//
+// OpenStore opens an existing store; a SQLite file of an older schema is
+// migrated (unless read-only), a PostgreSQL one never is. FailedPrecondition
+// "store ... does not exist; run `gatehouse init`" when there is none;
+// Corruption when a file is damaged, truncated, empty, or not a Gatehouse
+// store; FailedPrecondition when its schema is older (read-only, or
+// PostgreSQL) or newer than this build; IoError when it cannot be opened or
+// reached.
 Result<std::unique_ptr<Store>> OpenStore(const std::string& locator,
                                          const StoreOptions& options = {});
+// What a new store is filled with before anyone may use it (the first
+// organization, say); runs in the store's first write transaction.
+using StoreInit = std::function<Status(Store& store)>;
+// CreateStore creates a new store with the current schema (a SQLite file
+// gets mode 0600), then runs `init`, if given, in one Transaction().
+// AlreadyExists when the store exists (never touched); IoError when it
+// cannot be created; otherwise init's error. A SQLite store that failed to
+// be created or filled is removed, with its -wal and -shm files: nothing is
+// left behind. (A PostgreSQL database is not ours to drop: it keeps the
+// empty schema.)
 Result<std::unique_ptr<Store>> CreateStore(const std::string& locator,
-                                           const StoreOptions& options = {});
+                                           const StoreOptions& options = {},
+                                           const StoreInit& init = nullptr);
 // Whether `locator` names a PostgreSQL store.
 bool IsPostgresLocator(std::string_view locator);
 // The locator as it may be shown (logs, errors): a password in a URI is
@@ -408,47 +433,5 @@ std::string RedactLocator(std::string_view locator);
 // Refuses a locator given on a command line that carries a password (it would
 // show in `ps`): InvalidArgument naming PGPASSFILE / PGPASSWORD instead.
 Status CheckCommandLineLocator(std::string_view locator);
-
-// Looking at a SQLite store file from outside SQLite, for a reader (the
-// sidecar) that must notice every commit by another process at once without
-// paying for a read transaction on every request.
-
-// A value that changes with every commit to the store: the WAL-index header,
-// two 48-byte copies at the start of the store's "-shm" file
-// (sqlite.org/walformat.html), whose change counter SQLite bumps per
-// transaction. A commit's header write is its last step, so a reader that
-// sees an unchanged stamp after a writer returned knows nothing committed.
-using StoreStamp = std::array<unsigned char, 96>;
-
-// Neither StoreWatch nor ProbeStoreFile ever closes a descriptor of the
-// store's files: closing one would drop the POSIX locks SQLite holds on them
-// in this process (sqlite.org/howtocorrupt.html, 2.2). Each file (device and
-// inode) is opened once and kept until the process exits.
-class StoreWatch {
- public:
-  // Opens the store's "-shm" file read-only. A connection must have opened
-  // the store first (SQLite creates the file then). Null when it cannot be
-  // opened (the store is not in WAL mode, or an unusual VFS): the caller then
-  // asks the store (DataVersion) every time.
-  static std::unique_ptr<StoreWatch> Open(const std::string& store_path);
-
-  // Reads the stamp with one pread(): no SQLite call, no lock, safe from any
-  // thread. False when it cannot be read or SQLite has not built the index
-  // yet: treat as "changed".
-  bool Read(StoreStamp* out) const;
-
- private:
-  explicit StoreWatch(int fd) : fd_(fd) {}
-  int fd_;  // kept open until the process exits (see above)
-};
-
-// Whether this process can read the file at `path` as a SQLite database now:
-// it is a regular file, its mode lets this process read it, and it starts
-// with SQLite's 16-byte magic. A stat, an access check and one pread(); no
-// SQLite call. FailedPrecondition when nothing (or not a regular file) is at
-// `path`; PermissionDenied when this process may not read it; Corruption
-// when it is not a SQLite file (for instance overwritten or truncated);
-// IoError when the checks themselves fail.
-Status ProbeStoreFile(const std::string& path);
 
 }  // namespace gatehouse

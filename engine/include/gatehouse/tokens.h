@@ -27,14 +27,13 @@
 // threads at once. HashToken keeps one OpenSSL digest context per thread.
 #pragma once
 
-#include <array>
 #include <cstddef>
 #include <cstdint>
-#include <cstring>
 #include <string>
 #include <string_view>
 
 #include "gatehouse/status.h"
+#include "gatehouse/token_record.h"
 
 namespace gatehouse {
 
@@ -51,64 +50,12 @@ inline constexpr size_t kTokenIdLength = kTokenIdPrefix.size() + kTokenIdRandomC
 // The regular expression (ECMAScript / PCRE / RE2) that finds token secrets in text.
 inline constexpr std::string_view kTokenRegex = R"(\bgat_[0-9A-Za-z]{36}\b)";
 
-// SHA-256 of a token's full text: the only form in which a token is stored.
-using TokenHash = std::array<uint8_t, 32>;
-
-// Hash functor for unordered containers keyed by TokenHash. SHA-256 output is
-// already uniform, so the first 8 bytes are the hash.
-struct TokenHashHasher {
-  size_t operator()(const TokenHash& h) const noexcept {
-    uint64_t v;
-    std::memcpy(&v, h.data(), sizeof v);
-    return static_cast<size_t>(v);
-  }
-};
-
 // A freshly minted token. `secret` is shown to the creator exactly once and
 // must never be stored, logged or put in an error message.
 struct MintedToken {
   std::string secret;  // gat_..., kTokenLength characters
   std::string id;      // tok_..., kTokenIdLength characters
   TokenHash hash;      // HashToken(secret)
-};
-
-// Everything the store knows about one token, and everything needed to verify
-// it and to decide for it: the token, its API user, and the API user's
-// workspace and roles. Roles and types are the policy's names, as stored.
-// Holds no secret.
-// The principal a token acts as: its API user, the API user's workspace and
-// roles (policy names, as stored). Shared by all tokens of one API user.
-struct TokenPrincipal {
-  int64_t api_user_id = 0;
-  std::string api_user_name;
-  int64_t org_id = 0;
-  std::string org_role;
-  int64_t workspace_id = 0;
-  std::string workspace_name;
-  std::string workspace_type;
-  std::string workspace_role;
-};
-
-struct TokenRecord {
-  std::string token_id;  // public id, tok_...
-  std::string name;      // the token's name, given at creation
-  TokenHash hash{};
-  int64_t created_at = 0;  // seconds since the Unix epoch
-  int64_t expires_at = 0;  // the first second at which the token is no longer valid
-  std::string created_by;  // email of the creator
-
-  int64_t api_user_id = 0;
-  std::string api_user_name;
-  int64_t org_id = 0;
-  std::string org_role;  // the API user's organization role
-  int64_t workspace_id = 0;
-  std::string workspace_name;
-  std::string workspace_type;
-  std::string workspace_role;  // the API user's role in its workspace
-
-  // True when the token is expired at `now` (seconds since the epoch). A token
-  // is valid while now < expires_at.
-  bool IsExpiredAt(int64_t now) const { return now >= expires_at; }
 };
 
 // Mints a new token: a random secret, a random public id, and the secret's hash.

@@ -1,9 +1,9 @@
 #include "gatehouse/admin.h"
 
 #include "gatehouse/text.h"
+#include "gatehouse/tokens.h"
 
 #include <algorithm>
-#include <filesystem>
 #include <map>
 
 namespace gatehouse {
@@ -109,11 +109,10 @@ Status Admin::Init(const AdminOptions& options, const CompiledPolicy& policy, co
   if (policy.org_role_count() < 2) return Status::InvalidArgument("the policy declares no organization role");
   // The owner holds the highest organization role the policy declares.
   const std::string owner_role(policy.OrgRoleName(static_cast<RoleId>(policy.org_role_count() - 1)));
-  auto created = CreateStore(options.store_path);
-  if (!created.ok()) return created.status();
-  Store& store = **created;
   const int64_t now = options.clock->NowSeconds();
-  Status st = store.Transaction([&]() -> Status {
+  // CreateStore fills the store in its first transaction; a store that fails
+  // to initialise is not left behind half-made.
+  auto created = CreateStore(options.store_path, StoreOptions{}, [&](Store& store) -> Status {
     auto o = store.CreateOrganization(org);
     if (!o.ok()) return o.status();
     auto ws = store.CreateWorkspace(o->id, kOrgWorkspace, "organization", std::nullopt);
@@ -131,15 +130,7 @@ Status Admin::Init(const AdminOptions& options, const CompiledPolicy& policy, co
     auto r = store.AppendAudit(a);
     return r.ok() ? Status::Ok() : r.status();
   });
-  if (!st.ok()) {
-    // A store that failed to initialise is not left behind half-made.
-    std::error_code ec;
-    created->reset();
-    // (A PostgreSQL store keeps its empty schema: the database is not ours.)
-    if (!IsPostgresLocator(options.store_path))
-      for (const char* suffix : {"", "-wal", "-shm"}) std::filesystem::remove(options.store_path + suffix, ec);
-  }
-  return st;
+  return created.ok() ? Status::Ok() : created.status();
 }
 
 Result<std::unique_ptr<Admin>> Admin::Open(const AdminOptions& options, PolicyPtr policy) {

@@ -24,6 +24,7 @@
 #include "gatehouse/store.h"
 #include "gatehouse/store_backup.h"
 #include "store/schema.h"
+#include "store/sqlite_store.h"
 #include "store/sqlite_store_testing.h"
 
 namespace gatehouse {
@@ -33,6 +34,12 @@ namespace {
   auto&& lhs##_result_ = (expr);                          \
   if (!lhs##_result_.ok()) return lhs##_result_.status(); \
   auto& lhs = *lhs##_result_
+
+// Removes a store file made by this process and the files SQLite keeps
+// beside it (call it with no connection open on them).
+void RemoveStoreFiles(const std::string& path) {
+  for (const char* suffix : {"", "-wal", "-shm"}) ::unlink((path + suffix).c_str());
+}
 
 // Every statement the store runs, prepared lazily and cached.
 enum class Sql : int {
@@ -470,9 +477,7 @@ Result<std::unique_ptr<Store>> SqliteStore::Make(const std::string& path,
   ::close(fd);
   auto fail = [&path, &store](Status s) -> Result<std::unique_ptr<Store>> {
     store.reset();  // closes the connection before the files go
-    ::unlink(path.c_str());
-    ::unlink((path + "-wal").c_str());
-    ::unlink((path + "-shm").c_str());
+    RemoveStoreFiles(path);
     return s;
   };
   if (!chmod_ok) {
@@ -918,7 +923,7 @@ Result<ChangeBatch> SqliteStore::ReadChangesSince(int64_t after, int64_t max_cha
 std::shared_ptr<const StoreWatch> SqliteStore::Watch() {
   // A first query makes SQLite create and map the -shm file.
   if (!DataVersion().ok()) return nullptr;
-  return StoreWatch::Open(path_);
+  return SqliteWalWatch::Open(path_);
 }
 
 Result<bool> SqliteStore::Replaced() {
@@ -1478,8 +1483,17 @@ Result<std::unique_ptr<Store>> OpenSqliteStore(const std::string& path,
 }
 
 Result<std::unique_ptr<Store>> CreateSqliteStore(const std::string& path,
-                                                 const StoreOptions& options) {
-  return SqliteStore::Make(path, options, SqliteStore::Mode::kCreate);
+                                                 const StoreOptions& options,
+                                                 const StoreInit& init) {
+  auto created = SqliteStore::Make(path, options, SqliteStore::Mode::kCreate);
+  if (!created.ok() || !init) return created;
+  Store& store = **created;
+  const Status filled = store.Transaction([&] { return init(store); });
+  if (filled.ok()) return created;
+  // A store that failed to initialise is not left behind half-made.
+  created->reset();  // closes the connection before the files go
+  RemoveStoreFiles(path);
+  return filled;
 }
 
 namespace internal {

@@ -1,4 +1,4 @@
-// StoreWatch and ProbeStoreFile: SQLite's file formats read directly
+// SqliteWalWatch and ProbeStoreFile: SQLite's file formats read directly
 // (sqlite.org/fileformat.html, sqlite.org/walformat.html), without SQLite.
 //
 // POSIX record locks belong to a process and a file, not to a descriptor:
@@ -19,7 +19,7 @@
 #include <mutex>
 #include <utility>
 
-#include "gatehouse/store.h"
+#include "store/sqlite_store.h"
 
 namespace gatehouse {
 namespace {
@@ -45,13 +45,13 @@ int KeptDescriptor(const std::string& path) {
 
 }  // namespace
 
-std::unique_ptr<StoreWatch> StoreWatch::Open(const std::string& store_path) {
+std::unique_ptr<SqliteWalWatch> SqliteWalWatch::Open(const std::string& store_path) {
   const int fd = KeptDescriptor(store_path + "-shm");
   if (fd < 0) return nullptr;
-  return std::unique_ptr<StoreWatch>(new StoreWatch(fd));
+  return std::unique_ptr<SqliteWalWatch>(new SqliteWalWatch(fd));
 }
 
-bool StoreWatch::Read(StoreStamp* out) const {
+bool SqliteWalWatch::Read(StoreStamp* out) const {
   const ssize_t n = ::pread(fd_, out->data(), out->size(), 0);
   // isInit (byte 12 of the first copy) is 1 once SQLite has built the index.
   return n == static_cast<ssize_t>(out->size()) && (*out)[12] == 1;

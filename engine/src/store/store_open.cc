@@ -6,6 +6,7 @@
 #include "gatehouse/store.h"
 #include "gatehouse/store_admin.h"
 #include "store/pg_store.h"
+#include "store/sqlite_store.h"
 
 namespace gatehouse {
 namespace {
@@ -92,9 +93,15 @@ Result<std::unique_ptr<Store>> OpenStore(const std::string& locator, const Store
   return OpenSqliteStore(locator, options);
 }
 
-Result<std::unique_ptr<Store>> CreateStore(const std::string& locator, const StoreOptions& options) {
-  if (IsPostgresLocator(locator)) return CreatePostgresStore(locator, options);
-  return CreateSqliteStore(locator, options);
+Result<std::unique_ptr<Store>> CreateStore(const std::string& locator, const StoreOptions& options,
+                                           const StoreInit& init) {
+  if (!IsPostgresLocator(locator)) return CreateSqliteStore(locator, options, init);
+  auto created = CreatePostgresStore(locator, options);
+  if (!created.ok() || !init) return created;
+  Store& store = **created;
+  // The database is not ours to drop: a failed init leaves its empty schema.
+  GATEHOUSE_RETURN_IF_ERROR(store.Transaction([&] { return init(store); }));
+  return created;
 }
 
 Result<int> MigrateStore(const std::string& locator, const StoreOptions& options) {
