@@ -4,13 +4,30 @@
 // Directory is an immutable snapshot of the store's organizations,
 // workspaces, settings, users and memberships (not tokens: those come from a
 // TokenIndex or Store::FindTokenByHash). Build one with Directory::Load and
-// share it as shared_ptr<const Directory>; rebuild it when the store's
-// DataVersion changes. Authorize() is a pure function over a policy and a
-// directory: thread-safe, and it never allows on anything unknown.
+// share it as shared_ptr<const Directory>. When the store changes, a reader
+// following the change feed builds the next one with Directory::Reload: it
+// reads only the organizations the batch names (OrgsChangedBy) and shares
+// every other organization's part with the directory before it.
+//
+// Layout. Each organization's workspaces, users (with their memberships) and
+// settings are one immutable part (OrgPart), held by shared_ptr<const> and
+// shared between successive directories. The lookups that need no
+// organization — a user by email, an organization's part by id, a workspace
+// or user id's organization — are hash maps split into kShards shards, each
+// its own shared_ptr<const>: a reload copies the shard pointers, and only the
+// shards whose entries change (an added, removed or moved user or workspace;
+// the reloaded organizations' own entries in the part map) are copied. A
+// role change copies one shard of the part map and nothing else. Lookups
+// allocate nothing.
+//
+// Authorize() is a pure function over a policy and a directory: thread-safe,
+// and it never allows on anything unknown.
 #pragma once
 
+#include <array>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -40,27 +57,69 @@ class Directory {
     std::unordered_map<int64_t, std::string> workspace_roles;  // by workspace id
   };
 
+  // One organization's workspaces, users and settings (immutable; shared
+  // between successive directories). Opaque: its identity says whether a
+  // reload shared it (org_part below).
+  class OrgPart;
+
   // Reads the whole directory in one read transaction. Errors: the store's.
   static Result<std::shared_ptr<const Directory>> Load(Store& store);
+  // The directory `old` with the parts of `orgs` read again from the store,
+  // in one read transaction (or the caller's ReadSnapshot: the batch's);
+  // an organization that no longer exists is dropped. Every other
+  // organization's part is the very same as in `old`. Equal, lookup for
+  // lookup, to Load(store) when `orgs` covers every organization whose rows
+  // changed since `old` was read (OrgsChangedBy). Errors: the store's.
+  static Result<std::shared_ptr<const Directory>> Reload(Store& store, const Directory& old,
+                                                         std::span<const int64_t> orgs);
+  // The organizations whose parts a batch read after this directory changed:
+  // the batch's directory_orgs, and the organizations this directory has for
+  // the batch's users and workspaces (deleted ones, or ones that moved).
+  // Sorted, without duplicates.
+  std::vector<int64_t> OrgsChangedBy(const ChangeBatch& batch) const;
+
   // An empty directory (every lookup fails).
   Directory() = default;
 
-  // Case-insensitive lookups; nullptr when unknown.
+  // Case-insensitive (ASCII) lookups; nullptr when unknown. The pointers
+  // stay valid while this Directory lives.
   const WorkspaceEntry* FindWorkspace(int64_t org_id, std::string_view name) const;
   const UserEntry* FindUser(std::string_view email) const;
   const WorkspaceEntry* WorkspaceById(int64_t id) const;
   // The organization's settings as the policy sees them: declared defaults,
   // overridden by the values set in the store.
   uint64_t SettingsMask(const CompiledPolicy& policy, int64_t org_id) const;
+  // The organization's part; nullptr when the directory has no such
+  // organization.
+  const OrgPart* org_part(int64_t org_id) const;
 
-  size_t workspace_count() const { return workspaces_.size(); }
-  size_t user_count() const { return users_.size(); }
+  size_t org_count() const { return org_count_; }
+  size_t workspace_count() const { return workspace_count_; }
+  size_t user_count() const { return user_count_; }
+
+  // How many shards each global lookup is split into.
+  static constexpr size_t kShards = 256;
 
  private:
-  std::unordered_map<std::string, WorkspaceEntry> workspaces_;  // key: org id + '/' + lower-case name
-  std::unordered_map<std::string, UserEntry> users_;            // key: lower-case email
-  std::unordered_map<int64_t, std::string> workspace_keys_;      // id → key in workspaces_
-  std::unordered_map<int64_t, std::vector<std::pair<std::string, std::string>>> settings_;
+  struct OrgShard;    // organization id → its part
+  struct EmailShard;  // email (case-insensitive) → organization id
+  struct IdShard;     // user or workspace id → organization id
+  template <typename Shard>
+  using Shards = std::array<std::shared_ptr<const Shard>, kShards>;
+  template <typename Shard>
+  class Editor;  // copy-on-write edits of Shards (authorizer.cc)
+
+  // Publishes `parts` (null: the organization is gone) in place of this
+  // directory's parts of the same organizations, with their index entries.
+  void Replace(const std::vector<std::pair<int64_t, std::shared_ptr<const OrgPart>>>& parts);
+
+  Shards<OrgShard> orgs_;
+  Shards<EmailShard> emails_;
+  Shards<IdShard> user_orgs_;
+  Shards<IdShard> workspace_orgs_;
+  size_t org_count_ = 0;
+  size_t workspace_count_ = 0;
+  size_t user_count_ = 0;
 };
 
 // Who is asking: a human user or an API user (through one of its tokens).

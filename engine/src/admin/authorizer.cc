@@ -1,18 +1,79 @@
 #include "gatehouse/authorizer.h"
 
 #include <algorithm>
+#include <array>
 #include <charconv>
+#include <cstring>
+#include <unordered_map>
 
 namespace gatehouse {
 namespace {
 
-std::string Lower(std::string_view s) {
-  std::string out(s);
-  std::transform(out.begin(), out.end(), out.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-  return out;
+// Names fold ASCII only, as the store's do (store.h).
+//
+// A lookup by name or email hashes the text once: keys carry their hash
+// (FoldKey to look up, FoldedString stored), which picks the shard and is the
+// hash of the shard's table and of the organization part's table alike. The
+// hash and the comparison fold eight bytes at a time.
+
+// The eight bytes at `p` (fewer at the end: zero-padded), ASCII upper case
+// folded to lower case.
+inline uint64_t FoldedWord(const char* p, size_t n) {
+  uint64_t x = 0;
+  std::memcpy(&x, p, n < 8 ? n : 8);
+  constexpr uint64_t kOnes = 0x0101010101010101ull;
+  const uint64_t low7 = x & (0x7f * kOnes);
+  const uint64_t ge_a = low7 + (0x80 - 'A') * kOnes;      // high bit: byte >= 'A'
+  const uint64_t gt_z = low7 + (0x80 - 'Z' - 1) * kOnes;  // high bit: byte > 'Z'
+  const uint64_t upper = (ge_a ^ gt_z) & ~x & (0x80 * kOnes);
+  return x | (upper >> 2);  // 0x80 >> 2 == 0x20, 'A' ^ 'a'
 }
 
-std::string WsKey(int64_t org, std::string_view name) { return std::to_string(org) + "/" + Lower(name); }
+inline size_t FoldHashOf(std::string_view s) {
+  uint64_t h = 0x9e3779b97f4a7c15ull ^ s.size();
+  for (size_t i = 0; i < s.size(); i += 8) {
+    h = (h ^ FoldedWord(s.data() + i, s.size() - i)) * 0xff51afd7ed558ccdull;
+    h ^= h >> 32;
+  }
+  h *= 0xc4ceb9fe1a85ec53ull;
+  return static_cast<size_t>(h ^ (h >> 29));
+}
+
+inline bool FoldEqual(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); i += 8) {
+    if (FoldedWord(a.data() + i, a.size() - i) != FoldedWord(b.data() + i, b.size() - i)) return false;
+  }
+  return true;
+}
+
+struct FoldKey {
+  explicit FoldKey(std::string_view t) : text(t), hash(FoldHashOf(t)) {}
+  std::string_view text;
+  size_t hash;
+};
+struct FoldedString {
+  explicit FoldedString(const FoldKey& k) : text(k.text), hash(k.hash) {}
+  explicit FoldedString(std::string_view t) : FoldedString(FoldKey(t)) {}
+  std::string text;
+  size_t hash;
+};
+struct FoldHash {
+  using is_transparent = void;
+  size_t operator()(const FoldKey& k) const noexcept { return k.hash; }
+  size_t operator()(const FoldedString& k) const noexcept { return k.hash; }
+};
+struct FoldEq {
+  using is_transparent = void;
+  template <typename A, typename B>
+  bool operator()(const A& a, const B& b) const noexcept {
+    return a.hash == b.hash && FoldEqual(a.text, b.text);
+  }
+};
+
+size_t ShardOf(int64_t id) { return static_cast<size_t>(static_cast<uint64_t>(id) % Directory::kShards); }
+// The top bits: the tables themselves use the hash modulo their bucket count.
+size_t ShardOf(const FoldKey& k) { return static_cast<size_t>((static_cast<uint64_t>(k.hash) >> 40) % Directory::kShards); }
 
 AuthzOutcome DenyEarly(std::string rule, std::string message) {
   AuthzOutcome o;
@@ -22,60 +83,255 @@ AuthzOutcome DenyEarly(std::string rule, std::string message) {
 
 }  // namespace
 
+class Directory::OrgPart {
+ public:
+  OrgPart() = default;
+  OrgPart(const OrgPart&) = delete;  // workspaces_by_id points into workspaces
+  OrgPart& operator=(const OrgPart&) = delete;
+
+  std::unordered_map<FoldedString, WorkspaceEntry, FoldHash, FoldEq> workspaces;  // by name
+  std::unordered_map<int64_t, const WorkspaceEntry*> workspaces_by_id;
+  std::unordered_map<FoldedString, UserEntry, FoldHash, FoldEq> users;  // by email
+  std::vector<int64_t> user_ids;                                       // sorted
+  std::vector<std::pair<std::string, std::string>> settings;
+};
+
+struct Directory::OrgShard : std::unordered_map<int64_t, std::shared_ptr<const OrgPart>> {};
+struct Directory::EmailShard : std::unordered_map<FoldedString, int64_t, FoldHash, FoldEq> {};
+struct Directory::IdShard : std::unordered_map<int64_t, int64_t> {};
+
+// Edits a directory's Shards that is not published yet: the first change to
+// a shard replaces it by a copy this editor owns; shards it does not change
+// stay shared with the directory they came from.
+template <typename Shard>
+class Directory::Editor {
+ public:
+  explicit Editor(Shards<Shard>& shards) : shards_(shards) {}
+
+  template <typename K, typename V>
+  void Set(const K& key, const V& value) {
+    const size_t i = ShardOf(key);
+    if (const Shard* s = shards_[i].get()) {
+      auto it = s->find(key);
+      if (it != s->end() && it->second == value) return;
+    }
+    Mutable(i).insert_or_assign(typename Shard::key_type(key), value);
+  }
+  // Erases `key` when it maps to `value` (an entry another organization took
+  // over meanwhile stays).
+  template <typename K, typename V>
+  void EraseIf(const K& key, const V& value) {
+    const size_t i = ShardOf(key);
+    const Shard* s = shards_[i].get();
+    if (s == nullptr) return;
+    auto it = s->find(key);
+    if (it == s->end() || !(it->second == value)) return;
+    Shard& m = Mutable(i);
+    m.erase(m.find(key));
+  }
+
+  template <typename K>
+  void Erase(const K& key) {
+    const size_t i = ShardOf(key);
+    if (shards_[i] == nullptr || !shards_[i]->contains(key)) return;
+    Shard& m = Mutable(i);
+    m.erase(m.find(key));
+  }
+
+ private:
+  Shard& Mutable(size_t i) {
+    if (!owned_[i]) {
+      owned_[i] = shards_[i] ? std::make_shared<Shard>(*shards_[i]) : std::make_shared<Shard>();
+      shards_[i] = owned_[i];
+    }
+    return *owned_[i];
+  }
+
+  Shards<Shard>& shards_;
+  std::array<std::shared_ptr<Shard>, kShards> owned_;
+};
+
+namespace {
+
+// Reads one organization's part (inside the caller's read snapshot).
+Result<std::shared_ptr<const Directory::OrgPart>> ReadOrgPart(Store& store, int64_t org_id) {
+  auto part = std::make_shared<Directory::OrgPart>();
+  auto wss = store.ListWorkspaces(org_id);
+  if (!wss.ok()) return wss.status();
+  for (const Workspace& w : *wss) {
+    auto [it, added] =
+        part->workspaces.try_emplace(FoldedString(w.name), Directory::WorkspaceEntry{w.id, org_id, w.name, w.type});
+    if (added) part->workspaces_by_id[w.id] = &it->second;
+  }
+  auto users = store.ListUsers(org_id);
+  if (!users.ok()) return users.status();
+  for (const User& u : *users) {
+    if (part->users.try_emplace(FoldedString(u.email), Directory::UserEntry{u.id, org_id, u.email, u.org_role, {}})
+            .second) {
+      part->user_ids.push_back(u.id);
+    }
+  }
+  std::sort(part->user_ids.begin(), part->user_ids.end());
+  // A user's memberships are in its own organization's workspaces (the
+  // store refuses any other).
+  for (const Workspace& w : *wss) {
+    auto members = store.ListMemberships(w.id);
+    if (!members.ok()) return members.status();
+    for (const Membership& m : *members) {
+      auto it = part->users.find(FoldKey(m.user_email));
+      if (it != part->users.end()) it->second.workspace_roles[w.id] = m.workspace_role;
+    }
+  }
+  auto settings = store.ListSettings(org_id);
+  if (!settings.ok()) return settings.status();
+  for (const Setting& st : *settings) part->settings.emplace_back(st.name, st.value);
+  return std::shared_ptr<const Directory::OrgPart>(std::move(part));
+}
+
+}  // namespace
+
+void Directory::Replace(const std::vector<std::pair<int64_t, std::shared_ptr<const OrgPart>>>& parts) {
+  Editor<OrgShard> orgs(orgs_);
+  Editor<EmailShard> emails(emails_);
+  Editor<IdShard> user_orgs(user_orgs_);
+  Editor<IdShard> workspace_orgs(workspace_orgs_);
+  // Entries of the old parts first, then the new parts' (a user or
+  // workspace that moved between two of them ends in its new organization).
+  for (const auto& [org, part] : parts) {
+    const OrgPart* old = org_part(org);
+    if (old == nullptr) continue;
+    for (const auto& [email, u] : old->users) {
+      if (!part || !part->users.contains(email)) emails.EraseIf(FoldKey(email.text), org);
+    }
+    for (int64_t id : old->user_ids) {
+      if (!part || !std::binary_search(part->user_ids.begin(), part->user_ids.end(), id)) user_orgs.EraseIf(id, org);
+    }
+    for (const auto& [id, w] : old->workspaces_by_id) {
+      if (!part || !part->workspaces_by_id.contains(id)) workspace_orgs.EraseIf(id, org);
+    }
+    user_count_ -= old->users.size();
+    workspace_count_ -= old->workspaces.size();
+    --org_count_;
+  }
+  for (const auto& [org, part] : parts) {
+    if (!part) {
+      orgs.Erase(org);
+      continue;
+    }
+    for (const auto& [email, u] : part->users) {
+      emails.Set(FoldKey(email.text), org);
+      user_orgs.Set(u.id, org);
+    }
+    for (const auto& [id, w] : part->workspaces_by_id) workspace_orgs.Set(id, org);
+    orgs.Set(org, part);
+    user_count_ += part->users.size();
+    workspace_count_ += part->workspaces.size();
+    ++org_count_;
+  }
+}
+
 Result<std::shared_ptr<const Directory>> Directory::Load(Store& store) {
-  auto dir = std::make_shared<Directory>();
+  std::vector<std::pair<int64_t, std::shared_ptr<const OrgPart>>> parts;
   // One consistent snapshot that never waits for (or blocks) a writer.
   Status st = store.ReadSnapshot([&]() -> Status {
     auto orgs = store.ListOrganizations();
     if (!orgs.ok()) return orgs.status();
     for (const Organization& org : *orgs) {
-      auto wss = store.ListWorkspaces(org.id);
-      if (!wss.ok()) return wss.status();
-      for (const Workspace& w : *wss) {
-        dir->workspaces_[WsKey(org.id, w.name)] = {w.id, org.id, w.name, w.type};
-        dir->workspace_keys_[w.id] = WsKey(org.id, w.name);
-      }
-      auto users = store.ListUsers(org.id);
-      if (!users.ok()) return users.status();
-      for (const User& u : *users) dir->users_[Lower(u.email)] = {u.id, org.id, u.email, u.org_role, {}};
-      for (const Workspace& w : *wss) {
-        auto members = store.ListMemberships(w.id);
-        if (!members.ok()) return members.status();
-        for (const Membership& m : *members) {
-          auto it = dir->users_.find(Lower(m.user_email));
-          if (it != dir->users_.end()) it->second.workspace_roles[w.id] = m.workspace_role;
-        }
-      }
-      auto settings = store.ListSettings(org.id);
-      if (!settings.ok()) return settings.status();
-      for (const Setting& s : *settings) dir->settings_[org.id].emplace_back(s.name, s.value);
+      auto part = ReadOrgPart(store, org.id);
+      if (!part.ok()) return part.status();
+      parts.emplace_back(org.id, std::move(part).value());
     }
     return Status::Ok();
   });
   if (!st.ok()) return st;
+  auto dir = std::make_shared<Directory>();
+  dir->Replace(parts);
   return std::shared_ptr<const Directory>(std::move(dir));
 }
 
+Result<std::shared_ptr<const Directory>> Directory::Reload(Store& store, const Directory& old,
+                                                           std::span<const int64_t> orgs) {
+  std::vector<int64_t> ids(orgs.begin(), orgs.end());
+  std::sort(ids.begin(), ids.end());
+  ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
+  std::vector<std::pair<int64_t, std::shared_ptr<const OrgPart>>> parts;
+  Status st = store.ReadSnapshot([&]() -> Status {
+    for (int64_t id : ids) {
+      auto org = store.GetOrganization(id);
+      if (!org.ok()) {
+        if (org.status().code() != StatusCode::kNotFound) return org.status();
+        parts.emplace_back(id, nullptr);  // deleted: its part goes
+        continue;
+      }
+      auto part = ReadOrgPart(store, id);
+      if (!part.ok()) return part.status();
+      parts.emplace_back(id, std::move(part).value());
+    }
+    return Status::Ok();
+  });
+  if (!st.ok()) return st;
+  auto dir = std::make_shared<Directory>(old);
+  dir->Replace(parts);
+  return std::shared_ptr<const Directory>(std::move(dir));
+}
+
+std::vector<int64_t> Directory::OrgsChangedBy(const ChangeBatch& batch) const {
+  std::vector<int64_t> out = batch.directory_orgs;
+  auto add = [&out](const Shards<IdShard>& shards, int64_t id) {
+    const IdShard* s = shards[ShardOf(id)].get();
+    if (s == nullptr) return;
+    auto it = s->find(id);
+    if (it != s->end()) out.push_back(it->second);
+  };
+  for (int64_t id : batch.directory_users) add(user_orgs_, id);
+  for (int64_t id : batch.directory_workspaces) add(workspace_orgs_, id);
+  std::sort(out.begin(), out.end());
+  out.erase(std::unique(out.begin(), out.end()), out.end());
+  return out;
+}
+
+const Directory::OrgPart* Directory::org_part(int64_t org_id) const {
+  const OrgShard* s = orgs_[ShardOf(org_id)].get();
+  if (s == nullptr) return nullptr;
+  auto it = s->find(org_id);
+  return it == s->end() ? nullptr : it->second.get();
+}
+
 const Directory::WorkspaceEntry* Directory::FindWorkspace(int64_t org_id, std::string_view name) const {
-  auto it = workspaces_.find(WsKey(org_id, name));
-  return it == workspaces_.end() ? nullptr : &it->second;
+  const OrgPart* part = org_part(org_id);
+  if (part == nullptr) return nullptr;
+  auto it = part->workspaces.find(FoldKey(name));
+  return it == part->workspaces.end() ? nullptr : &it->second;
 }
 
 const Directory::WorkspaceEntry* Directory::WorkspaceById(int64_t id) const {
-  auto it = workspace_keys_.find(id);
-  return it == workspace_keys_.end() ? nullptr : &workspaces_.at(it->second);
+  const IdShard* s = workspace_orgs_[ShardOf(id)].get();
+  if (s == nullptr) return nullptr;
+  auto org = s->find(id);
+  if (org == s->end()) return nullptr;
+  const OrgPart* part = org_part(org->second);
+  if (part == nullptr) return nullptr;
+  auto it = part->workspaces_by_id.find(id);
+  return it == part->workspaces_by_id.end() ? nullptr : it->second;
 }
 
 const Directory::UserEntry* Directory::FindUser(std::string_view email) const {
-  auto it = users_.find(Lower(email));
-  return it == users_.end() ? nullptr : &it->second;
+  const FoldKey key(email);
+  const EmailShard* s = emails_[ShardOf(key)].get();
+  if (s == nullptr) return nullptr;
+  auto org = s->find(key);
+  if (org == s->end()) return nullptr;
+  const OrgPart* part = org_part(org->second);
+  if (part == nullptr) return nullptr;
+  auto it = part->users.find(key);
+  return it == part->users.end() ? nullptr : &it->second;
 }
 
 uint64_t Directory::SettingsMask(const CompiledPolicy& policy, int64_t org_id) const {
   uint64_t mask = policy.default_settings();
-  auto it = settings_.find(org_id);
-  if (it == settings_.end()) return mask;
-  for (const auto& [name, value] : it->second) {
+  const OrgPart* part = org_part(org_id);
+  if (part == nullptr) return mask;
+  for (const auto& [name, value] : part->settings) {
     auto id = policy.FindSetting(name);
     if (!id) continue;  // a setting the current policy no longer declares
     if (value == "true") mask |= uint64_t{1} << *id;
