@@ -388,6 +388,74 @@ TEST_P(FeedPropertyTest, ADirectoryKeptByTheFeedAnswersAsAFullLoad) {
   }
 }
 
+// The directory folds names as the store does (ASCII only, whatever the
+// bytes around 'A'..'Z' or beyond 0x7f): for generated names and generated
+// case variants of them, Directory lookups find exactly what the store's
+// own lookups find.
+TEST_P(FeedPropertyTest, TheDirectoryFoldsNamesAsTheStoreDoes) {
+  testing::TempDir dir;
+  const bool postgres = GetParam().first;
+  std::string locator = dir.File("gatehouse.db");
+  if (postgres) {
+    testing::PostgresServer* pg = testing::PostgresServer::Get();
+    ASSERT_NE(pg, nullptr);
+    locator = pg->NewDatabase();
+    ASSERT_FALSE(locator.empty());
+  }
+  auto created = CreateStore(locator, StoreOptions{.durable_commits = false});
+  ASSERT_TRUE(created.ok()) << created.status().ToString();
+  Store& store = **created;
+  std::mt19937 rng(GetParam().second);
+  // Letters, the bytes just outside 'A'..'Z' and 'a'..'z', and UTF-8 letters.
+  const std::vector<std::string> pieces = {"a", "A", "z", "Z", "m", "M", "@", "[", "`", "{",
+                                           "\xc3\xa9", "\xc3\x89", "-", "0"};
+  auto word = [&](size_t max) {
+    std::string w;
+    const size_t n = 1 + rng() % max;
+    for (size_t i = 0; i < n; ++i) w += pieces[rng() % pieces.size()];
+    return w;
+  };
+  ASSERT_OK_AND_ASSIGN(org, store.CreateOrganization("Acme"));
+  std::vector<std::string> names;
+  for (int i = 0; i < 60; ++i) {
+    std::string n = word(i % 2 == 0 ? 4 : 20);  // short and longer than 8 bytes
+    auto ws = store.CreateWorkspace(org.id, n, "shared", std::nullopt);
+    if (ws.ok()) {
+      names.push_back(n);
+    } else {
+      ASSERT_EQ(ws.status().code(), StatusCode::kAlreadyExists) << ws.status().ToString();
+    }
+    auto u = store.AddUser(org.id, n + "@x", "member");
+    if (!u.ok()) {
+      ASSERT_EQ(u.status().code(), StatusCode::kAlreadyExists) << u.status().ToString();
+    }
+  }
+  ASSERT_OK_AND_ASSIGN(directory, Directory::Load(store));
+  auto vary = [&](std::string n) {
+    for (char& c : n) {
+      if (rng() % 2 == 0) continue;
+      if (c >= 'a' && c <= 'z') c = static_cast<char>(c - 32);
+      else if (c >= 'A' && c <= 'Z') c = static_cast<char>(c + 32);
+    }
+    return n;
+  };
+  for (int i = 0; i < 300; ++i) {
+    const std::string q = i % 3 == 0 ? word(20) : vary(names[rng() % names.size()]);
+    auto ws = store.FindWorkspace(org.id, q);
+    const Directory::WorkspaceEntry* found = directory->FindWorkspace(org.id, q);
+    ASSERT_EQ(found != nullptr, ws.ok()) << q;
+    if (found) {
+      EXPECT_EQ(found->id, ws->id) << q;
+    }
+    auto u = store.FindUserByEmail(q + "@x");
+    const Directory::UserEntry* user = directory->FindUser(q + "@x");
+    ASSERT_EQ(user != nullptr, u.ok()) << q;
+    if (user) {
+      EXPECT_EQ(user->id, u->id) << q;
+    }
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Seeds, FeedPropertyTest,
                          ::testing::Values(std::pair{false, 1u}, std::pair{false, 2u},
                                            std::pair{false, 3u}, std::pair{false, 4u},

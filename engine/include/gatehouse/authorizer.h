@@ -11,14 +11,15 @@
 //
 // Layout. Each organization's workspaces, users (with their memberships) and
 // settings are one immutable part (OrgPart), held by shared_ptr<const> and
-// shared between successive directories. The lookups that need no
-// organization — a user by email, an organization's part by id, a workspace
-// or user id's organization — are hash maps split into kShards shards, each
-// its own shared_ptr<const>: a reload copies the shard pointers, and only the
-// shards whose entries change (an added, removed or moved user or workspace;
-// the reloaded organizations' own entries in the part map) are copied. A
-// role change copies one shard of the part map and nothing else. Lookups
-// allocate nothing.
+// shared between successive directories; a reloaded part reuses the entries
+// of the previous one that did not change. The lookups — a user by email, a
+// workspace by organization and name or by id, an organization's part and
+// settings — are hash maps from keys to entries, split into kShards shards,
+// each its own shared_ptr<const>: a reload copies the shard pointers, and only
+// the shards whose entries change (a changed, added or removed user or
+// workspace; the reloaded organizations' slots) are copied. A role change
+// copies two shards. Each lookup is one hash of its key and one table probe,
+// and allocates nothing.
 //
 // Authorize() is a pure function over a policy and a directory: thread-safe,
 // and it never allows on anything unknown.
@@ -101,13 +102,19 @@ class Directory {
   static constexpr size_t kShards = 256;
 
  private:
-  struct OrgShard;    // organization id → its part
-  struct EmailShard;  // email (case-insensitive) → organization id
-  struct IdShard;     // user or workspace id → organization id
+  struct OrgSlot;           // an organization's part and settings
+  struct OrgShard;          // organization id → its slot
+  struct EmailShard;        // email (case-insensitive) → the user's entry
+  struct IdShard;           // user id → organization id
+  struct WorkspaceShard;    // organization id and name (case-insensitive) → entry
+  struct WorkspaceIdShard;  // workspace id → entry
   template <typename Shard>
   using Shards = std::array<std::shared_ptr<const Shard>, kShards>;
   template <typename Shard>
   class Editor;  // copy-on-write edits of Shards (authorizer.cc)
+
+  static Result<std::shared_ptr<const OrgPart>> ReadOrgPart(Store& store, int64_t org_id, const OrgPart* old);
+  const OrgSlot* org_slot(int64_t org_id) const;
 
   // Publishes `parts` (null: the organization is gone) in place of this
   // directory's parts of the same organizations, with their index entries.
@@ -116,7 +123,8 @@ class Directory {
   Shards<OrgShard> orgs_;
   Shards<EmailShard> emails_;
   Shards<IdShard> user_orgs_;
-  Shards<IdShard> workspace_orgs_;
+  Shards<WorkspaceShard> workspaces_;
+  Shards<WorkspaceIdShard> workspace_ids_;
   size_t org_count_ = 0;
   size_t workspace_count_ = 0;
   size_t user_count_ = 0;

@@ -71,9 +71,41 @@ struct FoldEq {
   }
 };
 
+// A workspace by organization and name: the global index's key.
+struct WorkspaceKey {
+  WorkspaceKey(int64_t o, std::string_view name) : org(o), name(name), hash(Mix(o, this->name.hash)) {}
+  static size_t Mix(int64_t org, size_t h) {
+    return h ^ static_cast<size_t>((static_cast<uint64_t>(org) + 1) * 0x9e3779b97f4a7c15ull);
+  }
+  int64_t org;
+  FoldKey name;
+  size_t hash;
+};
+struct StoredWorkspaceKey {
+  explicit StoredWorkspaceKey(const WorkspaceKey& k) : org(k.org), name(k.name), hash(k.hash) {}
+  int64_t org;
+  FoldedString name;
+  size_t hash;
+};
+struct WorkspaceKeyHash {
+  using is_transparent = void;
+  size_t operator()(const WorkspaceKey& k) const noexcept { return k.hash; }
+  size_t operator()(const StoredWorkspaceKey& k) const noexcept { return k.hash; }
+};
+struct WorkspaceKeyEq {
+  using is_transparent = void;
+  template <typename A, typename B>
+  bool operator()(const A& a, const B& b) const noexcept {
+    return a.hash == b.hash && a.org == b.org && FoldEqual(a.name.text, b.name.text);
+  }
+};
+
 size_t ShardOf(int64_t id) { return static_cast<size_t>(static_cast<uint64_t>(id) % Directory::kShards); }
 // The top bits: the tables themselves use the hash modulo their bucket count.
 size_t ShardOf(const FoldKey& k) { return static_cast<size_t>((static_cast<uint64_t>(k.hash) >> 40) % Directory::kShards); }
+size_t ShardOf(const WorkspaceKey& k) {
+  return static_cast<size_t>((static_cast<uint64_t>(k.hash) >> 40) % Directory::kShards);
+}
 
 AuthzOutcome DenyEarly(std::string rule, std::string message) {
   AuthzOutcome o;
@@ -86,19 +118,31 @@ AuthzOutcome DenyEarly(std::string rule, std::string message) {
 class Directory::OrgPart {
  public:
   OrgPart() = default;
-  OrgPart(const OrgPart&) = delete;  // workspaces_by_id points into workspaces
+  OrgPart(const OrgPart&) = delete;
   OrgPart& operator=(const OrgPart&) = delete;
 
-  std::unordered_map<FoldedString, WorkspaceEntry, FoldHash, FoldEq> workspaces;  // by name
-  std::unordered_map<int64_t, const WorkspaceEntry*> workspaces_by_id;
-  std::unordered_map<FoldedString, UserEntry, FoldHash, FoldEq> users;  // by email
+  // Entries equal to the previous part's are those very entries, so the
+  // global indexes (which point at entries) change only for the users and
+  // workspaces that changed.
+  std::unordered_map<int64_t, std::shared_ptr<const WorkspaceEntry>> workspaces;  // by id
+  std::unordered_map<FoldedString, std::shared_ptr<const UserEntry>, FoldHash, FoldEq> users;  // by email
   std::vector<int64_t> user_ids;                                       // sorted
   std::vector<std::pair<std::string, std::string>> settings;
 };
 
-struct Directory::OrgShard : std::unordered_map<int64_t, std::shared_ptr<const OrgPart>> {};
-struct Directory::EmailShard : std::unordered_map<FoldedString, int64_t, FoldHash, FoldEq> {};
+// An organization's part, and a copy of its settings beside it (one
+// indirection less for SettingsMask, on every request).
+struct Directory::OrgSlot {
+  std::shared_ptr<const OrgPart> part;
+  std::vector<std::pair<std::string, std::string>> settings;  // part->settings
+  bool operator==(const OrgSlot& o) const { return part == o.part; }
+};
+struct Directory::OrgShard : std::unordered_map<int64_t, OrgSlot> {};
+struct Directory::EmailShard : std::unordered_map<FoldedString, const UserEntry*, FoldHash, FoldEq> {};
 struct Directory::IdShard : std::unordered_map<int64_t, int64_t> {};
+struct Directory::WorkspaceShard
+    : std::unordered_map<StoredWorkspaceKey, const WorkspaceEntry*, WorkspaceKeyHash, WorkspaceKeyEq> {};
+struct Directory::WorkspaceIdShard : std::unordered_map<int64_t, const WorkspaceEntry*> {};
 
 // Edits a directory's Shards that is not published yet: the first change to
 // a shard replaces it by a copy this editor owns; shards it does not change
@@ -153,21 +197,40 @@ class Directory::Editor {
 
 namespace {
 
-// Reads one organization's part (inside the caller's read snapshot).
-Result<std::shared_ptr<const Directory::OrgPart>> ReadOrgPart(Store& store, int64_t org_id) {
-  auto part = std::make_shared<Directory::OrgPart>();
+bool SameUser(const Directory::UserEntry& a, const Directory::UserEntry& b) {
+  return a.id == b.id && a.org_id == b.org_id && a.email == b.email && a.org_role == b.org_role &&
+         a.workspace_roles == b.workspace_roles;
+}
+
+bool SameWorkspace(const Directory::WorkspaceEntry& a, const Directory::WorkspaceEntry& b) {
+  return a.id == b.id && a.org_id == b.org_id && a.name == b.name && a.type == b.type;
+}
+
+}  // namespace
+
+// Reads one organization's part (inside the caller's read snapshot), reusing
+// the entries of `old` (its previous part, or null) that did not change.
+Result<std::shared_ptr<const Directory::OrgPart>> Directory::ReadOrgPart(Store& store, int64_t org_id,
+                                                                         const OrgPart* old) {
+  auto part = std::make_shared<OrgPart>();
   auto wss = store.ListWorkspaces(org_id);
   if (!wss.ok()) return wss.status();
   for (const Workspace& w : *wss) {
-    auto [it, added] =
-        part->workspaces.try_emplace(FoldedString(w.name), Directory::WorkspaceEntry{w.id, org_id, w.name, w.type});
-    if (added) part->workspaces_by_id[w.id] = &it->second;
+    WorkspaceEntry entry{w.id, org_id, w.name, w.type};
+    if (old != nullptr) {
+      auto it = old->workspaces.find(w.id);
+      if (it != old->workspaces.end() && SameWorkspace(*it->second, entry)) {
+        part->workspaces.emplace(w.id, it->second);
+        continue;
+      }
+    }
+    part->workspaces.emplace(w.id, std::make_shared<const WorkspaceEntry>(std::move(entry)));
   }
   auto users = store.ListUsers(org_id);
   if (!users.ok()) return users.status();
+  std::unordered_map<FoldedString, UserEntry, FoldHash, FoldEq> read;
   for (const User& u : *users) {
-    if (part->users.try_emplace(FoldedString(u.email), Directory::UserEntry{u.id, org_id, u.email, u.org_role, {}})
-            .second) {
+    if (read.try_emplace(FoldedString(u.email), UserEntry{u.id, org_id, u.email, u.org_role, {}}).second) {
       part->user_ids.push_back(u.id);
     }
   }
@@ -178,36 +241,51 @@ Result<std::shared_ptr<const Directory::OrgPart>> ReadOrgPart(Store& store, int6
     auto members = store.ListMemberships(w.id);
     if (!members.ok()) return members.status();
     for (const Membership& m : *members) {
-      auto it = part->users.find(FoldKey(m.user_email));
-      if (it != part->users.end()) it->second.workspace_roles[w.id] = m.workspace_role;
+      auto it = read.find(FoldKey(m.user_email));
+      if (it != read.end()) it->second.workspace_roles[w.id] = m.workspace_role;
     }
+  }
+  part->users.reserve(read.size());
+  for (auto& [email, entry] : read) {
+    if (old != nullptr) {
+      auto it = old->users.find(email);
+      if (it != old->users.end() && SameUser(*it->second, entry)) {
+        part->users.emplace(email, it->second);
+        continue;
+      }
+    }
+    part->users.emplace(email, std::make_shared<const UserEntry>(std::move(entry)));
   }
   auto settings = store.ListSettings(org_id);
   if (!settings.ok()) return settings.status();
   for (const Setting& st : *settings) part->settings.emplace_back(st.name, st.value);
-  return std::shared_ptr<const Directory::OrgPart>(std::move(part));
+  return std::shared_ptr<const OrgPart>(std::move(part));
 }
-
-}  // namespace
 
 void Directory::Replace(const std::vector<std::pair<int64_t, std::shared_ptr<const OrgPart>>>& parts) {
   Editor<OrgShard> orgs(orgs_);
   Editor<EmailShard> emails(emails_);
   Editor<IdShard> user_orgs(user_orgs_);
-  Editor<IdShard> workspace_orgs(workspace_orgs_);
+  Editor<WorkspaceShard> workspaces(workspaces_);
+  Editor<WorkspaceIdShard> workspace_ids(workspace_ids_);
   // Entries of the old parts first, then the new parts' (a user or
   // workspace that moved between two of them ends in its new organization).
   for (const auto& [org, part] : parts) {
     const OrgPart* old = org_part(org);
     if (old == nullptr) continue;
     for (const auto& [email, u] : old->users) {
-      if (!part || !part->users.contains(email)) emails.EraseIf(FoldKey(email.text), org);
+      const auto now = part ? part->users.find(email) : old->users.end();
+      if (!part || now == part->users.end() || now->second != u) emails.EraseIf(FoldKey(email.text), u.get());
     }
     for (int64_t id : old->user_ids) {
       if (!part || !std::binary_search(part->user_ids.begin(), part->user_ids.end(), id)) user_orgs.EraseIf(id, org);
     }
-    for (const auto& [id, w] : old->workspaces_by_id) {
-      if (!part || !part->workspaces_by_id.contains(id)) workspace_orgs.EraseIf(id, org);
+    for (const auto& [id, w] : old->workspaces) {
+      const auto now = part ? part->workspaces.find(id) : old->workspaces.end();
+      if (!part || now == part->workspaces.end() || now->second != w) {
+        workspaces.EraseIf(WorkspaceKey(org, w->name), w.get());
+        workspace_ids.EraseIf(id, w.get());
+      }
     }
     user_count_ -= old->users.size();
     workspace_count_ -= old->workspaces.size();
@@ -219,11 +297,14 @@ void Directory::Replace(const std::vector<std::pair<int64_t, std::shared_ptr<con
       continue;
     }
     for (const auto& [email, u] : part->users) {
-      emails.Set(FoldKey(email.text), org);
-      user_orgs.Set(u.id, org);
+      emails.Set(FoldKey(email.text), u.get());
+      user_orgs.Set(u->id, org);
     }
-    for (const auto& [id, w] : part->workspaces_by_id) workspace_orgs.Set(id, org);
-    orgs.Set(org, part);
+    for (const auto& [id, w] : part->workspaces) {
+      workspaces.Set(WorkspaceKey(org, w->name), w.get());
+      workspace_ids.Set(id, w.get());
+    }
+    orgs.Set(org, OrgSlot{part, part->settings});
     user_count_ += part->users.size();
     workspace_count_ += part->workspaces.size();
     ++org_count_;
@@ -237,7 +318,7 @@ Result<std::shared_ptr<const Directory>> Directory::Load(Store& store) {
     auto orgs = store.ListOrganizations();
     if (!orgs.ok()) return orgs.status();
     for (const Organization& org : *orgs) {
-      auto part = ReadOrgPart(store, org.id);
+      auto part = ReadOrgPart(store, org.id, nullptr);
       if (!part.ok()) return part.status();
       parts.emplace_back(org.id, std::move(part).value());
     }
@@ -263,7 +344,7 @@ Result<std::shared_ptr<const Directory>> Directory::Reload(Store& store, const D
         parts.emplace_back(id, nullptr);  // deleted: its part goes
         continue;
       }
-      auto part = ReadOrgPart(store, id);
+      auto part = ReadOrgPart(store, id, old.org_part(id));
       if (!part.ok()) return part.status();
       parts.emplace_back(id, std::move(part).value());
     }
@@ -277,61 +358,62 @@ Result<std::shared_ptr<const Directory>> Directory::Reload(Store& store, const D
 
 std::vector<int64_t> Directory::OrgsChangedBy(const ChangeBatch& batch) const {
   std::vector<int64_t> out = batch.directory_orgs;
-  auto add = [&out](const Shards<IdShard>& shards, int64_t id) {
-    const IdShard* s = shards[ShardOf(id)].get();
-    if (s == nullptr) return;
+  for (int64_t id : batch.directory_users) {
+    const IdShard* s = user_orgs_[ShardOf(id)].get();
+    if (s == nullptr) continue;
     auto it = s->find(id);
     if (it != s->end()) out.push_back(it->second);
-  };
-  for (int64_t id : batch.directory_users) add(user_orgs_, id);
-  for (int64_t id : batch.directory_workspaces) add(workspace_orgs_, id);
+  }
+  for (int64_t id : batch.directory_workspaces) {
+    if (const WorkspaceEntry* w = WorkspaceById(id)) out.push_back(w->org_id);
+  }
   std::sort(out.begin(), out.end());
   out.erase(std::unique(out.begin(), out.end()), out.end());
   return out;
 }
 
-const Directory::OrgPart* Directory::org_part(int64_t org_id) const {
+const Directory::OrgSlot* Directory::org_slot(int64_t org_id) const {
   const OrgShard* s = orgs_[ShardOf(org_id)].get();
   if (s == nullptr) return nullptr;
   auto it = s->find(org_id);
-  return it == s->end() ? nullptr : it->second.get();
+  return it == s->end() ? nullptr : &it->second;
 }
 
+const Directory::OrgPart* Directory::org_part(int64_t org_id) const {
+  const OrgSlot* slot = org_slot(org_id);
+  return slot == nullptr ? nullptr : slot->part.get();
+}
+
+// Each lookup is one table: the indexes point at the entries (kept alive by
+// their parts).
 const Directory::WorkspaceEntry* Directory::FindWorkspace(int64_t org_id, std::string_view name) const {
-  const OrgPart* part = org_part(org_id);
-  if (part == nullptr) return nullptr;
-  auto it = part->workspaces.find(FoldKey(name));
-  return it == part->workspaces.end() ? nullptr : &it->second;
+  const WorkspaceKey key(org_id, name);
+  const WorkspaceShard* s = workspaces_[ShardOf(key)].get();
+  if (s == nullptr) return nullptr;
+  auto it = s->find(key);
+  return it == s->end() ? nullptr : it->second;
 }
 
 const Directory::WorkspaceEntry* Directory::WorkspaceById(int64_t id) const {
-  const IdShard* s = workspace_orgs_[ShardOf(id)].get();
+  const WorkspaceIdShard* s = workspace_ids_[ShardOf(id)].get();
   if (s == nullptr) return nullptr;
-  auto org = s->find(id);
-  if (org == s->end()) return nullptr;
-  const OrgPart* part = org_part(org->second);
-  if (part == nullptr) return nullptr;
-  auto it = part->workspaces_by_id.find(id);
-  return it == part->workspaces_by_id.end() ? nullptr : it->second;
+  auto it = s->find(id);
+  return it == s->end() ? nullptr : it->second;
 }
 
 const Directory::UserEntry* Directory::FindUser(std::string_view email) const {
   const FoldKey key(email);
   const EmailShard* s = emails_[ShardOf(key)].get();
   if (s == nullptr) return nullptr;
-  auto org = s->find(key);
-  if (org == s->end()) return nullptr;
-  const OrgPart* part = org_part(org->second);
-  if (part == nullptr) return nullptr;
-  auto it = part->users.find(key);
-  return it == part->users.end() ? nullptr : &it->second;
+  auto it = s->find(key);
+  return it == s->end() ? nullptr : it->second;
 }
 
 uint64_t Directory::SettingsMask(const CompiledPolicy& policy, int64_t org_id) const {
   uint64_t mask = policy.default_settings();
-  const OrgPart* part = org_part(org_id);
-  if (part == nullptr) return mask;
-  for (const auto& [name, value] : part->settings) {
+  const OrgSlot* slot = org_slot(org_id);
+  if (slot == nullptr) return mask;
+  for (const auto& [name, value] : slot->settings) {
     auto id = policy.FindSetting(name);
     if (!id) continue;  // a setting the current policy no longer declares
     if (value == "true") mask |= uint64_t{1} << *id;
