@@ -145,7 +145,9 @@ Status StoreView::Refresh(Store& store, bool full, int64_t version, std::shared_
   }
   if (!full && current) {
     // Catch up: what changed after the snapshot's feed number, and the
-    // directory when it changed, in one snapshot of the store.
+    // directory's parts of the organizations it changed (every other
+    // organization's part is shared with the current directory), in one
+    // snapshot of the store.
     ChangeBatch batch;
     std::shared_ptr<const Directory> directory;
     Status read = store.ReadSnapshot([&]() -> Status {
@@ -156,7 +158,8 @@ Status StoreView::Refresh(Store& store, bool full, int64_t version, std::shared_
         return Status::FailedPrecondition("the store's content was replaced (a restore?)");
       }
       if (batch.directory_changed) {
-        auto dir = Directory::Load(store);
+        auto dir = Directory::Reload(store, *current->directory,
+                                     current->directory->OrgsChangedBy(batch));
         if (!dir.ok()) return dir.status();
         directory = std::move(dir).value();
       }

@@ -1229,6 +1229,90 @@ TEST_P(StoreTest, TheFeedNumbersEveryChangeWithoutGapsAndSkipsTheAuditLog) {
   EXPECT_TRUE(dir.tokens.empty() && dir.principals.empty());
 }
 
+// Which organizations' directory parts a batch says changed, for every kind
+// of directory change: each alone, from the head before it. Orgs are what
+// the store can resolve now; the changed users' and workspaces' ids are
+// there too (a reader maps deleted or moved ones through its old directory).
+TEST_P(StoreTest, TheFeedNamesTheOrganizationsWhoseDirectoryChanged) {
+  auto store = Create();
+  ASSERT_NE(store, nullptr);
+  ASSERT_OK_AND_ASSIGN(a, store->CreateOrganization("A"));
+  ASSERT_OK_AND_ASSIGN(b, store->CreateOrganization("B"));
+  ASSERT_OK_AND_ASSIGN(c, store->CreateOrganization("C"));
+  ASSERT_OK_AND_ASSIGN(wa, store->CreateWorkspace(a.id, "Dev", "shared", std::nullopt));
+  ASSERT_OK_AND_ASSIGN(wb, store->CreateWorkspace(b.id, "Dev", "shared", std::nullopt));
+  ASSERT_OK_AND_ASSIGN(ua, store->AddUser(a.id, "ua@example.com", "member"));
+  ASSERT_OK_AND_ASSIGN(ua2, store->AddUser(a.id, "ua2@example.com", "member"));
+  ASSERT_OK_AND_ASSIGN(ub, store->AddUser(b.id, "ub@example.com", "member"));
+  ASSERT_OK_AND_ASSIGN(lonely, store->AddUser(b.id, "lonely@example.com", "member"));
+  ASSERT_OK(store->SetMembership(wa.id, ua.id, "viewer"));
+  ASSERT_OK(store->SetMembership(wa.id, ua2.id, "viewer"));
+  ASSERT_OK(store->SetMembership(wb.id, ub.id, "viewer"));
+  ASSERT_OK_AND_ASSIGN(bot, store->CreateApiUser(NewApiUser{wa.id, "bot", "viewer", "viewer",
+                                                            "o@example.com", kNow}));
+  using Ids = std::vector<int64_t>;
+  struct Want {
+    Ids orgs, users, workspaces;
+  };
+  auto expect = [&](const char* what, const std::function<Status()>& change, const Want& want) {
+    const int64_t head = store->ChangeHead().value();
+    {
+      Status s = change();
+      ASSERT_TRUE(s.ok()) << what << ": " << s.ToString();
+    }
+    ASSERT_OK_AND_ASSIGN(batch, store->ReadChangesSince(head, 100));
+    EXPECT_TRUE(batch.directory_changed) << what;
+    EXPECT_EQ(batch.directory_orgs, want.orgs) << what;
+    EXPECT_EQ(batch.directory_users, want.users) << what;
+    EXPECT_EQ(batch.directory_workspaces, want.workspaces) << what;
+  };
+  auto raw = [&](std::string sql) { return [&, sql] { return Raw(*store, sql); }; };
+  const std::string id_ua = std::to_string(ua.id), id_lonely = std::to_string(lonely.id);
+  expect("a setting", [&] { return store->SetSetting(c.id, "toggle", "true"); }, {{c.id}, {}, {}});
+  expect("a membership", [&] { return store->SetMembership(wa.id, ua.id, "admin"); },
+         {{a.id}, {ua.id}, {wa.id}});
+  {
+    const int64_t head = store->ChangeHead().value();
+    ASSERT_OK(store->AddUser(b.id, "new@example.com", "member").status());
+    ASSERT_OK_AND_ASSIGN(batch, store->ReadChangesSince(head, 100));
+    EXPECT_EQ(batch.directory_orgs, Ids{b.id});
+  }
+  ASSERT_OK_AND_ASSIGN(added, store->FindUserByEmail("new@example.com"));
+  expect("a role", raw("UPDATE users SET org_role = 'admin' WHERE id = " + id_lonely),
+         {{b.id}, {lonely.id}, {}});
+  expect("a workspace renamed", raw("UPDATE workspaces SET name = 'Prod' WHERE id = " + std::to_string(wb.id)),
+         {{b.id}, {}, {wb.id}});
+  expect("a user moved", raw("UPDATE users SET org_id = " + std::to_string(a.id) + " WHERE id = " + id_lonely),
+         {{a.id}, {lonely.id}, {}});
+  // Gone rows: the store cannot say where they were, only their ids.
+  expect("a user without memberships deleted", raw("DELETE FROM users WHERE id = " + std::to_string(added.id)),
+         {{}, {added.id}, {}});
+  // A deleted member's memberships go with it: their workspace is still there.
+  expect("a member deleted", raw("DELETE FROM users WHERE id = " + id_ua), {{a.id}, {ua.id}, {wa.id}});
+  // An organization deleted with everything in it (its API user first).
+  ASSERT_OK(store->DeleteApiUser(bot.id).status());
+  expect("an organization deleted",
+         raw("DELETE FROM memberships WHERE workspace_id = " + std::to_string(wa.id) +
+             "; DELETE FROM workspaces WHERE org_id = " + std::to_string(a.id) +
+             "; DELETE FROM users WHERE org_id = " + std::to_string(a.id) +
+             "; DELETE FROM organizations WHERE id = " + std::to_string(a.id)),
+         {{a.id}, {ua2.id, lonely.id}, {wa.id}});
+  int64_t head = store->ChangeHead().value();
+  ASSERT_OK_AND_ASSIGN(d, store->CreateOrganization("D"));
+  ASSERT_OK_AND_ASSIGN(created, store->ReadChangesSince(head, 100));
+  EXPECT_EQ(created.directory_orgs, Ids{d.id});
+  // Not the directory: nothing named.
+  head = store->ChangeHead().value();
+  ASSERT_OK_AND_ASSIGN(other, store->CreateApiUser(NewApiUser{wb.id, "other", "viewer", "viewer",
+                                                              "o@example.com", kNow}));
+  ASSERT_OK_AND_ASSIGN(batch, store->ReadChangesSince(head, 100));
+  EXPECT_FALSE(batch.directory_changed);
+  EXPECT_TRUE(batch.directory_orgs.empty() && batch.directory_users.empty() &&
+              batch.directory_workspaces.empty());
+  (void)other;
+  (void)ub;
+}
+
 TEST_P(StoreTest, AnApiUsersDeletionIsInTheFeedWithEveryCascadedToken) {
   auto store = Create();
   ASSERT_NE(store, nullptr);

@@ -4,14 +4,31 @@
 // Directory is an immutable snapshot of the store's organizations,
 // workspaces, settings, users and memberships (not tokens: those come from a
 // TokenIndex or Store::FindTokenByHash). Build one with Directory::Load and
-// share it as shared_ptr<const Directory>; rebuild it when the store's
-// DataVersion changes. Authorize() is a pure function over a policy and a
-// directory: thread-safe, and it never allows on anything unknown.
+// share it as shared_ptr<const Directory>. When the store changes, a reader
+// following the change feed builds the next one with Directory::Reload: it
+// reads only the organizations the batch names (OrgsChangedBy) and shares
+// every other organization's part with the directory before it.
+//
+// Layout. Each organization's workspaces, users (with their memberships) and
+// settings are one immutable part (OrgPart), held by shared_ptr<const> and
+// shared between successive directories; a reloaded part reuses the entries
+// of the previous one that did not change. The lookups — a user by email, a
+// workspace by organization and name or by id, an organization's part and
+// settings — are hash maps from keys to entries, split into kShards shards,
+// each its own shared_ptr<const>: a reload copies the shard pointers, and only
+// the shards whose entries change (a changed, added or removed user or
+// workspace; the reloaded organizations' slots) are copied. A role change
+// copies two shards. Each lookup is one hash of its key and one table probe,
+// and allocates nothing.
+//
+// Authorize() is a pure function over a policy and a directory: thread-safe,
+// and it never allows on anything unknown.
 #pragma once
 
 #include <array>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -41,27 +58,76 @@ class Directory {
     std::unordered_map<int64_t, std::string> workspace_roles;  // by workspace id
   };
 
+  // One organization's workspaces, users and settings (immutable; shared
+  // between successive directories). Opaque: its identity says whether a
+  // reload shared it (org_part below).
+  class OrgPart;
+
   // Reads the whole directory in one read transaction. Errors: the store's.
   static Result<std::shared_ptr<const Directory>> Load(Store& store);
+  // The directory `old` with the parts of `orgs` read again from the store,
+  // in one read transaction (or the caller's ReadSnapshot: the batch's);
+  // an organization that no longer exists is dropped. Every other
+  // organization's part is the very same as in `old`. Equal, lookup for
+  // lookup, to Load(store) when `orgs` covers every organization whose rows
+  // changed since `old` was read (OrgsChangedBy). Errors: the store's.
+  static Result<std::shared_ptr<const Directory>> Reload(Store& store, const Directory& old,
+                                                         std::span<const int64_t> orgs);
+  // The organizations whose parts a batch read after this directory changed:
+  // the batch's directory_orgs, and the organizations this directory has for
+  // the batch's users and workspaces (deleted ones, or ones that moved).
+  // Sorted, without duplicates.
+  std::vector<int64_t> OrgsChangedBy(const ChangeBatch& batch) const;
+
   // An empty directory (every lookup fails).
   Directory() = default;
 
-  // Case-insensitive lookups; nullptr when unknown.
+  // Case-insensitive (ASCII) lookups; nullptr when unknown. The pointers
+  // stay valid while this Directory lives.
   const WorkspaceEntry* FindWorkspace(int64_t org_id, std::string_view name) const;
   const UserEntry* FindUser(std::string_view email) const;
   const WorkspaceEntry* WorkspaceById(int64_t id) const;
   // The organization's settings as the policy sees them: declared defaults,
   // overridden by the values set in the store.
   uint64_t SettingsMask(const CompiledPolicy& policy, int64_t org_id) const;
+  // The organization's part; nullptr when the directory has no such
+  // organization.
+  const OrgPart* org_part(int64_t org_id) const;
 
-  size_t workspace_count() const { return workspaces_.size(); }
-  size_t user_count() const { return users_.size(); }
+  size_t org_count() const { return org_count_; }
+  size_t workspace_count() const { return workspace_count_; }
+  size_t user_count() const { return user_count_; }
+
+  // How many shards each global lookup is split into.
+  static constexpr size_t kShards = 256;
 
  private:
-  std::unordered_map<std::string, WorkspaceEntry> workspaces_;  // key: org id + '/' + lower-case name
-  std::unordered_map<std::string, UserEntry> users_;            // key: lower-case email
-  std::unordered_map<int64_t, std::string> workspace_keys_;      // id → key in workspaces_
-  std::unordered_map<int64_t, std::vector<std::pair<std::string, std::string>>> settings_;
+  struct OrgSlot;           // an organization's part and settings
+  struct OrgShard;          // organization id → its slot
+  struct EmailShard;        // email (case-insensitive) → the user's entry
+  struct IdShard;           // user id → organization id
+  struct WorkspaceShard;    // organization id and name (case-insensitive) → entry
+  struct WorkspaceIdShard;  // workspace id → entry
+  template <typename Shard>
+  using Shards = std::array<std::shared_ptr<const Shard>, kShards>;
+  template <typename Shard>
+  class Editor;  // copy-on-write edits of Shards (authorizer.cc)
+
+  static Result<std::shared_ptr<const OrgPart>> ReadOrgPart(Store& store, int64_t org_id, const OrgPart* old);
+  const OrgSlot* org_slot(int64_t org_id) const;
+
+  // Publishes `parts` (null: the organization is gone) in place of this
+  // directory's parts of the same organizations, with their index entries.
+  void Replace(const std::vector<std::pair<int64_t, std::shared_ptr<const OrgPart>>>& parts);
+
+  Shards<OrgShard> orgs_;
+  Shards<EmailShard> emails_;
+  Shards<IdShard> user_orgs_;
+  Shards<WorkspaceShard> workspaces_;
+  Shards<WorkspaceIdShard> workspace_ids_;
+  size_t org_count_ = 0;
+  size_t workspace_count_ = 0;
+  size_t user_count_ = 0;
 };
 
 // Who is asking: a human user or an API user (through one of its tokens).

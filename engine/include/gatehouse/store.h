@@ -147,6 +147,20 @@ struct ChangeBatch {
   // Organizations, users, workspaces, memberships or settings changed: the
   // directory must be re-read (in the same snapshot as the batch).
   bool directory_changed = false;
+  // Which organizations' parts of the directory changed, each sorted and
+  // without duplicates:
+  //  - directory_orgs: changed organizations and organizations whose
+  //    settings changed, and the organizations, as they are now, of the
+  //    changed users, workspaces and memberships that still exist;
+  //  - directory_users, directory_workspaces: the ids of every changed user
+  //    and workspace (a membership names both), whether or not it still
+  //    exists. The store can no longer say which organization a deleted row
+  //    was in (or a moved one was in before), so a reader maps these through
+  //    the directory it held before the batch too (Directory::OrgsChangedBy).
+  // All empty when directory_changed is false.
+  std::vector<int64_t> directory_orgs;
+  std::vector<int64_t> directory_users;
+  std::vector<int64_t> directory_workspaces;
 };
 
 enum class AuditDecision : uint8_t { kDeny = 0, kAllow = 1 };

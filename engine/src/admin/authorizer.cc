@@ -1,20 +1,113 @@
 #include "gatehouse/authorizer.h"
 
 #include <algorithm>
+#include <array>
 #include <charconv>
+#include <cstring>
+#include <unordered_map>
 
 #include "gatehouse/text.h"
 
 namespace gatehouse {
 namespace {
 
-std::string Lower(std::string_view s) {
-  std::string out(s);
-  std::transform(out.begin(), out.end(), out.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-  return out;
+// Names fold ASCII only, as the store's do (store.h).
+//
+// A lookup by name or email hashes the text once: keys carry their hash
+// (FoldKey to look up, FoldedString stored), which picks the shard and is the
+// hash of the shard's table and of the organization part's table alike. The
+// hash and the comparison fold eight bytes at a time.
+
+// The eight bytes at `p` (fewer at the end: zero-padded), ASCII upper case
+// folded to lower case.
+inline uint64_t FoldedWord(const char* p, size_t n) {
+  uint64_t x = 0;
+  std::memcpy(&x, p, n < 8 ? n : 8);
+  constexpr uint64_t kOnes = 0x0101010101010101ull;
+  const uint64_t low7 = x & (0x7f * kOnes);
+  const uint64_t ge_a = low7 + (0x80 - 'A') * kOnes;      // high bit: byte >= 'A'
+  const uint64_t gt_z = low7 + (0x80 - 'Z' - 1) * kOnes;  // high bit: byte > 'Z'
+  const uint64_t upper = (ge_a ^ gt_z) & ~x & (0x80 * kOnes);
+  return x | (upper >> 2);  // 0x80 >> 2 == 0x20, 'A' ^ 'a'
 }
 
-std::string WsKey(int64_t org, std::string_view name) { return std::to_string(org) + "/" + Lower(name); }
+inline size_t FoldHashOf(std::string_view s) {
+  uint64_t h = 0x9e3779b97f4a7c15ull ^ s.size();
+  for (size_t i = 0; i < s.size(); i += 8) {
+    h = (h ^ FoldedWord(s.data() + i, s.size() - i)) * 0xff51afd7ed558ccdull;
+    h ^= h >> 32;
+  }
+  h *= 0xc4ceb9fe1a85ec53ull;
+  return static_cast<size_t>(h ^ (h >> 29));
+}
+
+inline bool FoldEqual(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); i += 8) {
+    if (FoldedWord(a.data() + i, a.size() - i) != FoldedWord(b.data() + i, b.size() - i)) return false;
+  }
+  return true;
+}
+
+struct FoldKey {
+  explicit FoldKey(std::string_view t) : text(t), hash(FoldHashOf(t)) {}
+  std::string_view text;
+  size_t hash;
+};
+struct FoldedString {
+  explicit FoldedString(const FoldKey& k) : text(k.text), hash(k.hash) {}
+  explicit FoldedString(std::string_view t) : FoldedString(FoldKey(t)) {}
+  std::string text;
+  size_t hash;
+};
+struct FoldHash {
+  using is_transparent = void;
+  size_t operator()(const FoldKey& k) const noexcept { return k.hash; }
+  size_t operator()(const FoldedString& k) const noexcept { return k.hash; }
+};
+struct FoldEq {
+  using is_transparent = void;
+  template <typename A, typename B>
+  bool operator()(const A& a, const B& b) const noexcept {
+    return a.hash == b.hash && FoldEqual(a.text, b.text);
+  }
+};
+
+// A workspace by organization and name: the global index's key.
+struct WorkspaceKey {
+  WorkspaceKey(int64_t o, std::string_view name) : org(o), name(name), hash(Mix(o, this->name.hash)) {}
+  static size_t Mix(int64_t org, size_t h) {
+    return h ^ static_cast<size_t>((static_cast<uint64_t>(org) + 1) * 0x9e3779b97f4a7c15ull);
+  }
+  int64_t org;
+  FoldKey name;
+  size_t hash;
+};
+struct StoredWorkspaceKey {
+  explicit StoredWorkspaceKey(const WorkspaceKey& k) : org(k.org), name(k.name), hash(k.hash) {}
+  int64_t org;
+  FoldedString name;
+  size_t hash;
+};
+struct WorkspaceKeyHash {
+  using is_transparent = void;
+  size_t operator()(const WorkspaceKey& k) const noexcept { return k.hash; }
+  size_t operator()(const StoredWorkspaceKey& k) const noexcept { return k.hash; }
+};
+struct WorkspaceKeyEq {
+  using is_transparent = void;
+  template <typename A, typename B>
+  bool operator()(const A& a, const B& b) const noexcept {
+    return a.hash == b.hash && a.org == b.org && FoldEqual(a.name.text, b.name.text);
+  }
+};
+
+size_t ShardOf(int64_t id) { return static_cast<size_t>(static_cast<uint64_t>(id) % Directory::kShards); }
+// The top bits: the tables themselves use the hash modulo their bucket count.
+size_t ShardOf(const FoldKey& k) { return static_cast<size_t>((static_cast<uint64_t>(k.hash) >> 40) % Directory::kShards); }
+size_t ShardOf(const WorkspaceKey& k) {
+  return static_cast<size_t>((static_cast<uint64_t>(k.hash) >> 40) % Directory::kShards);
+}
 
 AuthzOutcome DenyEarly(std::string rule, std::string message) {
   AuthzOutcome o;
@@ -24,60 +117,305 @@ AuthzOutcome DenyEarly(std::string rule, std::string message) {
 
 }  // namespace
 
+class Directory::OrgPart {
+ public:
+  OrgPart() = default;
+  OrgPart(const OrgPart&) = delete;
+  OrgPart& operator=(const OrgPart&) = delete;
+
+  // Entries equal to the previous part's are those very entries, so the
+  // global indexes (which point at entries) change only for the users and
+  // workspaces that changed.
+  std::unordered_map<int64_t, std::shared_ptr<const WorkspaceEntry>> workspaces;  // by id
+  std::unordered_map<FoldedString, std::shared_ptr<const UserEntry>, FoldHash, FoldEq> users;  // by email
+  std::vector<int64_t> user_ids;                                       // sorted
+  std::vector<std::pair<std::string, std::string>> settings;
+};
+
+// An organization's part, and a copy of its settings beside it (one
+// indirection less for SettingsMask, on every request).
+struct Directory::OrgSlot {
+  std::shared_ptr<const OrgPart> part;
+  std::vector<std::pair<std::string, std::string>> settings;  // part->settings
+  bool operator==(const OrgSlot& o) const { return part == o.part; }
+};
+struct Directory::OrgShard : std::unordered_map<int64_t, OrgSlot> {};
+struct Directory::EmailShard : std::unordered_map<FoldedString, const UserEntry*, FoldHash, FoldEq> {};
+struct Directory::IdShard : std::unordered_map<int64_t, int64_t> {};
+struct Directory::WorkspaceShard
+    : std::unordered_map<StoredWorkspaceKey, const WorkspaceEntry*, WorkspaceKeyHash, WorkspaceKeyEq> {};
+struct Directory::WorkspaceIdShard : std::unordered_map<int64_t, const WorkspaceEntry*> {};
+
+// Edits a directory's Shards that is not published yet: the first change to
+// a shard replaces it by a copy this editor owns; shards it does not change
+// stay shared with the directory they came from.
+template <typename Shard>
+class Directory::Editor {
+ public:
+  explicit Editor(Shards<Shard>& shards) : shards_(shards) {}
+
+  template <typename K, typename V>
+  void Set(const K& key, const V& value) {
+    const size_t i = ShardOf(key);
+    if (const Shard* s = shards_[i].get()) {
+      auto it = s->find(key);
+      if (it != s->end() && it->second == value) return;
+    }
+    Mutable(i).insert_or_assign(typename Shard::key_type(key), value);
+  }
+  // Erases `key` when it maps to `value` (an entry another organization took
+  // over meanwhile stays).
+  template <typename K, typename V>
+  void EraseIf(const K& key, const V& value) {
+    const size_t i = ShardOf(key);
+    const Shard* s = shards_[i].get();
+    if (s == nullptr) return;
+    auto it = s->find(key);
+    if (it == s->end() || !(it->second == value)) return;
+    Shard& m = Mutable(i);
+    m.erase(m.find(key));
+  }
+
+  template <typename K>
+  void Erase(const K& key) {
+    const size_t i = ShardOf(key);
+    if (shards_[i] == nullptr || !shards_[i]->contains(key)) return;
+    Shard& m = Mutable(i);
+    m.erase(m.find(key));
+  }
+
+ private:
+  Shard& Mutable(size_t i) {
+    if (!owned_[i]) {
+      owned_[i] = shards_[i] ? std::make_shared<Shard>(*shards_[i]) : std::make_shared<Shard>();
+      shards_[i] = owned_[i];
+    }
+    return *owned_[i];
+  }
+
+  Shards<Shard>& shards_;
+  std::array<std::shared_ptr<Shard>, kShards> owned_;
+};
+
+namespace {
+
+bool SameUser(const Directory::UserEntry& a, const Directory::UserEntry& b) {
+  return a.id == b.id && a.org_id == b.org_id && a.email == b.email && a.org_role == b.org_role &&
+         a.workspace_roles == b.workspace_roles;
+}
+
+bool SameWorkspace(const Directory::WorkspaceEntry& a, const Directory::WorkspaceEntry& b) {
+  return a.id == b.id && a.org_id == b.org_id && a.name == b.name && a.type == b.type;
+}
+
+}  // namespace
+
+// Reads one organization's part (inside the caller's read snapshot), reusing
+// the entries of `old` (its previous part, or null) that did not change.
+Result<std::shared_ptr<const Directory::OrgPart>> Directory::ReadOrgPart(Store& store, int64_t org_id,
+                                                                         const OrgPart* old) {
+  auto part = std::make_shared<OrgPart>();
+  auto wss = store.ListWorkspaces(org_id);
+  if (!wss.ok()) return wss.status();
+  for (const Workspace& w : *wss) {
+    WorkspaceEntry entry{w.id, org_id, w.name, w.type};
+    if (old != nullptr) {
+      auto it = old->workspaces.find(w.id);
+      if (it != old->workspaces.end() && SameWorkspace(*it->second, entry)) {
+        part->workspaces.emplace(w.id, it->second);
+        continue;
+      }
+    }
+    part->workspaces.emplace(w.id, std::make_shared<const WorkspaceEntry>(std::move(entry)));
+  }
+  auto users = store.ListUsers(org_id);
+  if (!users.ok()) return users.status();
+  std::unordered_map<FoldedString, UserEntry, FoldHash, FoldEq> read;
+  for (const User& u : *users) {
+    if (read.try_emplace(FoldedString(u.email), UserEntry{u.id, org_id, u.email, u.org_role, {}}).second) {
+      part->user_ids.push_back(u.id);
+    }
+  }
+  std::sort(part->user_ids.begin(), part->user_ids.end());
+  // A user's memberships are in its own organization's workspaces (the
+  // store refuses any other).
+  for (const Workspace& w : *wss) {
+    auto members = store.ListMemberships(w.id);
+    if (!members.ok()) return members.status();
+    for (const Membership& m : *members) {
+      auto it = read.find(FoldKey(m.user_email));
+      if (it != read.end()) it->second.workspace_roles[w.id] = m.workspace_role;
+    }
+  }
+  part->users.reserve(read.size());
+  for (auto& [email, entry] : read) {
+    if (old != nullptr) {
+      auto it = old->users.find(email);
+      if (it != old->users.end() && SameUser(*it->second, entry)) {
+        part->users.emplace(email, it->second);
+        continue;
+      }
+    }
+    part->users.emplace(email, std::make_shared<const UserEntry>(std::move(entry)));
+  }
+  auto settings = store.ListSettings(org_id);
+  if (!settings.ok()) return settings.status();
+  for (const Setting& st : *settings) part->settings.emplace_back(st.name, st.value);
+  return std::shared_ptr<const OrgPart>(std::move(part));
+}
+
+void Directory::Replace(const std::vector<std::pair<int64_t, std::shared_ptr<const OrgPart>>>& parts) {
+  Editor<OrgShard> orgs(orgs_);
+  Editor<EmailShard> emails(emails_);
+  Editor<IdShard> user_orgs(user_orgs_);
+  Editor<WorkspaceShard> workspaces(workspaces_);
+  Editor<WorkspaceIdShard> workspace_ids(workspace_ids_);
+  // Entries of the old parts first, then the new parts' (a user or
+  // workspace that moved between two of them ends in its new organization).
+  for (const auto& [org, part] : parts) {
+    const OrgPart* old = org_part(org);
+    if (old == nullptr) continue;
+    for (const auto& [email, u] : old->users) {
+      const auto now = part ? part->users.find(email) : old->users.end();
+      if (!part || now == part->users.end() || now->second != u) emails.EraseIf(FoldKey(email.text), u.get());
+    }
+    for (int64_t id : old->user_ids) {
+      if (!part || !std::binary_search(part->user_ids.begin(), part->user_ids.end(), id)) user_orgs.EraseIf(id, org);
+    }
+    for (const auto& [id, w] : old->workspaces) {
+      const auto now = part ? part->workspaces.find(id) : old->workspaces.end();
+      if (!part || now == part->workspaces.end() || now->second != w) {
+        workspaces.EraseIf(WorkspaceKey(org, w->name), w.get());
+        workspace_ids.EraseIf(id, w.get());
+      }
+    }
+    user_count_ -= old->users.size();
+    workspace_count_ -= old->workspaces.size();
+    --org_count_;
+  }
+  for (const auto& [org, part] : parts) {
+    if (!part) {
+      orgs.Erase(org);
+      continue;
+    }
+    for (const auto& [email, u] : part->users) {
+      emails.Set(FoldKey(email.text), u.get());
+      user_orgs.Set(u->id, org);
+    }
+    for (const auto& [id, w] : part->workspaces) {
+      workspaces.Set(WorkspaceKey(org, w->name), w.get());
+      workspace_ids.Set(id, w.get());
+    }
+    orgs.Set(org, OrgSlot{part, part->settings});
+    user_count_ += part->users.size();
+    workspace_count_ += part->workspaces.size();
+    ++org_count_;
+  }
+}
+
 Result<std::shared_ptr<const Directory>> Directory::Load(Store& store) {
-  auto dir = std::make_shared<Directory>();
+  std::vector<std::pair<int64_t, std::shared_ptr<const OrgPart>>> parts;
   // One consistent snapshot that never waits for (or blocks) a writer.
   Status st = store.ReadSnapshot([&]() -> Status {
     auto orgs = store.ListOrganizations();
     if (!orgs.ok()) return orgs.status();
     for (const Organization& org : *orgs) {
-      auto wss = store.ListWorkspaces(org.id);
-      if (!wss.ok()) return wss.status();
-      for (const Workspace& w : *wss) {
-        dir->workspaces_[WsKey(org.id, w.name)] = {w.id, org.id, w.name, w.type};
-        dir->workspace_keys_[w.id] = WsKey(org.id, w.name);
-      }
-      auto users = store.ListUsers(org.id);
-      if (!users.ok()) return users.status();
-      for (const User& u : *users) dir->users_[Lower(u.email)] = {u.id, org.id, u.email, u.org_role, {}};
-      for (const Workspace& w : *wss) {
-        auto members = store.ListMemberships(w.id);
-        if (!members.ok()) return members.status();
-        for (const Membership& m : *members) {
-          auto it = dir->users_.find(Lower(m.user_email));
-          if (it != dir->users_.end()) it->second.workspace_roles[w.id] = m.workspace_role;
-        }
-      }
-      auto settings = store.ListSettings(org.id);
-      if (!settings.ok()) return settings.status();
-      for (const Setting& s : *settings) dir->settings_[org.id].emplace_back(s.name, s.value);
+      auto part = ReadOrgPart(store, org.id, nullptr);
+      if (!part.ok()) return part.status();
+      parts.emplace_back(org.id, std::move(part).value());
     }
     return Status::Ok();
   });
   if (!st.ok()) return st;
+  auto dir = std::make_shared<Directory>();
+  dir->Replace(parts);
   return std::shared_ptr<const Directory>(std::move(dir));
 }
 
+Result<std::shared_ptr<const Directory>> Directory::Reload(Store& store, const Directory& old,
+                                                           std::span<const int64_t> orgs) {
+  std::vector<int64_t> ids(orgs.begin(), orgs.end());
+  std::sort(ids.begin(), ids.end());
+  ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
+  std::vector<std::pair<int64_t, std::shared_ptr<const OrgPart>>> parts;
+  Status st = store.ReadSnapshot([&]() -> Status {
+    for (int64_t id : ids) {
+      auto org = store.GetOrganization(id);
+      if (!org.ok()) {
+        if (org.status().code() != StatusCode::kNotFound) return org.status();
+        parts.emplace_back(id, nullptr);  // deleted: its part goes
+        continue;
+      }
+      auto part = ReadOrgPart(store, id, old.org_part(id));
+      if (!part.ok()) return part.status();
+      parts.emplace_back(id, std::move(part).value());
+    }
+    return Status::Ok();
+  });
+  if (!st.ok()) return st;
+  auto dir = std::make_shared<Directory>(old);
+  dir->Replace(parts);
+  return std::shared_ptr<const Directory>(std::move(dir));
+}
+
+std::vector<int64_t> Directory::OrgsChangedBy(const ChangeBatch& batch) const {
+  std::vector<int64_t> out = batch.directory_orgs;
+  for (int64_t id : batch.directory_users) {
+    const IdShard* s = user_orgs_[ShardOf(id)].get();
+    if (s == nullptr) continue;
+    auto it = s->find(id);
+    if (it != s->end()) out.push_back(it->second);
+  }
+  for (int64_t id : batch.directory_workspaces) {
+    if (const WorkspaceEntry* w = WorkspaceById(id)) out.push_back(w->org_id);
+  }
+  std::sort(out.begin(), out.end());
+  out.erase(std::unique(out.begin(), out.end()), out.end());
+  return out;
+}
+
+const Directory::OrgSlot* Directory::org_slot(int64_t org_id) const {
+  const OrgShard* s = orgs_[ShardOf(org_id)].get();
+  if (s == nullptr) return nullptr;
+  auto it = s->find(org_id);
+  return it == s->end() ? nullptr : &it->second;
+}
+
+const Directory::OrgPart* Directory::org_part(int64_t org_id) const {
+  const OrgSlot* slot = org_slot(org_id);
+  return slot == nullptr ? nullptr : slot->part.get();
+}
+
+// Each lookup is one table: the indexes point at the entries (kept alive by
+// their parts).
 const Directory::WorkspaceEntry* Directory::FindWorkspace(int64_t org_id, std::string_view name) const {
-  auto it = workspaces_.find(WsKey(org_id, name));
-  return it == workspaces_.end() ? nullptr : &it->second;
+  const WorkspaceKey key(org_id, name);
+  const WorkspaceShard* s = workspaces_[ShardOf(key)].get();
+  if (s == nullptr) return nullptr;
+  auto it = s->find(key);
+  return it == s->end() ? nullptr : it->second;
 }
 
 const Directory::WorkspaceEntry* Directory::WorkspaceById(int64_t id) const {
-  auto it = workspace_keys_.find(id);
-  return it == workspace_keys_.end() ? nullptr : &workspaces_.at(it->second);
+  const WorkspaceIdShard* s = workspace_ids_[ShardOf(id)].get();
+  if (s == nullptr) return nullptr;
+  auto it = s->find(id);
+  return it == s->end() ? nullptr : it->second;
 }
 
 const Directory::UserEntry* Directory::FindUser(std::string_view email) const {
-  auto it = users_.find(Lower(email));
-  return it == users_.end() ? nullptr : &it->second;
+  const FoldKey key(email);
+  const EmailShard* s = emails_[ShardOf(key)].get();
+  if (s == nullptr) return nullptr;
+  auto it = s->find(key);
+  return it == s->end() ? nullptr : it->second;
 }
 
 uint64_t Directory::SettingsMask(const CompiledPolicy& policy, int64_t org_id) const {
   uint64_t mask = policy.default_settings();
-  auto it = settings_.find(org_id);
-  if (it == settings_.end()) return mask;
-  for (const auto& [name, value] : it->second) {
+  const OrgSlot* slot = org_slot(org_id);
+  if (slot == nullptr) return mask;
+  for (const auto& [name, value] : slot->settings) {
     auto id = policy.FindSetting(name);
     if (!id) continue;  // a setting the current policy no longer declares
     if (value == "true") mask |= uint64_t{1} << *id;

@@ -834,7 +834,7 @@ Result<ChangeBatch> PgStore::ReadChangesSince(int64_t after, int64_t max_changes
     batch.head = head;
     if (head == after) return Status::Ok();
     const int64_t limit = max_changes == INT64_MAX ? max_changes : max_changes + 1;
-    GH_ASSIGN_OR_RETURN(rows, Run("SELECT tbl, id1, hash" GH_FEED_RANGE " ORDER BY txn, id LIMIT $3",
+    GH_ASSIGN_OR_RETURN(rows, Run("SELECT tbl, id1, hash, id2" GH_FEED_RANGE " ORDER BY txn, id LIMIT $3",
                                   {P(after), P(head), P(limit)}, {"reading the change feed"}));
     if (rows.Rows() > max_changes) {
       return Status::FailedPrecondition("more than " + std::to_string(max_changes) +
@@ -856,10 +856,36 @@ Result<ChangeBatch> PgStore::ReadChangesSince(int64_t after, int64_t max_changes
       } else if (tbl == "api_users") {
         api_users.push_back(rows.Int(i, 1));
       } else {
-        if (tbl == "workspaces") workspaces = true;
+        // Keys (pg_schema.cc): organizations and settings carry the
+        // organization; users, workspaces and memberships their ids.
+        if (tbl == "organizations" || tbl == "settings") {
+          batch.directory_orgs.push_back(rows.Int(i, 1));
+        } else if (tbl == "users") {
+          batch.directory_users.push_back(rows.Int(i, 1));
+        } else if (tbl == "workspaces") {
+          workspaces = true;
+          batch.directory_workspaces.push_back(rows.Int(i, 1));
+        } else if (tbl == "memberships") {
+          batch.directory_workspaces.push_back(rows.Int(i, 1));
+          batch.directory_users.push_back(rows.Int(i, 3));
+        }
         batch.directory_changed = true;
       }
     }
+    if (!batch.directory_users.empty() || !batch.directory_workspaces.empty()) {
+      // The organizations of the changed users, workspaces and memberships
+      // that exist now (sqlite_store.cc has the same query).
+      GH_ASSIGN_OR_RETURN(
+          orgs, Run("SELECT org_id FROM users WHERE id IN (SELECT id1" GH_FEED_RANGE
+                    " AND tbl = 'users' UNION ALL SELECT id2" GH_FEED_RANGE
+                    " AND tbl = 'memberships') UNION SELECT org_id FROM workspaces WHERE id IN "
+                    "(SELECT id1" GH_FEED_RANGE " AND tbl IN ('workspaces', 'memberships'))",
+                    {P(after), P(head)}, {"reading the organizations of changed rows"}));
+      for (int i = 0; i < orgs.Rows(); ++i) batch.directory_orgs.push_back(orgs.Int(i, 0));
+    }
+    SortUnique(batch.directory_orgs);
+    SortUnique(batch.directory_users);
+    SortUnique(batch.directory_workspaces);
     SortUnique(hashes);
     SortUnique(api_users);
     if (!hashes.empty()) {

@@ -105,6 +105,7 @@ enum class Sql : int {
   kReadChanges,
   kPrincipalOfApiUser,
   kPrincipalsOfWorkspace,
+  kOrgsOfChangedRows,
   kPruneChanges,
   kSetPrunedThrough,
 
@@ -201,9 +202,16 @@ constexpr std::array<const char*, static_cast<size_t>(Sql::kCount)> kSqlText = {
     "SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'changes'), 0)",
     "SELECT epoch FROM change_feed WHERE id = 1",
     "SELECT pruned_through FROM change_feed WHERE id = 1",
-    "SELECT tbl, id1, hash FROM changes WHERE seq > ?1 AND seq <= ?2 ORDER BY seq",
+    "SELECT tbl, id1, hash, id2 FROM changes WHERE seq > ?1 AND seq <= ?2 ORDER BY seq",
     GH_PRINCIPAL_COLUMNS "WHERE a.id = ?1",
     GH_PRINCIPAL_COLUMNS "WHERE a.workspace_id = ?1",
+    // The organizations of the changed users, workspaces and memberships
+    // that exist now (pg_store.cc has the same query).
+    "SELECT org_id FROM users WHERE id IN ("
+    "SELECT id1 FROM changes WHERE seq > ?1 AND seq <= ?2 AND tbl = 'users' UNION ALL "
+    "SELECT id2 FROM changes WHERE seq > ?1 AND seq <= ?2 AND tbl = 'memberships') "
+    "UNION SELECT org_id FROM workspaces WHERE id IN ("
+    "SELECT id1 FROM changes WHERE seq > ?1 AND seq <= ?2 AND tbl IN ('workspaces', 'memberships'))",
     "DELETE FROM changes WHERE seq <= ?1",
     "UPDATE change_feed SET pruned_through = ?1 WHERE id = 1 AND pruned_through < ?1",
 };
@@ -871,12 +879,34 @@ Result<ChangeBatch> SqliteStore::ReadChangesSince(int64_t after, int64_t max_cha
         } else if (tbl == "api_users") {
           api_users.push_back(c.Int(1));
         } else {
-          if (tbl == "workspaces") workspaces.push_back(c.Int(1));
+          // Keys (schema.cc, version 3): organizations and settings carry
+          // the organization; users, workspaces and memberships their ids.
+          if (tbl == "organizations" || tbl == "settings") {
+            batch.directory_orgs.push_back(c.Int(1));
+          } else if (tbl == "users") {
+            batch.directory_users.push_back(c.Int(1));
+          } else if (tbl == "workspaces") {
+            workspaces.push_back(c.Int(1));
+            batch.directory_workspaces.push_back(c.Int(1));
+          } else if (tbl == "memberships") {
+            batch.directory_workspaces.push_back(c.Int(1));
+            batch.directory_users.push_back(c.Int(3));
+          }
           batch.directory_changed = true;
         }
       }
       if (rc != SQLITE_DONE) return Error(rc, "reading the change feed");
     }
+    if (!batch.directory_users.empty() || !batch.directory_workspaces.empty()) {
+      GH_ASSIGN_OR_RETURN(o, Use(Sql::kOrgsOfChangedRows));
+      o.Bind(after).Bind(head);
+      int rc;
+      while ((rc = o.Step()) == SQLITE_ROW) batch.directory_orgs.push_back(o.Int(0));
+      if (rc != SQLITE_DONE) return Error(rc, "reading the organizations of changed rows");
+    }
+    SortUnique(batch.directory_orgs);
+    SortUnique(batch.directory_users);
+    SortUnique(batch.directory_workspaces);
     SortUnique(hashes);
     SortUnique(api_users);
     SortUnique(workspaces);
