@@ -59,7 +59,7 @@ World& TheWorld() {
               ("gatehouse-directory-bench-" + std::to_string(::getpid())))
                  .string();
     std::filesystem::create_directories(w->dir);
-    auto created = CreateSqliteStore(w->dir + "/gatehouse.db", StoreOptions{.durable_commits = false});
+    auto created = CreateStore(w->dir + "/gatehouse.db", StoreOptions{.durable_commits = false});
     if (!created.ok()) Die(created.status(), "creating the store");
     w->store = std::move(created).value();
     Store& store = *w->store;
