@@ -68,20 +68,26 @@ std::string Describe(const TokenLookup& l) {
          p.workspace_role;
 }
 
+// The store a case runs on: a SQLite file in `dir`, or a fresh database on
+// the binary's throwaway PostgreSQL server.
+Result<std::unique_ptr<Store>> NewStore(const testing::TempDir& dir, bool postgres) {
+  std::string locator = dir.File("gatehouse.db");
+  if (postgres) {
+    testing::PostgresServer* pg = testing::PostgresServer::Get();
+    if (pg == nullptr) return Status::FailedPrecondition("no PostgreSQL server for the tests");
+    locator = pg->NewDatabase();
+    if (locator.empty()) return Status::FailedPrecondition("no fresh PostgreSQL database");
+  }
+  return CreateStore(locator, StoreOptions{.durable_commits = false});
+}
+
 // (on PostgreSQL?, seed)
 class FeedPropertyTest : public ::testing::TestWithParam<std::pair<bool, uint32_t>> {};
 
 TEST_P(FeedPropertyTest, AViewKeptByTheFeedAnswersAsAFullLoad) {
   testing::TempDir dir;
   const bool postgres = GetParam().first;
-  std::string locator = dir.File("gatehouse.db");
-  if (postgres) {
-    testing::PostgresServer* pg = testing::PostgresServer::Get();
-    ASSERT_NE(pg, nullptr);
-    locator = pg->NewDatabase();
-    ASSERT_FALSE(locator.empty());
-  }
-  auto created = CreateStore(locator, StoreOptions{.durable_commits = false});
+  auto created = NewStore(dir, postgres);
   ASSERT_TRUE(created.ok()) << created.status().ToString();
   Store& store = **created;
   std::mt19937 rng(GetParam().second);
@@ -208,14 +214,7 @@ std::string Describe(const Directory::WorkspaceEntry* w) {
 TEST_P(FeedPropertyTest, ADirectoryKeptByTheFeedAnswersAsAFullLoad) {
   testing::TempDir dir;
   const bool postgres = GetParam().first;
-  std::string locator = dir.File("gatehouse.db");
-  if (postgres) {
-    testing::PostgresServer* pg = testing::PostgresServer::Get();
-    ASSERT_NE(pg, nullptr);
-    locator = pg->NewDatabase();
-    ASSERT_FALSE(locator.empty());
-  }
-  auto created = CreateStore(locator, StoreOptions{.durable_commits = false});
+  auto created = NewStore(dir, postgres);
   ASSERT_TRUE(created.ok()) << created.status().ToString();
   Store& store = **created;
   PolicyLoad policy = LoadPolicy(std::string(GATEHOUSE_SOURCE_DIR) + "/policies/api-tokens.yaml");
@@ -395,14 +394,7 @@ TEST_P(FeedPropertyTest, ADirectoryKeptByTheFeedAnswersAsAFullLoad) {
 TEST_P(FeedPropertyTest, TheDirectoryFoldsNamesAsTheStoreDoes) {
   testing::TempDir dir;
   const bool postgres = GetParam().first;
-  std::string locator = dir.File("gatehouse.db");
-  if (postgres) {
-    testing::PostgresServer* pg = testing::PostgresServer::Get();
-    ASSERT_NE(pg, nullptr);
-    locator = pg->NewDatabase();
-    ASSERT_FALSE(locator.empty());
-  }
-  auto created = CreateStore(locator, StoreOptions{.durable_commits = false});
+  auto created = NewStore(dir, postgres);
   ASSERT_TRUE(created.ok()) << created.status().ToString();
   Store& store = **created;
   std::mt19937 rng(GetParam().second);
