@@ -5,19 +5,25 @@
 
 #include <chrono>
 #include <mutex>
+#include <random>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "sidecar/fixture.h"
+#include "sidecar/sweeper.h"
 #include "support/postgres.h"
+#include "store/pg_schema.h"
+#include "store/pg_store.h"
 #include "store/sqlite_store.h"
 #include "store/sqlite_store_testing.h"
 
 namespace gatehouse::sidecar {
 namespace {
 
+using gatehouse::testing::AddToken;
 using gatehouse::testing::CreateDemoStore;
+using gatehouse::testing::DemoToken;
 using gatehouse::testing::DefaultPolicyText;
 using gatehouse::testing::DemoStore;
 using gatehouse::testing::kNow;
@@ -50,6 +56,76 @@ class StateTest : public ::testing::Test {
     });
     EXPECT_TRUE(s.ok()) << s.status().ToString();
     return s.ok() ? std::move(s).value() : nullptr;
+  }
+  LogFn Log() {
+    return [this](std::string_view line) {
+      std::lock_guard<std::mutex> lock(mu_);
+      logs_.emplace_back(line);
+    };
+  }
+  SweeperOptions SweeperAt(const Clock* clock) const {
+    SweeperOptions so;
+    so.store_path = demo_.path;
+    so.clock = clock;
+    so.interval_s = 0;  // SweepNow only
+    return so;
+  }
+  // One Sweeper, one sweep, over generated tokens expiring around the sweep's
+  // now: exactly the expired ones go, the feed is pruned to feed_keep rows,
+  // and the view is told (after_delete) once; a second sweep finds nothing.
+  void CheckOneSweepDeletesTheExpiredAndPrunesTheFeed() {
+    auto writer = OpenStore(demo_.path);
+    ASSERT_TRUE(writer.ok()) << writer.status().ToString();
+    Store& w = **writer;
+    std::mt19937 rng(11);
+    std::vector<std::pair<DemoToken, int64_t>> made;
+    made.emplace_back(demo_.tokens["expiring"], kNow + 60);
+    made.emplace_back(demo_.tokens["org-bot"], kNow + 30 * 86400);
+    for (int i = 0; i < 24; ++i) {
+      const int64_t expires = kNow + 1 + static_cast<int64_t>(rng() % 200);
+      made.emplace_back(AddToken(w, demo_.api_users["org-bot"], "gen" + std::to_string(i),
+                                 kNow - 10, expires),
+                        expires);
+    }
+    clock_.Advance(100);
+    const int64_t now = clock_.NowSeconds();
+    int64_t expired = 0;
+    for (const auto& [t, expires] : made) expired += expires <= now ? 1 : 0;
+    ASSERT_GT(expired, 1);
+    int told = 0;
+    SweeperOptions so = SweeperAt(&clock_);
+    so.feed_keep = 3;
+    Sweeper sweeper(so, &metrics_, Log(), [&] {
+      ++told;
+      return Status::Ok();
+    });
+    auto n = sweeper.SweepNow();
+    ASSERT_TRUE(n.ok()) << n.status().ToString();
+    EXPECT_EQ(*n, expired);
+    EXPECT_EQ(told, 1);
+    for (const auto& [t, expires] : made) {
+      EXPECT_EQ(w.FindTokenById(t.id).ok(), expires > now) << t.id << " expires " << expires;
+    }
+    // Pruned: the feed's start is gone (a reader there loads everything),
+    // its head still reads.
+    auto from_start = w.ReadChangesSince(0, INT64_MAX);
+    ASSERT_FALSE(from_start.ok());
+    EXPECT_EQ(from_start.status().code(), StatusCode::kFailedPrecondition)
+        << from_start.status().ToString();
+    EXPECT_TRUE(w.ReadChangesSince(w.ChangeHead().value(), INT64_MAX).ok());
+    EXPECT_GT(MetricValue(metrics_.Render(), "gatehouse_feed_pruned_total"), 0) << metrics_.Render();
+    EXPECT_EQ(MetricValue(metrics_.Render(), "gatehouse_swept_tokens_total"), expired);
+    n = sweeper.SweepNow();
+    ASSERT_TRUE(n.ok()) << n.status().ToString();
+    EXPECT_EQ(*n, 0);
+    EXPECT_EQ(told, 1);
+  }
+  // A metric's value in the exposition (-1 when absent).
+  static double MetricValue(const std::string& text, const std::string& name) {
+    const std::string key = "\n" + name + " ";
+    const size_t at = text.find(key);
+    if (at == std::string::npos) return -1;
+    return std::stod(text.substr(at + key.size()));
   }
   std::string Logs() {
     std::lock_guard<std::mutex> lock(mu_);
@@ -197,6 +273,21 @@ TEST_F(StateTest, BackgroundSweeperRuns) {
   state->Stop();
 }
 
+TEST_F(StateTest, OneSweepDeletesTheExpiredTokensAndPrunesTheFeed) {
+  CheckOneSweepDeletesTheExpiredAndPrunesTheFeed();
+}
+
+TEST_F(StateTest, ASweepThatDeletedTokensDropsThemFromTheView) {
+  auto state = Open();
+  ASSERT_TRUE(state);
+  clock_.Advance(61);
+  auto n = state->sweeper().SweepNow();
+  ASSERT_TRUE(n.ok()) << n.status().ToString();
+  EXPECT_EQ(*n, 1);
+  // Caught up by the sweep itself, not by a request's slow path.
+  EXPECT_EQ(metrics_.token_index_size(), 5);
+}
+
 TEST_F(StateTest, FreshRebuildsOncePerCommitNotOncePerThread) {
   auto state = Open();
   ASSERT_TRUE(state);
@@ -279,13 +370,6 @@ TEST_F(StateTest, AnAuditOnlyCommitKeepsTheSnapshotAnyOtherRebuildsIt) {
   EXPECT_EQ((*state->Fresh())->tokens->size(), 4u);
 }
 
-// A metric's value in the exposition (-1 when absent).
-double MetricValue(const std::string& text, const std::string& name) {
-  const std::string key = "\n" + name + " ";
-  const size_t at = text.find(key);
-  if (at == std::string::npos) return -1;
-  return std::stod(text.substr(at + key.size()));
-}
 
 TEST_F(StateTest, ChangesAreAppliedFromTheFeedWithoutLoadingEverything) {
   auto state = Open();
@@ -480,6 +564,47 @@ TEST_F(PostgresStateTest, PastTheLeaseEveryCheckIsRefusedUntilACatchUpConfirmsTh
   state->Start();  // the feed catches up at the fake clock's now
   EXPECT_TRUE(WaitFor([&] { return state->Fresh().ok(); }));
   state->Stop();
+}
+
+TEST_F(PostgresStateTest, OneSweepDeletesTheExpiredTokensAndPrunesTheFeed) {
+  CheckOneSweepDeletesTheExpiredAndPrunesTheFeed();
+}
+
+// One sidecar sweeps at a time: while another holds the sweep's (or the
+// prune's) advisory lock — as a sidecar does for the length of its sweep —
+// a sweeper deletes (prunes) nothing; once it is released, the next sweeps.
+TEST_F(PostgresStateTest, WhileAnotherSidecarSweepsASweeperLeavesTheStoreAlone) {
+  auto other = Writer();
+  auto check = Writer();
+  ASSERT_TRUE(other && check);
+  clock_.Advance(61);
+  SweeperOptions so = SweeperAt(&clock_);
+  so.feed_keep = 0;
+  Sweeper first(so, &metrics_, Log(), nullptr), second(so, &metrics_, Log(), nullptr);
+  const int64_t head = check->ChangeHead().value();
+  ASSERT_TRUE(internal::ExecPostgresForTesting(
+                  *other, "BEGIN; SELECT pg_advisory_xact_lock(" +
+                              std::to_string(internal::kPgSweeperLock) +
+                              "); SELECT pg_advisory_xact_lock(" +
+                              std::to_string(internal::kPgPruneLock) + ")")
+                  .ok());
+  for (Sweeper* s : {&first, &second}) {
+    auto n = s->SweepNow();
+    ASSERT_TRUE(n.ok()) << n.status().ToString();
+    EXPECT_EQ(*n, 0);
+  }
+  EXPECT_TRUE(check->FindTokenById(demo_.tokens["expiring"].id).ok());
+  EXPECT_TRUE(check->ReadChangesSince(0, INT64_MAX).ok()) << "pruned while another sidecar held the lock";
+  EXPECT_EQ(check->ChangeHead().value(), head);
+  ASSERT_TRUE(internal::ExecPostgresForTesting(*other, "COMMIT").ok());
+  auto n = second.SweepNow();
+  ASSERT_TRUE(n.ok()) << n.status().ToString();
+  EXPECT_EQ(*n, 1);
+  EXPECT_FALSE(check->FindTokenById(demo_.tokens["expiring"].id).ok());
+  EXPECT_FALSE(check->ReadChangesSince(0, INT64_MAX).ok());
+  n = first.SweepNow();
+  ASSERT_TRUE(n.ok()) << n.status().ToString();
+  EXPECT_EQ(*n, 0);
 }
 
 // The demo's tokens' time, with real intervals (the lease runs on them).
