@@ -2,6 +2,7 @@
 #include "sidecar/state.h"
 
 #include <gtest/gtest.h>
+#include <signal.h>
 
 #include <chrono>
 #include <mutex>
@@ -613,6 +614,64 @@ class DemoTimeRealIntervals final : public Clock {
   int64_t NowSeconds() const override { return kNow; }
   int64_t MonotonicMillis() const override { return RealClock::Instance().MonotonicMillis(); }
 };
+
+// Stop() does not wait for the feed's heartbeat (a sidecar's SIGTERM): the
+// wait for a notification polls a stop eventfd beside the socket. The
+// heartbeat is long, so waiting for it would take seconds.
+TEST_F(PostgresStateTest, StopDoesNotWaitForTheFeedsHeartbeat) {
+  feed_heartbeat_ms_ = 5000;
+  max_staleness_ms_ = 60'000;
+  auto state = Open();
+  ASSERT_TRUE(state);
+  state->Start();
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));  // the feed is waiting now
+  const auto start = std::chrono::steady_clock::now();
+  state->Stop();
+  const auto took = std::chrono::steady_clock::now() - start;
+  EXPECT_LT(took, std::chrono::milliseconds(2500))
+      << std::chrono::duration_cast<std::chrono::milliseconds>(took).count() << " ms";
+  EXPECT_EQ(Logs().find("failed"), std::string::npos) << Logs();
+}
+
+// A reconnect into a server that never answers (its postmaster stopped with
+// SIGSTOP: the socket takes the connection into its backlog, nothing replies
+// to the startup packet) delays neither requests — served within the lease —
+// nor Stop(), which cuts the connect short instead of waiting for its 5 s
+// deadline.
+TEST_F(PostgresStateTest, AConnectThatNeverAnswersDelaysNeitherRequestsNorStop) {
+  static const DemoTimeRealIntervals clock;
+  clock_override_ = &clock;
+  feed_heartbeat_ms_ = 50;
+  max_staleness_ms_ = 60'000;
+  auto state = Open();
+  ASSERT_TRUE(state);
+  auto killer = Writer();  // connected before the postmaster stops
+  ASSERT_TRUE(killer);
+  state->Start();
+  ASSERT_EQ(::kill(pg_->pid(), SIGSTOP), 0);
+  struct Resume {
+    pid_t pid;
+    ~Resume() { ::kill(pid, SIGCONT); }
+  } resume{pg_->pid()};
+  // Drop the feed's connection (every other backend of this database).
+  auto dropped = internal::QueryPostgresIntForTesting(
+      *killer,
+      "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = "
+      "current_database() AND pid <> pg_backend_pid()");
+  ASSERT_TRUE(dropped.ok()) << dropped.status().ToString();
+  ASSERT_GE(*dropped, 1);
+  ASSERT_TRUE(WaitFor([&] { return Logs().find("failed") != std::string::npos; })) << Logs();
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));  // reconnecting now, into nothing
+  for (int i = 0; i < 100; ++i) ASSERT_TRUE(state->Fresh().ok());
+  ASSERT_TRUE(state->CheckStore().ok());
+  const auto start = std::chrono::steady_clock::now();
+  state->Stop();
+  const auto took = std::chrono::steady_clock::now() - start;
+  EXPECT_LT(took, std::chrono::milliseconds(2500))
+      << std::chrono::duration_cast<std::chrono::milliseconds>(took).count() << " ms\n"
+      << Logs();
+}
+
 
 TEST_F(PostgresStateTest, ALostServerIsRefusedWithinTheBoundAndWhatChangedMeanwhileIsRefusedAfter) {
   static const DemoTimeRealIntervals clock;

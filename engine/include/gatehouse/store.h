@@ -62,6 +62,14 @@ struct StoreOptions {
   // committed revocation survives a power failure. Off: synchronous=NORMAL,
   // faster, still safe against process crashes. Default true.
   bool durable_commits = true;
+  // A file descriptor the caller makes readable to stop (e.g. an eventfd
+  // written by a Stop()): a store on the network polls it beside its socket,
+  // and once it is readable every wait — connecting, a statement,
+  // WaitForChange — ends at once (a statement with IoError "stopped while
+  // ...", the connection closed; WaitForChange with false). Owned by the
+  // caller, kept open while the Store lives. SQLite does not wait on the
+  // network and ignores it. Default -1: none.
+  int cancel_fd = -1;
 };
 
 struct Organization {
