@@ -166,7 +166,8 @@ Status StoreView::Refresh(Store& store, bool full, int64_t version, std::shared_
       if (!b.ok()) return b.status();
       batch = std::move(b).value();
       if (batch.epoch != current->epoch) {
-        return Status::FailedPrecondition("the store's content was replaced (a restore?)");
+        return Status::FailedPrecondition("the store's feed has a new epoch (a restore, a failover, a "
+                                          "renewal)");
       }
       if (batch.directory_changed) {
         auto dir = Directory::Reload(store, *current->directory,

@@ -289,6 +289,29 @@ TEST_F(StateTest, ASweepThatDeletedTokensDropsThemFromTheView) {
   EXPECT_EQ(metrics_.token_index_size(), 5);
 }
 
+// A change the feed does not show (a row deleted by hand, the feed row gone
+// with it) is served on until the feed is renewed (`gatehouse store
+// renew-feed`); then the next catch-up loads everything and refuses it.
+TEST_F(StateTest, ARenewedFeedIsLoadedAgain) {
+  auto state = Open();
+  ASSERT_TRUE(state);
+  auto writer = OpenSqliteStore(demo_.path);
+  ASSERT_TRUE(writer.ok());
+  Store& w = **writer;
+  const std::string secret = demo_.tokens["org-bot"].secret;
+  ASSERT_TRUE(internal::ExecSqliteForTesting(
+                  w, "BEGIN; DELETE FROM tokens WHERE public_id = '" + demo_.tokens["org-bot"].id +
+                         "'; DELETE FROM changes WHERE seq = (SELECT max(seq) FROM changes); COMMIT;")
+                  .ok());
+  ASSERT_TRUE((*state->Fresh())->tokens->Verify(secret, kNow).active());  // unseen
+  ASSERT_TRUE(w.RenewFeedEpoch().ok());
+  auto fresh = state->Fresh();
+  ASSERT_TRUE(fresh.ok()) << fresh.status().ToString();
+  EXPECT_FALSE((*fresh)->tokens->Verify(secret, kNow).active());
+  EXPECT_EQ(MetricValue(metrics_.Render(), "gatehouse_store_full_loads_total"), 2);
+  EXPECT_NE(Logs().find("new epoch"), std::string::npos) << Logs();
+}
+
 TEST_F(StateTest, FreshRebuildsOncePerCommitNotOncePerThread) {
   auto state = Open();
   ASSERT_TRUE(state);
@@ -569,6 +592,31 @@ TEST_F(PostgresStateTest, PastTheLeaseEveryCheckIsRefusedUntilACatchUpConfirmsTh
 
 TEST_F(PostgresStateTest, OneSweepDeletesTheExpiredTokensAndPrunesTheFeed) {
   CheckOneSweepDeletesTheExpiredAndPrunesTheFeed();
+}
+
+// Over PostgreSQL: a row deleted with the triggers off (no feed row, no
+// notification) is served on; a renewal wakes the feed, which loads
+// everything, in the background, and refuses it.
+TEST_F(PostgresStateTest, ARenewedFeedIsLoadedAgain) {
+  feed_heartbeat_ms_ = 5000;  // the renewal's notification wakes the feed
+  max_staleness_ms_ = 60'000;
+  auto state = Open();
+  ASSERT_TRUE(state);
+  state->Start();
+  auto w = Writer();
+  ASSERT_TRUE(w);
+  const std::string secret = demo_.tokens["org-bot"].secret;
+  ASSERT_TRUE(internal::ExecPostgresForTesting(
+                  *w, "BEGIN; SET LOCAL session_replication_role = replica; DELETE FROM tokens "
+                      "WHERE public_id = '" + demo_.tokens["org-bot"].id + "'; COMMIT")
+                  .ok());
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  ASSERT_TRUE((*state->Fresh())->tokens->Verify(secret, kNow).active());  // unseen
+  ASSERT_TRUE(w->RenewFeedEpoch().ok());
+  EXPECT_TRUE(WaitFor([&] { return Refused(*state, secret); }, std::chrono::milliseconds(3000)))
+      << Logs();
+  state->Stop();
+  EXPECT_EQ(MetricValue(metrics_.Render(), "gatehouse_store_full_loads_total"), 2);
 }
 
 // One sidecar sweeps at a time: while another holds the sweep's (or the

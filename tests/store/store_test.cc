@@ -1557,6 +1557,35 @@ TEST_P(StoreTest, WaitForChangeTimesOutWithoutACommit) {
   EXPECT_FALSE(audit_only);
 }
 
+// A renewed feed epoch is new every time, is what every later batch carries,
+// and is refused on a read-only store; on PostgreSQL it wakes subscribers.
+TEST_P(StoreTest, RenewFeedEpochGivesEveryLaterBatchANewEpoch) {
+  auto writer = Create();
+  ASSERT_NE(writer, nullptr);
+  Populate(*writer);
+  auto reader = Open(StoreOptions{.read_only = true});
+  ASSERT_NE(reader, nullptr);
+  ASSERT_OK(reader->Subscribe());
+  ASSERT_OK_AND_ASSIGN(head, writer->ChangeHead());
+  ASSERT_OK_AND_ASSIGN(first, reader->FeedEpoch());
+  std::set<int64_t> seen = {first};
+  for (int i = 0; i < 20; ++i) {
+    ASSERT_OK_AND_ASSIGN(renewed, writer->RenewFeedEpoch());
+    EXPECT_TRUE(seen.insert(renewed).second) << "epoch " << renewed << " came again";
+    EXPECT_GE(renewed, 0);
+    ASSERT_OK_AND_ASSIGN(now, reader->FeedEpoch());
+    EXPECT_EQ(now, renewed);
+    ASSERT_OK_AND_ASSIGN(batch, reader->ReadChangesSince(head, 1000));
+    EXPECT_EQ(batch.epoch, renewed);
+    EXPECT_EQ(batch.head, head);  // no feed row: nothing else changed
+  }
+  if (IsPostgres()) {
+    ASSERT_OK_AND_ASSIGN(woke, reader->WaitForChange(5000));
+    EXPECT_TRUE(woke) << "a renewal must wake the subscribers";
+  }
+  EXPECT_EQ(reader->RenewFeedEpoch().status().code(), StatusCode::kFailedPrecondition);
+}
+
 // ---- the locator ----
 
 TEST(StoreLocator, PostgresLocatorsAreUrisOfEitherSchemeAndEverythingElseIsAPath) {

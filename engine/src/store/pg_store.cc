@@ -364,6 +364,7 @@ class PgStore final : public Store {
 
   Result<int64_t> ChangeHead() override;
   Result<int64_t> FeedEpoch() override;
+  Result<int64_t> RenewFeedEpoch() override;
   Result<ChangeBatch> ReadChangesSince(int64_t after, int64_t max_changes) override;
   Result<int64_t> PruneChanges(int64_t keep_last) override;
   Status Subscribe() override;
@@ -873,11 +874,44 @@ Result<int64_t> PgStore::ChangeHead() {
   return r.Int(0, 0);
 }
 
+// The server's WAL timeline, as the first 8 hex digits of the current WAL
+// file's name (any role may ask; a standby, which has no current WAL
+// position, says 0). A promotion starts a new timeline at once.
+#define GH_PG_TIMELINE                                                                  \
+  "CASE WHEN pg_is_in_recovery() THEN 0 ELSE ('x' || substr(pg_walfile_name("           \
+  "pg_current_wal_lsn()), 1, 8))::bit(32)::bigint END"
+
+namespace {
+// The epoch readers compare: the stored one (random, below 2^62) moved by the
+// timeline, so that either changing changes it.
+int64_t CombinedEpoch(int64_t stored, int64_t timeline) {
+  const uint64_t mixed = static_cast<uint64_t>(stored) +
+                         static_cast<uint64_t>(timeline) * 0x9E3779B97F4A7C15ULL;
+  return static_cast<int64_t>(mixed & ((uint64_t{1} << 62) - 1));
+}
+}  // namespace
+
 Result<int64_t> PgStore::FeedEpoch() {
-  GH_ASSIGN_OR_RETURN(r, Run("SELECT epoch FROM gatehouse_meta WHERE id = 1", {},
-                             {"reading the change feed's epoch"}));
+  GH_ASSIGN_OR_RETURN(r, Run("SELECT epoch, " GH_PG_TIMELINE " FROM gatehouse_meta WHERE id = 1",
+                             {}, {"reading the change feed's epoch"}));
   if (r.Rows() != 1) return Status::Corruption("store " + shown_ + " has no change feed epoch");
-  return r.Int(0, 0);
+  return CombinedEpoch(r.Int(0, 0), r.Int(0, 1));
+}
+
+Result<int64_t> PgStore::RenewFeedEpoch() {
+  GATEHOUSE_RETURN_IF_ERROR(Transaction([&]() -> Status {
+    // A random epoch as a new store's (pg_schema.cc), never the old one; and
+    // a wake-up for the subscribers (at commit), who then load everything.
+    GATEHOUSE_RETURN_IF_ERROR(
+        Run("UPDATE gatehouse_meta SET epoch = CASE WHEN r = epoch THEN r + 1 ELSE r END FROM "
+            "(SELECT floor(random() * 4611686018427387903)::bigint AS r) AS n WHERE id = 1",
+            {}, {"renewing the change feed's epoch"})
+            .status());
+    return Run("SELECT pg_notify('gatehouse_changes', txn::text) FROM change_head WHERE id = 1",
+               {}, {"renewing the change feed's epoch"})
+        .status();
+  }));
+  return FeedEpoch();
 }
 
 Result<ChangeBatch> PgStore::ReadChangesSince(int64_t after, int64_t max_changes) {
@@ -892,14 +926,15 @@ Result<ChangeBatch> PgStore::ReadChangesSince(int64_t after, int64_t max_changes
                                      " is ahead of the store's (" + std::to_string(head) +
                                      "): a different store?");
     }
-    GH_ASSIGN_OR_RETURN(meta, Run("SELECT pruned_through, epoch FROM gatehouse_meta WHERE id = 1",
+    GH_ASSIGN_OR_RETURN(meta, Run("SELECT pruned_through, epoch, " GH_PG_TIMELINE
+                                  " FROM gatehouse_meta WHERE id = 1",
                                   {}, {"reading the change feed"}));
     if (meta.Rows() != 1) return Status::Corruption("store " + shown_ + " has no change feed");
     if (after < meta.Int(0, 0)) {
       return Status::FailedPrecondition("the change feed was pruned past " +
                                         std::to_string(after));
     }
-    batch.epoch = meta.Int(0, 1);
+    batch.epoch = CombinedEpoch(meta.Int(0, 1), meta.Int(0, 2));
     batch.head = head;
     if (head == after) return Status::Ok();
     const int64_t limit = max_changes == INT64_MAX ? max_changes : max_changes + 1;
