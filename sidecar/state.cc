@@ -1,16 +1,12 @@
 #include "sidecar/state.h"
 
-#include <sys/stat.h>
 #if defined(__GLIBC__)
 #include <malloc.h>
 #endif
 
-#include <algorithm>
 #include <chrono>
 #include <cstdio>
-#include <filesystem>
 
-#include "sidecar/policy_watch.h"
 #include "sidecar/wire.h"
 
 namespace gatehouse::sidecar {
@@ -28,15 +24,6 @@ int64_t WallMs() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
              std::chrono::system_clock::now().time_since_epoch())
       .count();
-}
-
-std::string JoinErrors(const std::vector<PolicyError>& errors) {
-  std::string out;
-  for (const PolicyError& e : errors) {
-    if (!out.empty()) out += '\n';
-    out += e.ToString();
-  }
-  return out;
 }
 
 }  // namespace
@@ -59,57 +46,32 @@ State::State(const StateOptions& options, Metrics* metrics, LogFn log)
 Result<std::unique_ptr<State>> State::Open(const StateOptions& options, Metrics* metrics,
                                            LogFn log) {
   std::unique_ptr<State> s(new State(options, metrics, log ? std::move(log) : LogFn(LogToStderr)));
-  PolicyLoad load = LoadPolicy(s->options_.policy_path, LoadOptions{s->options_.invariants});
-  for (const PolicyError& w : load.warnings) s->log_(w.ToString());
-  if (!load.ok()) {
-    return Status::InvalidArgument("policy " + s->options_.policy_path + " does not load:\n" +
-                                   JoinErrors(load.errors));
-  }
-  s->fingerprint_ = s->PolicyFingerprint();
-  s->policy_.store(load.policy);
-  s->metrics_->SetPolicy(load.policy->name(), load.policy->revision());
+  const StateOptions& o = s->options_;
+  auto policies = PolicyHolder::Open(o.policy_path, o.invariants, metrics, s->log_);
+  if (!policies.ok()) return policies.status();
+  s->policies_ = std::move(policies).value();
   StoreViewOptions so;
-  so.store_path = s->options_.store_path;
-  so.clock = s->options_.clock;
-  so.busy_timeout_ms = s->options_.busy_timeout_ms;
-  so.max_staleness_ms = s->options_.max_staleness_ms;
-  so.feed_heartbeat_ms = s->options_.feed_heartbeat_ms;
-  so.feed_notify = s->options_.feed_notify;
-  auto store = StoreView::Open(so, s->metrics_, s->log_);
+  so.store_path = o.store_path;
+  so.clock = o.clock;
+  so.busy_timeout_ms = o.busy_timeout_ms;
+  so.max_staleness_ms = o.max_staleness_ms;
+  so.feed_heartbeat_ms = o.feed_heartbeat_ms;
+  so.feed_notify = o.feed_notify;
+  auto store = StoreView::Open(so, metrics, s->log_);
   if (!store.ok()) return store.status();
   s->store_ = std::move(store).value();
+  SweeperOptions sw;
+  sw.store_path = o.store_path;
+  sw.clock = o.clock;
+  sw.interval_s = o.sweep_interval_s;
+  sw.busy_timeout_ms = o.busy_timeout_ms;
+  // Drop the deleted tokens from memory now.
+  StoreView* view = s->store_.get();
+  s->sweeper_ = std::make_unique<Sweeper>(sw, metrics, s->log_, [view] { return view->CatchUp(); });
   return s;
 }
 
 State::~State() { Stop(); }
-
-Result<SnapshotPtr> State::Fresh() { return store_->Fresh(); }
-
-Status State::CheckStore() { return store_->Check(); }
-
-bool State::ReloadPolicy() {
-  std::lock_guard<std::mutex> lock(reload_mu_);
-  fingerprint_ = PolicyFingerprint();
-  PolicyLoad load = LoadPolicy(options_.policy_path, LoadOptions{options_.invariants});
-  for (const PolicyError& w : load.warnings) log_(w.ToString());
-  if (!load.ok()) {
-    metrics_->CountReload(false);
-    log_("policy reload failed; the previous policy (" + policy()->revision() +
-         ") keeps serving:\n" + JoinErrors(load.errors));
-    return false;
-  }
-  PolicyPtr old = policy_.exchange(load.policy);
-  metrics_->SetPolicy(load.policy->name(), load.policy->revision());
-  metrics_->CountReload(true);
-  if (old->revision() != load.policy->revision()) {
-    log_("policy reloaded: " + load.policy->name() + " " + load.policy->revision() + " (was " +
-         old->revision() + ")");
-  } else {
-    log_("policy reloaded: " + load.policy->name() + " " + load.policy->revision() +
-         " (unchanged)");
-  }
-  return true;
-}
 
 void State::RequestReload() {
   {
@@ -119,43 +81,13 @@ void State::RequestReload() {
   bg_cv_.notify_all();
 }
 
-Result<int64_t> State::SweepNow() {
-  // Its own read-write connection, opened per sweep (once a minute by
-  // default): a read-only store still serves, only the sweep fails.
-  StoreOptions so;
-  so.busy_timeout_ms = options_.busy_timeout_ms;
-  so.durable_commits = false;  // it only deletes tokens that are already refused
-  auto writer = OpenStore(options_.store_path, so);
-  if (!writer.ok()) {
-    metrics_->CountSweepFailure();
-    return writer.status();
-  }
-  auto n = (*writer)->DeleteExpiredTokens(options_.clock->NowSeconds());
-  if (!n.ok()) {
-    metrics_->CountSweepFailure();
-    return n.status();
-  }
-  metrics_->CountSwept(*n);
-  // The feed keeps its last kFeedKeep rows; a sidecar further behind loads
-  // everything (store_view.h). Best effort: a failure only keeps more rows.
-  auto pruned = (*writer)->PruneChanges(kFeedKeep);
-  if (pruned.ok()) metrics_->CountPruned(*pruned);
-  writer->reset();
-  // Drop the deleted tokens from memory now.
-  if (*n > 0) GATEHOUSE_RETURN_IF_ERROR(store_->CatchUp());
-  return n;
-}
-
-std::vector<std::string> State::PolicyFingerprint() const {
-  return PolicyFilesFingerprint(options_.policy_path, options_.invariants);
-}
-
 void State::Start() {
   std::lock_guard<std::mutex> lock(bg_mu_);
   if (bg_.joinable()) return;
   bg_stop_ = false;
   bg_ = std::thread([this] { BackgroundLoop(); });
   store_->Start();
+  sweeper_->Start();
 }
 
 void State::Stop() {
@@ -164,17 +96,14 @@ void State::Stop() {
     bg_stop_ = true;
   }
   bg_cv_.notify_all();
+  if (sweeper_) sweeper_->Stop();  // before the view it catches up
   if (bg_.joinable()) bg_.join();
   if (store_) store_->Stop();
 }
 
 void State::BackgroundLoop() {
-  using Clock = std::chrono::steady_clock;
   const auto poll =
       std::chrono::milliseconds(options_.policy_poll_ms > 0 ? options_.policy_poll_ms : 1000);
-  const auto sweep_every = std::chrono::seconds(options_.sweep_interval_s);
-  auto next_sweep = Clock::now() + sweep_every;
-  bool sweep_failed_logged = false;
   bool read_failed_logged = false;
   int trims_left = 0;
   std::unique_lock<std::mutex> lock(bg_mu_);
@@ -187,25 +116,15 @@ void State::BackgroundLoop() {
 
     if (requested) {
       log_("SIGHUP: reloading the policy");
-      ReloadPolicy();
+      policies_->Reload();
     } else if (options_.policy_poll_ms > 0) {
-      std::vector<std::string> now = PolicyFingerprint();
-      bool changed;
-      {
-        std::lock_guard<std::mutex> rl(reload_mu_);
-        changed = now != fingerprint_;
-      }
-      if (changed) {
-        // Let a writer finish: load once the files have stopped changing.
-        WaitUntilPolicyFilesSettle(options_.policy_path, options_.invariants, std::move(now));
-        ReloadPolicy();
-      }
+      policies_->ReloadIfChanged();
     }
 
     // Fail closed while the store cannot be read; reopen it when it is back
     // or has been replaced under its path (e.g. restored from a backup).
-    // (CheckStore logs the file going and coming back; this, a failing read.)
-    Status store = CheckStore();
+    // (Check logs the file going and coming back; this, a failing read.)
+    Status store = store_->Check();
     const bool read_failed = !store.ok() && !store_->unavailable();
     if (read_failed && !read_failed_logged) log_("reading the store failed: " + store.ToString());
     read_failed_logged = read_failed;
@@ -223,18 +142,6 @@ void State::BackgroundLoop() {
       if (trims_left > 0) {
         --trims_left;
         ReturnFreedMemory();
-      }
-    }
-
-    if (options_.sweep_interval_s > 0 && Clock::now() >= next_sweep) {
-      next_sweep = Clock::now() + sweep_every;
-      auto n = SweepNow();
-      if (!n.ok()) {
-        if (!sweep_failed_logged) log_("sweeping expired tokens failed: " + n.status().ToString());
-        sweep_failed_logged = true;
-      } else {
-        sweep_failed_logged = false;
-        if (*n > 0) log_("deleted " + std::to_string(*n) + " expired token(s)");
       }
     }
     lock.lock();

@@ -1,33 +1,24 @@
-// State: what the sidecar serves from — the current policy and a view of
-// the store (StoreView, store_view.h: the directory and tokens, kept current
-// by the store's change feed, failing closed while the store is gone) — and
-// the background thread that reloads the policy and sweeps expired tokens.
+// State: what the sidecar serves from, as three parts with one job each,
+// and the thread that ticks the first two:
 //
-// Expiry is checked against the Clock on every Verify, so an expired token
-// is refused at once, before the sweeper deletes it.
+//  - PolicyHolder (policy_holder.h): the serving policy, reloaded beside the
+//    old one and swapped; a policy that fails to load keeps the old serving.
+//  - StoreView (store_view.h): the directory and tokens, kept current by the
+//    store's change feed; owns freshness, the feed thread and the staleness
+//    lease, and fails closed while the store is gone.
+//  - Sweeper (sweeper.h): deletes expired tokens and prunes the feed, on a
+//    thread of its own, one sidecar at a time.
 //
-// Policy reload. A background thread polls the policy files' mtimes (every
-// policy_poll_ms) and RequestReload() (SIGHUP) wakes it; it loads and compiles
-// the new policy beside the old one and swaps a shared_ptr atomically.
-// Requests hold the shared_ptr they started with, so in-flight requests finish
-// on their policy. A policy that fails to load is logged with its
-// FILE:LINE:COL errors and counted; the previous one keeps serving.
-//
-// Sweeper. The same thread deletes expired tokens every sweep_interval_s
-// through a read-write connection of its own, prunes the change feed to its
-// last kFeedKeep rows, and catches up. Every poll it also has the store view
-// check the store (probe, catch up, reopen a replaced file) and load a new
-// token base when the overlay has grown (off the request path).
+// The background thread polls the policy files' mtimes (every
+// policy_poll_ms; RequestReload(), for SIGHUP, wakes it), and every poll has
+// the store view check the store (probe, catch up, reopen a replaced file)
+// and load a new token base when the overlay has grown (off the request
+// path), returning the old base's pages to the kernel.
 //
 // Thread safety: every public method may be called from any thread.
 #pragma once
 
-#include <sys/types.h>
-
-#include <atomic>
 #include <condition_variable>
-#include <cstdint>
-#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -35,13 +26,13 @@
 #include <thread>
 #include <vector>
 
-#include "gatehouse/authorizer.h"
 #include "gatehouse/clock.h"
 #include "gatehouse/policy.h"
 #include "gatehouse/status.h"
-#include "gatehouse/store.h"
 #include "sidecar/metrics.h"
+#include "sidecar/policy_holder.h"
 #include "sidecar/store_view.h"
+#include "sidecar/sweeper.h"
 
 namespace gatehouse::sidecar {
 
@@ -77,10 +68,6 @@ struct StateOptions {
 
 class State {
  public:
-  // The sweeper keeps the change feed's last this many rows (a sidecar that
-  // fell further behind loads everything).
-  static constexpr int64_t kFeedKeep = 100'000;
-
   // Loads the policy, opens the store and builds the first snapshot. Errors:
   // InvalidArgument with every policy error (FILE:LINE:COL: message, one per
   // line); the store's errors (FailedPrecondition when it does not exist).
@@ -90,54 +77,48 @@ class State {
   State(const State&) = delete;
   State& operator=(const State&) = delete;
 
-  // The serving policy. Never null.
-  PolicyPtr policy() const { return policy_.load(); }
+  // The parts.
+  PolicyHolder& policies() { return *policies_; }
+  StoreView& store() { return *store_; }
+  Sweeper& sweeper() { return *sweeper_; }
 
-  // A snapshot holding every change committed to the store before this call
-  // (see the header comment). Errors: the store's (the caller fails closed).
-  Result<SnapshotPtr> Fresh();
-  // For /readyz: the store file can be read and answers a query. Also what
-  // the background thread does every poll.
-  Status CheckStore();
-
-  // Loads the policy now. Returns true when a valid policy was loaded (even
-  // if its revision is unchanged); false after logging the errors.
-  bool ReloadPolicy();
-  // Asks the background thread to reload (for SIGHUP). Async-signal-unsafe:
-  // call it from a normal thread (gatehoused uses a sigwait thread).
-  void RequestReload();
-  // Deletes expired tokens now and rebuilds; returns how many were deleted.
-  Result<int64_t> SweepNow();
-
-  // Starts / stops the background thread (policy watcher and sweeper).
-  void Start();
-  void Stop();
-
-  // /readyz: the policy is loaded and the store answered the last time it was asked.
+  // What the handlers use (forwarded to the parts).
+  PolicyPtr policy() const { return policies_->policy(); }
+  Result<SnapshotPtr> Fresh() { return store_->Fresh(); }
+  Status CheckStore() { return store_->Check(); }
+  bool ReloadPolicy() { return policies_->Reload(); }
+  Result<int64_t> SweepNow() { return sweeper_->SweepNow(); }
   bool store_ok() const { return store_->ok(); }
   const Clock& clock() const { return *options_.clock; }
   Metrics& metrics() { return *metrics_; }
   const StateOptions& options() const { return options_; }
 
+  // Asks the background thread to reload (for SIGHUP). Async-signal-unsafe:
+  // call it from a normal thread (gatehoused uses a sigwait thread).
+  void RequestReload();
+
+  // Starts / stops the background thread, the store view's feed thread and
+  // the sweeper's thread.
+  void Start();
+  void Stop();
+
  private:
   State(const StateOptions& options, Metrics* metrics, LogFn log);
   void BackgroundLoop();
-  std::vector<std::string> PolicyFingerprint() const;
 
   StateOptions options_;
   Metrics* metrics_;
   LogFn log_;
 
-  SharedCell<CompiledPolicy> policy_;
+  std::unique_ptr<PolicyHolder> policies_;
   std::unique_ptr<StoreView> store_;
+  std::unique_ptr<Sweeper> sweeper_;
 
   std::mutex bg_mu_;
   std::condition_variable bg_cv_;
   bool bg_stop_ = false;
   bool reload_requested_ = false;
   std::thread bg_;
-  std::mutex reload_mu_;  // one policy load at a time
-  std::vector<std::string> fingerprint_;
 };
 
 }  // namespace gatehouse::sidecar

@@ -1,5 +1,8 @@
 #include "sidecar/store_view.h"
 
+#include <sys/eventfd.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <chrono>
 #include <utility>
@@ -10,9 +13,16 @@ StoreView::StoreView(const StoreViewOptions& options, Metrics* metrics, LogFn lo
     : options_(options), metrics_(metrics), log_(std::move(log)) {
   heartbeat_ms_ = options_.feed_heartbeat_ms > 0 ? options_.feed_heartbeat_ms
                                                  : std::max(1, options_.max_staleness_ms / 4);
+  stop_fd_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 }
 
-StoreView::~StoreView() { Stop(); }
+StoreView::~StoreView() {
+  Stop();
+  // The connections poll it: closed after them.
+  feed_.reset();
+  maintenance_.reset();
+  if (stop_fd_ >= 0) ::close(stop_fd_);
+}
 
 Result<std::unique_ptr<StoreView>> StoreView::Open(const StoreViewOptions& options,
                                                    Metrics* metrics, LogFn log) {
@@ -40,6 +50,7 @@ Result<std::unique_ptr<Store>> StoreView::OpenReader() const {
   StoreOptions so;
   so.busy_timeout_ms = options_.busy_timeout_ms;
   so.read_only = true;
+  so.cancel_fd = stop_fd_;
   return OpenStore(options_.store_path, so);
 }
 
@@ -155,7 +166,8 @@ Status StoreView::Refresh(Store& store, bool full, int64_t version, std::shared_
       if (!b.ok()) return b.status();
       batch = std::move(b).value();
       if (batch.epoch != current->epoch) {
-        return Status::FailedPrecondition("the store's content was replaced (a restore?)");
+        return Status::FailedPrecondition("the store's feed has a new epoch (a restore, a failover, a "
+                                          "renewal)");
       }
       if (batch.directory_changed) {
         auto dir = Directory::Reload(store, *current->directory,
@@ -287,6 +299,8 @@ void StoreView::Start() {
   std::lock_guard<std::mutex> lock(feed_mu_);
   if (!subscribed_ || feed_thread_.joinable()) return;
   feed_stop_ = false;
+  uint64_t drained;
+  if (stop_fd_ >= 0) (void)!::read(stop_fd_, &drained, sizeof drained);
   feed_thread_ = std::thread([this] { FeedLoop(); });
 }
 
@@ -296,6 +310,8 @@ void StoreView::Stop() {
     feed_stop_ = true;
   }
   feed_cv_.notify_all();
+  const uint64_t one = 1;
+  if (stop_fd_ >= 0) (void)!::write(stop_fd_, &one, sizeof one);
   if (feed_thread_.joinable()) feed_thread_.join();
 }
 
@@ -316,17 +332,19 @@ void StoreView::FeedLoop() {
   constexpr int kFirstBackoffMs = 50, kMaxBackoffMs = 1000;
   int backoff_ms = kFirstBackoffMs;
   bool failing = false;
+  auto stopping = [&] {
+    std::lock_guard<std::mutex> lock(feed_mu_);
+    return feed_stop_;
+  };
   auto failed = [&](const Status& s, std::string_view doing) {
+    feed_.reset();
+    if (stopping()) return;  // what Stop() cut short is no failure
     if (!failing) log_(std::string(doing) + " failed (" + s.ToString() + "); retrying");
     failing = true;
-    feed_.reset();
     metrics_->CountStoreRefresh(false, std::chrono::nanoseconds(0));
   };
   for (;;) {
-    {
-      std::lock_guard<std::mutex> lock(feed_mu_);
-      if (feed_stop_) return;
-    }
+    if (stopping()) return;
     if (!feed_) {
       Status opened = OpenFeed();
       if (!opened.ok()) {
@@ -342,6 +360,7 @@ void StoreView::FeedLoop() {
         failed(woke.status(), "waiting for the store's changes");
         continue;
       }
+      if (stopping()) return;  // woken by Stop()
     } else if (!Pause(heartbeat_ms_)) {
       return;
     }

@@ -54,7 +54,10 @@
 // is refused (rule store-unavailable) and /readyz is 503 until a catch-up
 // succeeds again. One atomic load and a clock read per request; the feed
 // thread's blocked connect or query never delays the refusal. Reconnects
-// back off (50 ms doubling to 1 s) and catch up from the applied number; a
+// back off (50 ms doubling to 1 s) and catch up from the applied number;
+// every connect and query has a deadline (the store's), and Stop() ends any
+// of them, and the wait for a notification, at once (an eventfd the view's
+// connections poll beside their sockets: StoreOptions::cancel_fd). A
 // full load (pruned feed, epoch changed, big backlog) runs on the feed
 // thread while the old view keeps serving within the lease.
 //
@@ -233,6 +236,9 @@ class StoreView {
   std::condition_variable feed_cv_;
   bool feed_stop_ = false;
   std::thread feed_thread_;
+  // Readable from Stop() to Start(): ends the connections' network waits
+  // (StoreOptions::cancel_fd). -1 when no eventfd could be made.
+  int stop_fd_ = -1;
 };
 
 }  // namespace gatehouse::sidecar

@@ -164,5 +164,32 @@ TEST_F(PostgresCliTest, MigrateSaysWhereTheSchemaIsAndBackupPointsToPgDump) {
   EXPECT_NE(b.err.find("pg_dump"), std::string::npos) << b;
 }
 
+// `store renew-feed` gives the feed a new epoch on either backend (a new one
+// every time), says so, and records itself in the audit log.
+TEST_F(PostgresCliTest, RenewFeedGivesANewEpochOnBothBackendsAndIsAudited) {
+  for (const std::string& store : {sqlite_, locator_}) {
+    Gatehouse g(store);
+    ASSERT_TRUE(Succeeded(g.Run({"init", "--org", "Acme", "--owner", kOwner})));
+    ProcessResult r = g.As(kOwner, {"store", "renew-feed"});
+    ASSERT_TRUE(Succeeded(r)) << store;
+    EXPECT_NE(r.out.find("renewed the change feed of store"), std::string::npos) << r;
+    std::vector<int64_t> epochs;
+    for (int i = 0; i < 5; ++i) {
+      json j = g.Json(kOwner, {"store", "renew-feed"});
+      epochs.push_back(j["feed_epoch"].get<int64_t>());
+      if (i > 0) {
+        EXPECT_NE(epochs[i], epochs[i - 1]) << store;
+      }
+    }
+    json log = g.Json(kOwner, {"audit", "--limit", "1"});
+    ASSERT_EQ(log.size(), 1u) << log.dump();
+    EXPECT_EQ(log[0]["action"], "store.renew-feed") << log.dump();
+    EXPECT_EQ(log[0]["actor"], kOwner) << log.dump();
+    EXPECT_TRUE(Failed(g.Run({"store", "renew-feed", "extra"}), 2));
+  }
+  Gatehouse missing(dir_.File("missing.db"));
+  EXPECT_TRUE(Failed(missing.Run({"store", "renew-feed"}), 1));
+}
+
 }  // namespace
 }  // namespace gatehouse::testing

@@ -2,22 +2,29 @@
 #include "sidecar/state.h"
 
 #include <gtest/gtest.h>
+#include <signal.h>
 
 #include <chrono>
 #include <mutex>
+#include <random>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "sidecar/fixture.h"
+#include "sidecar/sweeper.h"
 #include "support/postgres.h"
+#include "store/pg_schema.h"
+#include "store/pg_store.h"
 #include "store/sqlite_store.h"
 #include "store/sqlite_store_testing.h"
 
 namespace gatehouse::sidecar {
 namespace {
 
+using gatehouse::testing::AddToken;
 using gatehouse::testing::CreateDemoStore;
+using gatehouse::testing::DemoToken;
 using gatehouse::testing::DefaultPolicyText;
 using gatehouse::testing::DemoStore;
 using gatehouse::testing::kNow;
@@ -50,6 +57,76 @@ class StateTest : public ::testing::Test {
     });
     EXPECT_TRUE(s.ok()) << s.status().ToString();
     return s.ok() ? std::move(s).value() : nullptr;
+  }
+  LogFn Log() {
+    return [this](std::string_view line) {
+      std::lock_guard<std::mutex> lock(mu_);
+      logs_.emplace_back(line);
+    };
+  }
+  SweeperOptions SweeperAt(const Clock* clock) const {
+    SweeperOptions so;
+    so.store_path = demo_.path;
+    so.clock = clock;
+    so.interval_s = 0;  // SweepNow only
+    return so;
+  }
+  // One Sweeper, one sweep, over generated tokens expiring around the sweep's
+  // now: exactly the expired ones go, the feed is pruned to feed_keep rows,
+  // and the view is told (after_delete) once; a second sweep finds nothing.
+  void CheckOneSweepDeletesTheExpiredAndPrunesTheFeed() {
+    auto writer = OpenStore(demo_.path);
+    ASSERT_TRUE(writer.ok()) << writer.status().ToString();
+    Store& w = **writer;
+    std::mt19937 rng(11);
+    std::vector<std::pair<DemoToken, int64_t>> made;
+    made.emplace_back(demo_.tokens["expiring"], kNow + 60);
+    made.emplace_back(demo_.tokens["org-bot"], kNow + 30 * 86400);
+    for (int i = 0; i < 24; ++i) {
+      const int64_t expires = kNow + 1 + static_cast<int64_t>(rng() % 200);
+      made.emplace_back(AddToken(w, demo_.api_users["org-bot"], "gen" + std::to_string(i),
+                                 kNow - 10, expires),
+                        expires);
+    }
+    clock_.Advance(100);
+    const int64_t now = clock_.NowSeconds();
+    int64_t expired = 0;
+    for (const auto& [t, expires] : made) expired += expires <= now ? 1 : 0;
+    ASSERT_GT(expired, 1);
+    int told = 0;
+    SweeperOptions so = SweeperAt(&clock_);
+    so.feed_keep = 3;
+    Sweeper sweeper(so, &metrics_, Log(), [&] {
+      ++told;
+      return Status::Ok();
+    });
+    auto n = sweeper.SweepNow();
+    ASSERT_TRUE(n.ok()) << n.status().ToString();
+    EXPECT_EQ(*n, expired);
+    EXPECT_EQ(told, 1);
+    for (const auto& [t, expires] : made) {
+      EXPECT_EQ(w.FindTokenById(t.id).ok(), expires > now) << t.id << " expires " << expires;
+    }
+    // Pruned: the feed's start is gone (a reader there loads everything),
+    // its head still reads.
+    auto from_start = w.ReadChangesSince(0, INT64_MAX);
+    ASSERT_FALSE(from_start.ok());
+    EXPECT_EQ(from_start.status().code(), StatusCode::kFailedPrecondition)
+        << from_start.status().ToString();
+    EXPECT_TRUE(w.ReadChangesSince(w.ChangeHead().value(), INT64_MAX).ok());
+    EXPECT_GT(MetricValue(metrics_.Render(), "gatehouse_feed_pruned_total"), 0) << metrics_.Render();
+    EXPECT_EQ(MetricValue(metrics_.Render(), "gatehouse_swept_tokens_total"), expired);
+    n = sweeper.SweepNow();
+    ASSERT_TRUE(n.ok()) << n.status().ToString();
+    EXPECT_EQ(*n, 0);
+    EXPECT_EQ(told, 1);
+  }
+  // A metric's value in the exposition (-1 when absent).
+  static double MetricValue(const std::string& text, const std::string& name) {
+    const std::string key = "\n" + name + " ";
+    const size_t at = text.find(key);
+    if (at == std::string::npos) return -1;
+    return std::stod(text.substr(at + key.size()));
   }
   std::string Logs() {
     std::lock_guard<std::mutex> lock(mu_);
@@ -197,6 +274,44 @@ TEST_F(StateTest, BackgroundSweeperRuns) {
   state->Stop();
 }
 
+TEST_F(StateTest, OneSweepDeletesTheExpiredTokensAndPrunesTheFeed) {
+  CheckOneSweepDeletesTheExpiredAndPrunesTheFeed();
+}
+
+TEST_F(StateTest, ASweepThatDeletedTokensDropsThemFromTheView) {
+  auto state = Open();
+  ASSERT_TRUE(state);
+  clock_.Advance(61);
+  auto n = state->sweeper().SweepNow();
+  ASSERT_TRUE(n.ok()) << n.status().ToString();
+  EXPECT_EQ(*n, 1);
+  // Caught up by the sweep itself, not by a request's slow path.
+  EXPECT_EQ(metrics_.token_index_size(), 5);
+}
+
+// A change the feed does not show (a row deleted by hand, the feed row gone
+// with it) is served on until the feed is renewed (`gatehouse store
+// renew-feed`); then the next catch-up loads everything and refuses it.
+TEST_F(StateTest, ARenewedFeedIsLoadedAgain) {
+  auto state = Open();
+  ASSERT_TRUE(state);
+  auto writer = OpenSqliteStore(demo_.path);
+  ASSERT_TRUE(writer.ok());
+  Store& w = **writer;
+  const std::string secret = demo_.tokens["org-bot"].secret;
+  ASSERT_TRUE(internal::ExecSqliteForTesting(
+                  w, "BEGIN; DELETE FROM tokens WHERE public_id = '" + demo_.tokens["org-bot"].id +
+                         "'; DELETE FROM changes WHERE seq = (SELECT max(seq) FROM changes); COMMIT;")
+                  .ok());
+  ASSERT_TRUE((*state->Fresh())->tokens->Verify(secret, kNow).active());  // unseen
+  ASSERT_TRUE(w.RenewFeedEpoch().ok());
+  auto fresh = state->Fresh();
+  ASSERT_TRUE(fresh.ok()) << fresh.status().ToString();
+  EXPECT_FALSE((*fresh)->tokens->Verify(secret, kNow).active());
+  EXPECT_EQ(MetricValue(metrics_.Render(), "gatehouse_store_full_loads_total"), 2);
+  EXPECT_NE(Logs().find("new epoch"), std::string::npos) << Logs();
+}
+
 TEST_F(StateTest, FreshRebuildsOncePerCommitNotOncePerThread) {
   auto state = Open();
   ASSERT_TRUE(state);
@@ -279,13 +394,6 @@ TEST_F(StateTest, AnAuditOnlyCommitKeepsTheSnapshotAnyOtherRebuildsIt) {
   EXPECT_EQ((*state->Fresh())->tokens->size(), 4u);
 }
 
-// A metric's value in the exposition (-1 when absent).
-double MetricValue(const std::string& text, const std::string& name) {
-  const std::string key = "\n" + name + " ";
-  const size_t at = text.find(key);
-  if (at == std::string::npos) return -1;
-  return std::stod(text.substr(at + key.size()));
-}
 
 TEST_F(StateTest, ChangesAreAppliedFromTheFeedWithoutLoadingEverything) {
   auto state = Open();
@@ -482,12 +590,136 @@ TEST_F(PostgresStateTest, PastTheLeaseEveryCheckIsRefusedUntilACatchUpConfirmsTh
   state->Stop();
 }
 
+TEST_F(PostgresStateTest, OneSweepDeletesTheExpiredTokensAndPrunesTheFeed) {
+  CheckOneSweepDeletesTheExpiredAndPrunesTheFeed();
+}
+
+// Over PostgreSQL: a row deleted with the triggers off (no feed row, no
+// notification) is served on; a renewal wakes the feed, which loads
+// everything, in the background, and refuses it.
+TEST_F(PostgresStateTest, ARenewedFeedIsLoadedAgain) {
+  feed_heartbeat_ms_ = 5000;  // the renewal's notification wakes the feed
+  max_staleness_ms_ = 60'000;
+  auto state = Open();
+  ASSERT_TRUE(state);
+  state->Start();
+  auto w = Writer();
+  ASSERT_TRUE(w);
+  const std::string secret = demo_.tokens["org-bot"].secret;
+  ASSERT_TRUE(internal::ExecPostgresForTesting(
+                  *w, "BEGIN; SET LOCAL session_replication_role = replica; DELETE FROM tokens "
+                      "WHERE public_id = '" + demo_.tokens["org-bot"].id + "'; COMMIT")
+                  .ok());
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  ASSERT_TRUE((*state->Fresh())->tokens->Verify(secret, kNow).active());  // unseen
+  ASSERT_TRUE(w->RenewFeedEpoch().ok());
+  EXPECT_TRUE(WaitFor([&] { return Refused(*state, secret); }, std::chrono::milliseconds(3000)))
+      << Logs();
+  state->Stop();
+  EXPECT_EQ(MetricValue(metrics_.Render(), "gatehouse_store_full_loads_total"), 2);
+}
+
+// One sidecar sweeps at a time: while another holds the sweep's (or the
+// prune's) advisory lock — as a sidecar does for the length of its sweep —
+// a sweeper deletes (prunes) nothing; once it is released, the next sweeps.
+TEST_F(PostgresStateTest, WhileAnotherSidecarSweepsASweeperLeavesTheStoreAlone) {
+  auto other = Writer();
+  auto check = Writer();
+  ASSERT_TRUE(other && check);
+  clock_.Advance(61);
+  SweeperOptions so = SweeperAt(&clock_);
+  so.feed_keep = 0;
+  Sweeper first(so, &metrics_, Log(), nullptr), second(so, &metrics_, Log(), nullptr);
+  const int64_t head = check->ChangeHead().value();
+  ASSERT_TRUE(internal::ExecPostgresForTesting(
+                  *other, "BEGIN; SELECT pg_advisory_xact_lock(" +
+                              std::to_string(internal::kPgSweeperLock) +
+                              "); SELECT pg_advisory_xact_lock(" +
+                              std::to_string(internal::kPgPruneLock) + ")")
+                  .ok());
+  for (Sweeper* s : {&first, &second}) {
+    auto n = s->SweepNow();
+    ASSERT_TRUE(n.ok()) << n.status().ToString();
+    EXPECT_EQ(*n, 0);
+  }
+  EXPECT_TRUE(check->FindTokenById(demo_.tokens["expiring"].id).ok());
+  EXPECT_TRUE(check->ReadChangesSince(0, INT64_MAX).ok()) << "pruned while another sidecar held the lock";
+  EXPECT_EQ(check->ChangeHead().value(), head);
+  ASSERT_TRUE(internal::ExecPostgresForTesting(*other, "COMMIT").ok());
+  auto n = second.SweepNow();
+  ASSERT_TRUE(n.ok()) << n.status().ToString();
+  EXPECT_EQ(*n, 1);
+  EXPECT_FALSE(check->FindTokenById(demo_.tokens["expiring"].id).ok());
+  EXPECT_FALSE(check->ReadChangesSince(0, INT64_MAX).ok());
+  n = first.SweepNow();
+  ASSERT_TRUE(n.ok()) << n.status().ToString();
+  EXPECT_EQ(*n, 0);
+}
+
 // The demo's tokens' time, with real intervals (the lease runs on them).
 class DemoTimeRealIntervals final : public Clock {
  public:
   int64_t NowSeconds() const override { return kNow; }
   int64_t MonotonicMillis() const override { return RealClock::Instance().MonotonicMillis(); }
 };
+
+// Stop() does not wait for the feed's heartbeat (a sidecar's SIGTERM): the
+// wait for a notification polls a stop eventfd beside the socket. The
+// heartbeat is long, so waiting for it would take seconds.
+TEST_F(PostgresStateTest, StopDoesNotWaitForTheFeedsHeartbeat) {
+  feed_heartbeat_ms_ = 5000;
+  max_staleness_ms_ = 60'000;
+  auto state = Open();
+  ASSERT_TRUE(state);
+  state->Start();
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));  // the feed is waiting now
+  const auto start = std::chrono::steady_clock::now();
+  state->Stop();
+  const auto took = std::chrono::steady_clock::now() - start;
+  EXPECT_LT(took, std::chrono::milliseconds(2500))
+      << std::chrono::duration_cast<std::chrono::milliseconds>(took).count() << " ms";
+  EXPECT_EQ(Logs().find("failed"), std::string::npos) << Logs();
+}
+
+// A reconnect into a server that never answers (its postmaster stopped with
+// SIGSTOP: the socket takes the connection into its backlog, nothing replies
+// to the startup packet) delays neither requests — served within the lease —
+// nor Stop(), which cuts the connect short instead of waiting for its 5 s
+// deadline.
+TEST_F(PostgresStateTest, AConnectThatNeverAnswersDelaysNeitherRequestsNorStop) {
+  static const DemoTimeRealIntervals clock;
+  clock_override_ = &clock;
+  feed_heartbeat_ms_ = 50;
+  max_staleness_ms_ = 60'000;
+  auto state = Open();
+  ASSERT_TRUE(state);
+  auto killer = Writer();  // connected before the postmaster stops
+  ASSERT_TRUE(killer);
+  state->Start();
+  ASSERT_EQ(::kill(pg_->pid(), SIGSTOP), 0);
+  struct Resume {
+    pid_t pid;
+    ~Resume() { ::kill(pid, SIGCONT); }
+  } resume{pg_->pid()};
+  // Drop the feed's connection (every other backend of this database).
+  auto dropped = internal::QueryPostgresIntForTesting(
+      *killer,
+      "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = "
+      "current_database() AND pid <> pg_backend_pid()");
+  ASSERT_TRUE(dropped.ok()) << dropped.status().ToString();
+  ASSERT_GE(*dropped, 1);
+  ASSERT_TRUE(WaitFor([&] { return Logs().find("failed") != std::string::npos; })) << Logs();
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));  // reconnecting now, into nothing
+  for (int i = 0; i < 100; ++i) ASSERT_TRUE(state->Fresh().ok());
+  ASSERT_TRUE(state->CheckStore().ok());
+  const auto start = std::chrono::steady_clock::now();
+  state->Stop();
+  const auto took = std::chrono::steady_clock::now() - start;
+  EXPECT_LT(took, std::chrono::milliseconds(2500))
+      << std::chrono::duration_cast<std::chrono::milliseconds>(took).count() << " ms\n"
+      << Logs();
+}
+
 
 TEST_F(PostgresStateTest, ALostServerIsRefusedWithinTheBoundAndWhatChangedMeanwhileIsRefusedAfter) {
   static const DemoTimeRealIntervals clock;

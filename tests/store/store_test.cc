@@ -3,7 +3,10 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <gtest/gtest.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -1554,6 +1557,35 @@ TEST_P(StoreTest, WaitForChangeTimesOutWithoutACommit) {
   EXPECT_FALSE(audit_only);
 }
 
+// A renewed feed epoch is new every time, is what every later batch carries,
+// and is refused on a read-only store; on PostgreSQL it wakes subscribers.
+TEST_P(StoreTest, RenewFeedEpochGivesEveryLaterBatchANewEpoch) {
+  auto writer = Create();
+  ASSERT_NE(writer, nullptr);
+  Populate(*writer);
+  auto reader = Open(StoreOptions{.read_only = true});
+  ASSERT_NE(reader, nullptr);
+  ASSERT_OK(reader->Subscribe());
+  ASSERT_OK_AND_ASSIGN(head, writer->ChangeHead());
+  ASSERT_OK_AND_ASSIGN(first, reader->FeedEpoch());
+  std::set<int64_t> seen = {first};
+  for (int i = 0; i < 20; ++i) {
+    ASSERT_OK_AND_ASSIGN(renewed, writer->RenewFeedEpoch());
+    EXPECT_TRUE(seen.insert(renewed).second) << "epoch " << renewed << " came again";
+    EXPECT_GE(renewed, 0);
+    ASSERT_OK_AND_ASSIGN(now, reader->FeedEpoch());
+    EXPECT_EQ(now, renewed);
+    ASSERT_OK_AND_ASSIGN(batch, reader->ReadChangesSince(head, 1000));
+    EXPECT_EQ(batch.epoch, renewed);
+    EXPECT_EQ(batch.head, head);  // no feed row: nothing else changed
+  }
+  if (IsPostgres()) {
+    ASSERT_OK_AND_ASSIGN(woke, reader->WaitForChange(5000));
+    EXPECT_TRUE(woke) << "a renewal must wake the subscribers";
+  }
+  EXPECT_EQ(reader->RenewFeedEpoch().status().code(), StatusCode::kFailedPrecondition);
+}
+
 // ---- the locator ----
 
 TEST(StoreLocator, PostgresLocatorsAreUrisOfEitherSchemeAndEverythingElseIsAPath) {
@@ -1790,6 +1822,98 @@ TEST_F(PostgresStoreTest, AServerThatStopsAnsweringCostsTheDeadlineNotAHang) {
   EXPECT_EQ((*quick)->ListOrganizations().status().code(), StatusCode::kIoError);
   // Another connection never noticed.
   EXPECT_TRUE(store->TheOnlyOrganization().ok());
+}
+
+// A "server" that never answers: a Unix socket where PostgreSQL's would be,
+// listening but never accepting. A connect is taken into its backlog, and
+// nothing ever replies to the startup packet.
+class SilentSocket {
+ public:
+  SilentSocket() {
+    char tmpl[] = "/tmp/gh-silent-XXXXXX";
+    if (::mkdtemp(tmpl) == nullptr) return;
+    dir_ = tmpl;
+    fd_ = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_un a{};
+    a.sun_family = AF_UNIX;
+    const std::string path = dir_ + "/.s.PGSQL.5432";
+    std::snprintf(a.sun_path, sizeof a.sun_path, "%s", path.c_str());
+    if (fd_ < 0 || ::bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 ||
+        ::listen(fd_, 64) != 0) {
+      ADD_FAILURE() << "cannot listen on " << path;
+    }
+  }
+  ~SilentSocket() {
+    if (fd_ >= 0) ::close(fd_);
+    if (!dir_.empty()) std::filesystem::remove_all(dir_);
+  }
+  std::string Locator(const std::string& extra = "") const {
+    return "postgresql:///gatehouse?host=" + dir_ + "&user=gh" + extra;
+  }
+
+ private:
+  std::string dir_;
+  int fd_ = -1;
+};
+
+// The connect has one deadline (the locator's connect_timeout, default 5 s)
+// and ends at once when the caller's cancel_fd becomes readable; a
+// subscriber's wait for a change does too. Never a hang.
+TEST_F(PostgresStoreTest, AConnectNobodyAnswersEndsAtItsDeadlineOrAtOnceWhenCancelled) {
+  SilentSocket silent;
+  auto timed_out = OpenStore(silent.Locator("&connect_timeout=2"));
+  ASSERT_FALSE(timed_out.ok());
+  EXPECT_EQ(timed_out.status().code(), StatusCode::kIoError) << timed_out.status().ToString();
+  EXPECT_NE(timed_out.status().message().find("no answer within 2 s"), std::string::npos)
+      << timed_out.status().ToString();
+
+  const int cancel = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  ASSERT_GE(cancel, 0);
+  StoreOptions options;
+  options.cancel_fd = cancel;
+  const auto start = std::chrono::steady_clock::now();
+  std::thread stopper([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    const uint64_t one = 1;
+    EXPECT_EQ(::write(cancel, &one, sizeof one), static_cast<ssize_t>(sizeof one));
+  });
+  auto cancelled = OpenStore(silent.Locator(), options);  // the default deadline: 5 s
+  const auto waited = std::chrono::steady_clock::now() - start;
+  stopper.join();
+  ASSERT_FALSE(cancelled.ok());
+  EXPECT_EQ(cancelled.status().code(), StatusCode::kIoError) << cancelled.status().ToString();
+  EXPECT_NE(cancelled.status().message().find("stopped while connecting"), std::string::npos)
+      << cancelled.status().ToString();
+  EXPECT_LT(waited, std::chrono::milliseconds(4000));
+  // Already readable: a real server's connect ends before it starts.
+  auto created = Create();
+  ASSERT_NE(created, nullptr);
+  options.read_only = true;
+  auto refused = OpenStore(locator_, options);
+  EXPECT_EQ(refused.status().code(), StatusCode::kIoError) << refused.status().ToString();
+  // A subscriber's wait for a change ends when its cancel_fd becomes
+  // readable (false: no change seen), not at its timeout.
+  const int stop = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  ASSERT_GE(stop, 0);
+  options.cancel_fd = stop;
+  auto reader = OpenStore(locator_, options);
+  ASSERT_OK(reader.status());
+  ASSERT_OK((*reader)->Subscribe());
+  const auto wait_start = std::chrono::steady_clock::now();
+  std::thread waker([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    const uint64_t one = 1;
+    EXPECT_EQ(::write(stop, &one, sizeof one), static_cast<ssize_t>(sizeof one));
+  });
+  Result<bool> woke = (*reader)->WaitForChange(30'000);
+  const auto wait_took = std::chrono::steady_clock::now() - wait_start;
+  waker.join();
+  ASSERT_OK(woke.status());
+  EXPECT_FALSE(*woke);
+  EXPECT_LT(wait_took, std::chrono::seconds(10));
+  reader->reset();
+  ::close(stop);
+  ::close(cancel);
 }
 
 TEST_F(PostgresStoreTest, CopyFromSqliteKeepsIdsAndTheAuditLogAndRefusesANonEmptyTarget) {

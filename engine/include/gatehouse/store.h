@@ -62,6 +62,14 @@ struct StoreOptions {
   // committed revocation survives a power failure. Off: synchronous=NORMAL,
   // faster, still safe against process crashes. Default true.
   bool durable_commits = true;
+  // A file descriptor the caller makes readable to stop (e.g. an eventfd
+  // written by a Stop()): a store on the network polls it beside its socket,
+  // and once it is readable every wait — connecting, a statement,
+  // WaitForChange — ends at once (a statement with IoError "stopped while
+  // ...", the connection closed; WaitForChange with false). Owned by the
+  // caller, kept open while the Store lives. SQLite does not wait on the
+  // network and ignores it. Default -1: none.
+  int cancel_fd = -1;
 };
 
 struct Organization {
@@ -361,7 +369,10 @@ class Store {
   // The feed's epoch: it changes when the content is replaced wholesale (a
   // restore), after which no earlier feed number means anything. A reader
   // keeps the epoch of its full load and loads everything again when a
-  // batch's epoch differs.
+  // batch's epoch differs. PostgreSQL: the stored epoch combined with the
+  // server's WAL timeline, which a promotion moves: a replica promoted after
+  // commits readers had applied (and whose feed numbers it may hand out
+  // again) shows a new epoch without anyone renewing it.
   virtual Result<int64_t> FeedEpoch() = 0;
   // Everything changed after feed number `after`, in one snapshot (or in the
   // caller's ReadSnapshot). FailedPrecondition ("the change feed was pruned
@@ -373,6 +384,13 @@ class Store {
   // Drops feed rows so that at most `keep_last` remain; returns how many were
   // dropped. A reader that applied less than the new floor loads everything.
   virtual Result<int64_t> PruneChanges(int64_t keep_last) = 0;
+  // Gives the feed a new stored epoch, in a write transaction: every reader
+  // loads everything on its next catch-up. For when feed numbers may have
+  // been reused or bypassed in a way the store cannot see: a failover that
+  // keeps the timeline (a logical replica), a database restored with
+  // pg_restore, rows changed with the triggers disabled. Returns the new
+  // FeedEpoch().
+  virtual Result<int64_t> RenewFeedEpoch() = 0;
 
   // ---- Following the store from another process ----
   //

@@ -4,11 +4,15 @@
 // One connection per PgStore (the Store contract is one thread at a time).
 // Every statement is sent asynchronously and waited for with poll() under a
 // deadline, so a server that stops answering costs at most that deadline,
-// never a hang: connect_timeout bounds the connect, TCP keepalives and
+// never a hang: the connect is asynchronous too (PQconnectStartParams and
+// PQconnectPoll, polled under a deadline: the locator's connect_timeout,
+// default 5 s, for the whole connect), TCP keepalives and
 // tcp_user_timeout notice a dead peer, statement_timeout bounds the server's
 // work, and the client's own deadline (statement_timeout + 2 s) bounds the
 // wait for an answer. A connection that missed its deadline or broke is
 // closed; every later call is IoError (the caller opens a new Store).
+// StoreOptions::cancel_fd, when set, is polled beside the socket: once it is
+// readable every wait (connect, statement, WaitForChange) ends at once.
 //
 // Semantics follow the SQLite store (sqlite_store.cc) method by method; the
 // schema is pg_schema.cc. What differs, and why:
@@ -72,6 +76,31 @@ namespace {
 constexpr int kDefaultStatementTimeoutMs = 30000;
 constexpr int kClientSlackMs = 2000;
 constexpr int kScanBatch = 10000;
+// The whole connect's deadline unless the locator sets connect_timeout.
+constexpr int kDefaultConnectTimeoutS = 5;
+
+// What a wait on the connection's socket came to.
+enum class Ready { kYes, kTimeout, kCancelled, kError };
+
+// Waits for `events` on `fd`, or for `cancel_fd` (when >= 0) to become
+// readable, until `deadline`.
+Ready PollUntil(int fd, short events, int cancel_fd,
+                std::chrono::steady_clock::time_point deadline) {
+  if (fd < 0) return Ready::kError;
+  for (int round = 0; round < 1'000'000; ++round) {
+    const auto now = std::chrono::steady_clock::now();
+    if (now >= deadline) return Ready::kTimeout;
+    const auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - now).count();
+    pollfd p[2] = {{fd, events, 0}, {cancel_fd, POLLIN, 0}};
+    const nfds_t n = cancel_fd >= 0 ? 2 : 1;
+    const int rc = ::poll(p, n, static_cast<int>(std::min<int64_t>(left, INT_MAX)));
+    if (rc < 0 && errno == EINTR) continue;
+    if (rc < 0) return Ready::kError;
+    if (n == 2 && p[1].revents != 0) return Ready::kCancelled;
+    if (rc > 0) return Ready::kYes;
+  }
+  return Ready::kTimeout;
+}
 
 #define GH_FOLD(x) "translate(" x ", 'ABCDEFGHIJKLMNOPQRSTUVWXYZ', 'abcdefghijklmnopqrstuvwxyz')"
 #define GH_WORKSPACE_COLUMNS "SELECT id, org_id, name, type, owner_user_id FROM workspaces "
@@ -335,6 +364,7 @@ class PgStore final : public Store {
 
   Result<int64_t> ChangeHead() override;
   Result<int64_t> FeedEpoch() override;
+  Result<int64_t> RenewFeedEpoch() override;
   Result<ChangeBatch> ReadChangesSince(int64_t after, int64_t max_changes) override;
   Result<int64_t> PruneChanges(int64_t keep_last) override;
   Status Subscribe() override;
@@ -360,6 +390,8 @@ class PgStore final : public Store {
   Result<PgResult> Run(const std::string& sql, const std::vector<Param>& params, const What& what);
   Status Wait(short events, std::chrono::steady_clock::time_point deadline, const What& what);
   Status Lost(std::string_view doing);
+  // Closes the connection: the caller's cancel_fd said stop.
+  Status Cancelled(std::string_view doing);
   void DrainNotifies();
   Status Error(const PGresult* r, const What& what);
   Status ReadOnlyRefusal() const {
@@ -404,23 +436,57 @@ class PgStore final : public Store {
 Status PgStore::Connect() {
   // Defaults first: the locator (expanded from dbname) overrides them.
   const std::string busy = std::to_string(options_.busy_timeout_ms);
+  const std::string connect_timeout = std::to_string(kDefaultConnectTimeoutS);
   const char* keys[] = {"connect_timeout",  "keepalives",      "keepalives_idle",
                         "keepalives_interval", "keepalives_count", "tcp_user_timeout",
                         "application_name", "dbname",          "client_encoding", nullptr};
-  const char* values[] = {"5", "1", "5", "2", "3", "10000", "gatehouse", locator_.c_str(), "UTF8",
-                          nullptr};
-  conn_ = PQconnectdbParams(keys, values, /*expand_dbname=*/1);
-  if (conn_ == nullptr) return Status::Internal("out of memory connecting to a store");
-  if (PQstatus(conn_) != CONNECTION_OK) {
-    std::string msg = PQerrorMessage(conn_);
+  const char* values[] = {connect_timeout.c_str(), "1", "5", "2", "3", "10000", "gatehouse",
+                          locator_.c_str(), "UTF8", nullptr};
+  auto fail = [this](std::string msg) -> Status {
     while (!msg.empty() && (msg.back() == '\n' || msg.back() == ' ')) msg.pop_back();
-    PQfinish(conn_);
+    if (conn_ != nullptr) PQfinish(conn_);
     conn_ = nullptr;
     if (msg.find("does not exist") != std::string::npos && msg.find("database") != std::string::npos) {
       return Status::FailedPrecondition("store " + shown_ + " does not exist (" + msg +
                                         "); create the database, then run `gatehouse init`");
     }
     return Status::IoError("cannot connect to store " + shown_ + ": " + msg);
+  };
+  // Asynchronous, so that the whole connect (every host and address the
+  // locator names, TLS included) has one deadline and the caller's cancel_fd
+  // ends it at once. (PQconnectPoll does not apply connect_timeout itself.)
+  conn_ = PQconnectStartParams(keys, values, /*expand_dbname=*/1);
+  if (conn_ == nullptr) return Status::Internal("out of memory connecting to a store");
+  if (PQstatus(conn_) == CONNECTION_BAD) return fail(PQerrorMessage(conn_));
+  int timeout_s = kDefaultConnectTimeoutS;
+  if (PQconninfoOption* info = PQconninfo(conn_)) {
+    for (PQconninfoOption* o = info; o->keyword != nullptr; ++o) {
+      if (std::strcmp(o->keyword, "connect_timeout") == 0 && o->val != nullptr) {
+        const int t = std::atoi(o->val);
+        // libpq's meaning: 0 or less waits forever (here: the default), 1 is 2.
+        timeout_s = t <= 0 ? kDefaultConnectTimeoutS : std::max(t, 2);
+      }
+    }
+    PQconninfoFree(info);
+  }
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(timeout_s);
+  PostgresPollingStatusType st = PGRES_POLLING_WRITING;  // libpq: start as if it said so
+  for (int round = 0; round < 100'000 && st != PGRES_POLLING_OK; ++round) {
+    if (st == PGRES_POLLING_FAILED) return fail(PQerrorMessage(conn_));
+    const Ready r = PollUntil(PQsocket(conn_), st == PGRES_POLLING_READING ? POLLIN : POLLOUT,
+                              options_.cancel_fd, deadline);
+    if (r == Ready::kTimeout) {
+      return fail("no answer within " + std::to_string(timeout_s) + " s (connect_timeout)");
+    }
+    if (r == Ready::kCancelled) return Cancelled("connecting");
+    if (r == Ready::kError) {
+      const std::string why = PQerrorMessage(conn_);
+      return fail(why.empty() ? std::string("waiting for the connection failed") : why);
+    }
+    st = PQconnectPoll(conn_);
+  }
+  if (st != PGRES_POLLING_OK || PQstatus(conn_) != CONNECTION_OK) {
+    return fail(PQerrorMessage(conn_));
   }
   // libpq prints the server's notices and warnings on stderr by default
   // ("terminating connection due to immediate shutdown command"): stray
@@ -573,23 +639,27 @@ Status PgStore::Lost(std::string_view doing) {
                          (msg.empty() ? "" : ": " + msg));
 }
 
+Status PgStore::Cancelled(std::string_view doing) {
+  if (conn_ != nullptr) PQfinish(conn_);
+  conn_ = nullptr;
+  return Status::IoError("stopped while " + std::string(doing) + " (store " + shown_ + ")");
+}
+
 Status PgStore::Wait(short events, std::chrono::steady_clock::time_point deadline,
                      const What& what) {
-  for (int round = 0; round < 1'000'000; ++round) {
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-        deadline - std::chrono::steady_clock::now());
-    if (left.count() <= 0) {
+  switch (PollUntil(PQsocket(conn_), events, options_.cancel_fd, deadline)) {
+    case Ready::kYes:
+      return Status::Ok();
+    case Ready::kTimeout:
       if (conn_ != nullptr) PQfinish(conn_);
       conn_ = nullptr;
       return Status::IoError("store " + shown_ + " did not answer within " +
                              std::to_string(statement_timeout_ms_ + kClientSlackMs) + " ms while " +
                              what.doing);
-    }
-    pollfd p{PQsocket(conn_), events, 0};
-    const int rc = ::poll(&p, 1, static_cast<int>(left.count()));
-    if (rc < 0 && errno == EINTR) continue;
-    if (rc < 0) return Lost(what.doing);
-    if (rc > 0) return Status::Ok();
+    case Ready::kCancelled:
+      return Cancelled(what.doing);
+    case Ready::kError:
+      break;
   }
   return Lost(what.doing);
 }
@@ -804,11 +874,44 @@ Result<int64_t> PgStore::ChangeHead() {
   return r.Int(0, 0);
 }
 
+// The server's WAL timeline, as the first 8 hex digits of the current WAL
+// file's name (any role may ask; a standby, which has no current WAL
+// position, says 0). A promotion starts a new timeline at once.
+#define GH_PG_TIMELINE                                                                  \
+  "CASE WHEN pg_is_in_recovery() THEN 0 ELSE ('x' || substr(pg_walfile_name("           \
+  "pg_current_wal_lsn()), 1, 8))::bit(32)::bigint END"
+
+namespace {
+// The epoch readers compare: the stored one (random, below 2^62) moved by the
+// timeline, so that either changing changes it.
+int64_t CombinedEpoch(int64_t stored, int64_t timeline) {
+  const uint64_t mixed = static_cast<uint64_t>(stored) +
+                         static_cast<uint64_t>(timeline) * 0x9E3779B97F4A7C15ULL;
+  return static_cast<int64_t>(mixed & ((uint64_t{1} << 62) - 1));
+}
+}  // namespace
+
 Result<int64_t> PgStore::FeedEpoch() {
-  GH_ASSIGN_OR_RETURN(r, Run("SELECT epoch FROM gatehouse_meta WHERE id = 1", {},
-                             {"reading the change feed's epoch"}));
+  GH_ASSIGN_OR_RETURN(r, Run("SELECT epoch, " GH_PG_TIMELINE " FROM gatehouse_meta WHERE id = 1",
+                             {}, {"reading the change feed's epoch"}));
   if (r.Rows() != 1) return Status::Corruption("store " + shown_ + " has no change feed epoch");
-  return r.Int(0, 0);
+  return CombinedEpoch(r.Int(0, 0), r.Int(0, 1));
+}
+
+Result<int64_t> PgStore::RenewFeedEpoch() {
+  GATEHOUSE_RETURN_IF_ERROR(Transaction([&]() -> Status {
+    // A random epoch as a new store's (pg_schema.cc), never the old one; and
+    // a wake-up for the subscribers (at commit), who then load everything.
+    GATEHOUSE_RETURN_IF_ERROR(
+        Run("UPDATE gatehouse_meta SET epoch = CASE WHEN r = epoch THEN r + 1 ELSE r END FROM "
+            "(SELECT floor(random() * 4611686018427387903)::bigint AS r) AS n WHERE id = 1",
+            {}, {"renewing the change feed's epoch"})
+            .status());
+    return Run("SELECT pg_notify('gatehouse_changes', txn::text) FROM change_head WHERE id = 1",
+               {}, {"renewing the change feed's epoch"})
+        .status();
+  }));
+  return FeedEpoch();
 }
 
 Result<ChangeBatch> PgStore::ReadChangesSince(int64_t after, int64_t max_changes) {
@@ -823,14 +926,15 @@ Result<ChangeBatch> PgStore::ReadChangesSince(int64_t after, int64_t max_changes
                                      " is ahead of the store's (" + std::to_string(head) +
                                      "): a different store?");
     }
-    GH_ASSIGN_OR_RETURN(meta, Run("SELECT pruned_through, epoch FROM gatehouse_meta WHERE id = 1",
+    GH_ASSIGN_OR_RETURN(meta, Run("SELECT pruned_through, epoch, " GH_PG_TIMELINE
+                                  " FROM gatehouse_meta WHERE id = 1",
                                   {}, {"reading the change feed"}));
     if (meta.Rows() != 1) return Status::Corruption("store " + shown_ + " has no change feed");
     if (after < meta.Int(0, 0)) {
       return Status::FailedPrecondition("the change feed was pruned past " +
                                         std::to_string(after));
     }
-    batch.epoch = meta.Int(0, 1);
+    batch.epoch = CombinedEpoch(meta.Int(0, 1), meta.Int(0, 2));
     batch.head = head;
     if (head == after) return Status::Ok();
     const int64_t limit = max_changes == INT64_MAX ? max_changes : max_changes + 1;
@@ -983,14 +1087,9 @@ Result<bool> PgStore::WaitForChange(int timeout_ms) {
       notified_ = false;
       return true;
     }
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-        deadline - std::chrono::steady_clock::now());
-    if (left.count() <= 0) return false;
-    pollfd p{PQsocket(conn_), POLLIN, 0};
-    const int rc = ::poll(&p, 1, static_cast<int>(left.count()));
-    if (rc < 0 && errno == EINTR) continue;
-    if (rc < 0) return Lost("waiting for changes");
-    if (rc == 0) return false;
+    const Ready r = PollUntil(PQsocket(conn_), POLLIN, options_.cancel_fd, deadline);
+    if (r == Ready::kTimeout || r == Ready::kCancelled) return false;  // the caller sees its stop
+    if (r == Ready::kError) return Lost("waiting for changes");
     if (PQconsumeInput(conn_) == 0) return Lost("waiting for changes");
   }
   return false;

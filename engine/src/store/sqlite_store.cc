@@ -108,6 +108,7 @@ enum class Sql : int {
   kOrgsOfChangedRows,
   kPruneChanges,
   kSetPrunedThrough,
+  kSetFeedEpoch,
 
   kCount,
 };
@@ -214,6 +215,9 @@ constexpr std::array<const char*, static_cast<size_t>(Sql::kCount)> kSqlText = {
     "SELECT id1 FROM changes WHERE seq > ?1 AND seq <= ?2 AND tbl IN ('workspaces', 'memberships'))",
     "DELETE FROM changes WHERE seq <= ?1",
     "UPDATE change_feed SET pruned_through = ?1 WHERE id = 1 AND pruned_through < ?1",
+    // abs(random() >> 1) as a new store's, and never ?1 (the old epoch).
+    "UPDATE change_feed SET epoch = (SELECT CASE WHEN r = ?1 THEN r + 1 ELSE r END FROM "
+    "(SELECT abs(random() >> 1) AS r)) WHERE id = 1",
 };
 
 bool IsUniqueViolation(int rc) {
@@ -381,6 +385,7 @@ class SqliteStore final : public Store {
 
   Result<int64_t> ChangeHead() override;
   Result<int64_t> FeedEpoch() override;
+  Result<int64_t> RenewFeedEpoch() override;
   Result<ChangeBatch> ReadChangesSince(int64_t after, int64_t max_changes) override;
   Result<int64_t> PruneChanges(int64_t keep_last) override;
   Status Subscribe() override { return Status::Ok(); }
@@ -987,6 +992,21 @@ Result<int64_t> SqliteStore::PruneChanges(int64_t keep_last) {
     return Status::Ok();
   }));
   return dropped;
+}
+
+Result<int64_t> SqliteStore::RenewFeedEpoch() {
+  int64_t renewed = 0;
+  GATEHOUSE_RETURN_IF_ERROR(Transaction([&]() -> Status {
+    GH_ASSIGN_OR_RETURN(old, FeedEpoch());
+    // A random epoch as a new store's (schema.cc), never the old one.
+    GH_ASSIGN_OR_RETURN(u, Use(Sql::kSetFeedEpoch));
+    int rc = u.Bind(old).Step();
+    if (rc != SQLITE_DONE) return Error(rc, "renewing the change feed's epoch");
+    GH_ASSIGN_OR_RETURN(now, FeedEpoch());
+    renewed = now;
+    return Status::Ok();
+  }));
+  return renewed;
 }
 
 // ---------------------------------------------------------------------------
