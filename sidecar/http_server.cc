@@ -107,6 +107,57 @@ bool IsParseError(const error_code& ec) {
          ec != http::error::end_of_stream && ec != http::error::partial_message;
 }
 
+// A bump allocator for the parser's header fields, one per I/O thread. Beast
+// allocates every field (and the target) separately; a parser only gets its
+// fields once the whole header is there, and is destroyed once the request
+// is answered, so nearly always every allocation of the previous request is
+// gone when the next one starts and the block is reused from its start: a
+// request's header costs no malloc. Past the block (a large header, or
+// several requests waiting for their bodies at once) it falls back to
+// operator new.
+class FieldArena {
+ public:
+  void* Allocate(size_t n, size_t align) {
+    const size_t at = (used_ + align - 1) & ~(align - 1);
+    if (align <= alignof(std::max_align_t) && at + n <= sizeof block_) {
+      used_ = at + n;
+      ++live_;
+      return block_ + at;
+    }
+    return ::operator new(n);
+  }
+  void Deallocate(void* p, size_t n) noexcept {
+    auto* c = static_cast<char*>(p);
+    if (c >= block_ && c < block_ + sizeof block_) {
+      if (--live_ == 0) used_ = 0;
+      return;
+    }
+    ::operator delete(p, n);
+  }
+
+ private:
+  alignas(std::max_align_t) char block_[4096];
+  size_t used_ = 0;
+  size_t live_ = 0;
+};
+
+template <class T>
+struct ArenaAllocator {
+  using value_type = T;
+  FieldArena* arena;
+  explicit ArenaAllocator(FieldArena* a) noexcept : arena(a) {}
+  template <class U>
+  ArenaAllocator(const ArenaAllocator<U>& other) noexcept : arena(other.arena) {}
+  T* allocate(size_t n) { return static_cast<T*>(arena->Allocate(n * sizeof(T), alignof(T))); }
+  void deallocate(T* p, size_t n) noexcept { arena->Deallocate(p, n * sizeof(T)); }
+  template <class U>
+  bool operator==(const ArenaAllocator<U>& other) const noexcept {
+    return arena == other.arena;
+  }
+};
+
+using Parser = http::request_parser<http::string_body, ArenaAllocator<char>>;
+
 class SessionBase {
  public:
   virtual ~SessionBase() = default;
@@ -130,6 +181,12 @@ struct Worker {
   std::array<char, 16 * 1024> scratch;  // lingering closes read into it and drop it
   uint64_t next_request = 0;
   int index = 0;
+  FieldArena arena;  // the parsers' header fields (FieldArena)
+  // The request being handled: reused, so that its strings keep their
+  // capacity from one request to the next (a handler runs to completion on
+  // this thread, so one is enough per thread).
+  HttpRequest request;
+  std::string spare_body;  // a body buffer with capacity, for the next parser
   net::io_context ioc{1};
   std::optional<net::executor_work_guard<net::io_context::executor_type>> guard{
       net::make_work_guard(ioc)};
@@ -194,11 +251,32 @@ struct HttpServer::Impl {
   void OnAccepted(Socket&& socket, Worker& worker);
   void StopOnWorker(Worker& worker);
 
-  std::string NewRequestId(Worker& w) {
+  // PREFIX-WORKER-N, in hex; written into `out` (no printf: it showed in
+  // the profile).
+  void NewRequestId(Worker& w, std::string& out) {
+    static constexpr char kHex[] = "0123456789abcdef";
     char buf[48];
-    std::snprintf(buf, sizeof buf, "%s-%x-%llx", request_id_prefix.c_str(), w.index,
-                  static_cast<unsigned long long>(++w.next_request));
-    return buf;
+    char* end = buf + sizeof buf;
+    char* p = end;
+    uint64_t n = ++w.next_request;
+    do {
+      *--p = kHex[n & 15];
+      n >>= 4;
+    } while (n > 0);
+    *--p = '-';
+    unsigned i = static_cast<unsigned>(w.index);
+    do {
+      *--p = kHex[i & 15];
+      i >>= 4;
+    } while (i > 0);
+    *--p = '-';
+    out.assign(request_id_prefix);
+    out.append(p, static_cast<size_t>(end - p));
+  }
+  std::string NewRequestId(Worker& w) {
+    std::string id;
+    NewRequestId(w, id);
+    return id;
   }
 };
 
@@ -385,7 +463,9 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
   // Waits for the first bytes of the next request (idle: the keep-alive
   // timeout applies), unless pipelined bytes are already buffered.
   void WaitForRequest() {
-    parser_.emplace();
+    parser_.emplace(std::piecewise_construct, std::make_tuple(),
+                    std::make_tuple(ArenaAllocator<char>(&worker_->arena)));
+    parser_->get().body().swap(worker_->spare_body);  // its capacity, if any
     parser_->header_limit(static_cast<std::uint32_t>(
         std::min<size_t>(server_->options.header_max_bytes, UINT32_MAX)));
     parser_->body_limit(server_->options.payload_max_bytes);
@@ -568,14 +648,39 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
     field.assign(value.data(), value.size());
   }
 
-  HttpRequest ToRequest() {
+  // Clears every field of the reused request (capacity kept). A field added
+  // to HttpRequest must be cleared here too, or one request would see the
+  // previous one's value: the size check stops the build until it is.
+  static void ResetRequest(HttpRequest& r) {
+    static_assert(sizeof(HttpRequest) == 12 * sizeof(std::string) + sizeof(std::string_view) + 8,
+                  "HttpRequest changed: clear the new field in ResetRequest");
+    r.method.clear();
+    r.path.clear();
+    r.target.clear();
+    r.body.clear();
+    r.authorization.clear();
+    r.content_type.clear();
+    r.original_method.clear();
+    r.original_uri.clear();
+    r.forwarded_method.clear();
+    r.forwarded_uri.clear();
+    r.caller_secret.clear();
+    r.request_id.clear();
+    r.peer = {};
+    r.present = 0;
+    r.repeated = 0;
+  }
+
+  // Fills the worker's reused request from the parsed one.
+  HttpRequest& ToRequest() {
     auto& h = parser_->get();
-    HttpRequest r;
+    HttpRequest& r = worker_->request;
+    ResetRequest(r);
     r.method.assign(h.method_string().data(), h.method_string().size());
     r.target.assign(h.target().data(), h.target().size());
-    r.path = r.target.substr(0, r.target.find('?'));
-    r.body = std::move(h.body());
-    std::string caller_request_id;
+    r.path.assign(r.target, 0, r.target.find('?'));
+    r.body.swap(h.body());
+    beast::string_view caller_request_id;
     for (const auto& f : h) {
       switch (f.name()) {
         case http::field::authorization:
@@ -600,11 +705,14 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
       } else if (IEquals(name, "x-gatehouse-caller")) {
         SetField(r.caller_secret, kHdrCaller, f.value(), r);
       } else if (IEquals(name, "x-request-id") && caller_request_id.empty()) {
-        caller_request_id.assign(f.value().data(), f.value().size());
+        caller_request_id = f.value();
       }
     }
-    r.request_id = WellFormedRequestId(caller_request_id) ? std::move(caller_request_id)
-                                                          : server_->NewRequestId(*worker_);
+    if (WellFormedRequestId(caller_request_id)) {
+      r.request_id.assign(caller_request_id.data(), caller_request_id.size());
+    } else {
+      server_->NewRequestId(*worker_, r.request_id);
+    }
     if (peer_.empty()) peer_ = PeerName();  // once per connection, for the access log
     r.peer = peer_;
     return r;
@@ -615,7 +723,7 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
     const bool head = h.method() == http::verb::head;
     const unsigned version = h.version();
     const bool keep_alive = h.keep_alive() && !worker_->stopping;
-    HttpRequest request = ToRequest();
+    HttpRequest& request = ToRequest();
     HttpReply reply;
     try {
       reply = server_->handlers->Handle(request);
@@ -626,6 +734,12 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
     parser_.reset();
     out_.clear();
     AppendHttpReply(out_, version, reply, request.request_id, keep_alive, head);
+    // The body's buffer goes to the next parser (a large one is let go).
+    if (request.body.capacity() <= 64 * 1024) {
+      request.body.clear();
+      request.body.swap(worker_->spare_body);
+    }
+    request.body.clear();
     ++served_;
     Write(!keep_alive);
   }
@@ -713,7 +827,7 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
   Worker* worker_;
   Stream stream_;
   beast::flat_buffer buffer_;
-  std::optional<http::request_parser<http::string_body>> parser_;
+  std::optional<Parser> parser_;
   std::string out_;  // the reply being written; its capacity is kept for the next
   std::optional<Metrics::ConnectionClose> deadline_reason_;
   Clock::time_point accepted_at_;
