@@ -187,6 +187,10 @@ struct Worker {
   // this thread, so one is enough per thread).
   HttpRequest request;
   std::string spare_body;  // a body buffer with capacity, for the next parser
+  // Replies are formatted here and, nearly always, written at once from here:
+  // only a reply the socket does not take whole moves into its session, so
+  // an idle connection holds no reply buffer.
+  std::string out;
   net::io_context ioc{1};
   std::optional<net::executor_work_guard<net::io_context::executor_type>> guard{
       net::make_work_guard(ioc)};
@@ -732,8 +736,9 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
       reply.body = EncodeError("internal error");
     }
     parser_.reset();
-    out_.clear();
-    AppendHttpReply(out_, version, reply, request.request_id, keep_alive, head);
+    std::string& out = worker_->out;
+    out.clear();
+    AppendHttpReply(out, version, reply, request.request_id, keep_alive, head);
     // The body's buffer goes to the next parser (a large one is let go).
     if (request.body.capacity() <= 64 * 1024) {
       request.body.clear();
@@ -759,34 +764,41 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
     HttpReply reply;
     reply.status = status;
     reply.body = EncodeError(message);
-    out_.clear();
-    AppendHttpReply(out_, 11, reply, server_->NewRequestId(*worker_), false, false);
+    std::string& out = worker_->out;
+    out.clear();
+    AppendHttpReply(out, 11, reply, server_->NewRequestId(*worker_), false, false);
     buffer_.consume(buffer_.size());  // whatever follows is not a request we will read
     Write(true);
   }
 
-  // Writes out_: at once when the socket takes it all (the usual case: a
-  // reply is a few hundred bytes), which saves a completion handler and a
-  // round through the event loop per request; else asynchronously.
+  // Writes the worker's formatted reply: at once when the socket takes it all
+  // (the usual case: a reply is a few hundred bytes), which saves a
+  // completion handler and a round through the event loop per request; else
+  // what is left moves into the session and is written asynchronously.
   void Write(bool close) {
     Arm(Clock::now() + std::chrono::seconds(server_->options.write_timeout_s), std::nullopt);
+    std::string& out = worker_->out;
     size_t written = 0;
     if constexpr (!kIsTls<Stream>) {
       error_code ec;
-      written = stream_.write_some(net::buffer(out_), ec);
+      written = stream_.write_some(net::buffer(out), ec);
       if (ec && ec != net::error::would_block && ec != net::error::try_again) return Close();
       if (ec) written = 0;
-      if (written == out_.size()) return AfterWrite(close);
+      if (written == out.size()) {
+        if (out.capacity() > 64 * 1024) std::string().swap(out);  // a batch's reply: let it go
+        return AfterWrite(close);
+      }
     }
-    net::async_write(stream_, net::buffer(out_.data() + written, out_.size() - written),
+    pending_.assign(out, written);
+    net::async_write(stream_, net::buffer(pending_),
                      [self = this->shared_from_this(), close](const error_code& ec, size_t) {
+                       std::string().swap(self->pending_);
                        if (ec) return self->Close();
                        self->AfterWrite(close);
                      });
   }
 
   void AfterWrite(bool close) {
-    if (out_.capacity() > 64 * 1024) std::string().swap(out_);  // a batch's reply: let it go
     if (close) return Linger();
     WaitForRequest();
   }
@@ -828,7 +840,7 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
   Stream stream_;
   beast::flat_buffer buffer_;
   std::optional<Parser> parser_;
-  std::string out_;  // the reply being written; its capacity is kept for the next
+  std::string pending_;  // what is left of a reply the socket did not take at once
   std::optional<Metrics::ConnectionClose> deadline_reason_;
   Clock::time_point accepted_at_;
   std::string peer_;  // the client, named on the first request (PeerName)
