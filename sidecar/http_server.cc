@@ -126,13 +126,13 @@ class FieldArena {
     }
     return ::operator new(n);
   }
-  void Deallocate(void* p, size_t n) noexcept {
+  void Deallocate(void* p) noexcept {
     auto* c = static_cast<char*>(p);
     if (c >= block_ && c < block_ + sizeof block_) {
       if (--live_ == 0) used_ = 0;
       return;
     }
-    ::operator delete(p, n);
+    ::operator delete(p);  // unsized: clang does not declare the sized one by default
   }
 
  private:
@@ -149,7 +149,7 @@ struct ArenaAllocator {
   template <class U>
   ArenaAllocator(const ArenaAllocator<U>& other) noexcept : arena(other.arena) {}
   T* allocate(size_t n) { return static_cast<T*>(arena->Allocate(n * sizeof(T), alignof(T))); }
-  void deallocate(T* p, size_t n) noexcept { arena->Deallocate(p, n * sizeof(T)); }
+  void deallocate(T* p, size_t) noexcept { arena->Deallocate(p); }
   template <class U>
   bool operator==(const ArenaAllocator<U>& other) const noexcept {
     return arena == other.arena;
