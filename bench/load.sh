@@ -73,6 +73,11 @@
 # round by req/s, the median CPU per request, and the probes of all rounds
 # together: on a shared 2-core machine neighbours' load moves single runs a lot.
 #
+# BASELINE=PATH/gatehoused: a second sidecar (e.g. a build of the previous
+# commit) on the same store, measured in the same rounds as base-authorize,
+# base-verify and base-forward-auth, so a change is read against its
+# predecessor on the same noisy machine, not only against nginx.
+#
 # Environment: DURATION (10s), CONNECTIONS ("16 256 1024"), ROUNDS (3),
 # PROBE_AT ("256 1024": connection counts with a probe beside wrk),
 # PROBE_COUNT (100), IO_THREADS (gatehoused --io-threads, 0 = one per core),
@@ -271,11 +276,11 @@ probe_args() {
   case "$1" in
     nginx) PROBE_REQ=(--path /) ;;
     hello) PROBE_REQ=(--path /hello) ;;
-    authorize) PROBE_REQ=(--method POST --path /v1/authorize --header 'Content-Type: application/json'
+    authorize | base-authorize) PROBE_REQ=(--method POST --path /v1/authorize --header 'Content-Type: application/json'
                  --body "{\"token\":\"$TOKEN\",\"action\":\"project.import\",\"workspace\":\"Marketing-Production\"}") ;;
-    verify) PROBE_REQ=(--method POST --path /v1/tokens/verify --header 'Content-Type: application/json'
+    verify | base-verify) PROBE_REQ=(--method POST --path /v1/tokens/verify --header 'Content-Type: application/json'
               --body "{\"token\":\"$TOKEN\"}") ;;
-    forward-auth) PROBE_REQ=(--path /v1/forward-auth --header "Authorization: Bearer $TOKEN"
+    forward-auth | base-forward-auth) PROBE_REQ=(--path /v1/forward-auth --header "Authorization: Bearer $TOKEN"
                     --header 'X-Original-Method: POST'
                     --header 'X-Original-URI: /workspaces/Marketing-Production/projects/p1/import') ;;
   esac
@@ -320,7 +325,7 @@ ms() {
     else if (v ~ /s$/) { sub(/s$/, "", v); printf "%.3f", v * 1000 }
     else print v }'
 }
-row() { printf '%-13s %5s %8s %7s %7s %8s %7s %7s %7s %7s %9s %8s %8s %8s\n' "$@"; }
+row() { printf '%-17s %5s %8s %7s %7s %8s %7s %7s %7s %7s %9s %8s %8s %8s\n' "$@"; }
 # report LABEL CONNS: the median round's row, the median CPU per request, all
 # rounds' probes together.
 report() {
@@ -381,6 +386,16 @@ if has_mode load; then
   curl -fsS "http://127.0.0.1:$SIDECAR/v1/forward-auth" -H "Authorization: Bearer $TOKEN" \
     -H 'X-Original-Method: POST' -H 'X-Original-URI: /workspaces/Marketing-Production/projects/p1/import' >/dev/null
   curl -fsS "http://127.0.0.1:$HELLO/hello" | grep -q hello
+  LABELS="nginx hello authorize verify forward-auth"
+  if [ -n "${BASELINE:-}" ]; then
+    [ -x "$BASELINE" ] || { echo "load.sh: BASELINE=$BASELINE is not an executable" >&2; exit 1; }
+    start base "$BASELINE" --listen 127.0.0.1:0 --store "$WORK/demo.db" --policy "$ROOT/policies" --io-threads "$IO_THREADS"
+    BASE_PORT=$PORT
+    BASE_PID=$PID
+    curl -fsS -X POST "http://127.0.0.1:$BASE_PORT/v1/authorize" -H 'Content-Type: application/json' \
+      -d "{\"token\":\"$TOKEN\",\"action\":\"project.import\",\"workspace\":\"Marketing-Production\"}" | grep -q '"allow":true'
+    LABELS="$LABELS base-authorize base-verify base-forward-auth"
+  fi
 
   for c in $CONNECTIONS; do
     for r in $(seq 1 "$ROUNDS"); do
@@ -389,6 +404,11 @@ if has_mode load; then
       run_wrk authorize "$c" "$r" "$SIDECAR" "$SIDECAR_PID" authorize.lua
       run_wrk verify "$c" "$r" "$SIDECAR" "$SIDECAR_PID" verify.lua
       run_wrk forward-auth "$c" "$r" "$SIDECAR" "$SIDECAR_PID" forward_auth.lua
+      if [ -n "${BASELINE:-}" ]; then
+        run_wrk base-authorize "$c" "$r" "$BASE_PORT" "$BASE_PID" authorize.lua
+        run_wrk base-verify "$c" "$r" "$BASE_PORT" "$BASE_PID" verify.lua
+        run_wrk base-forward-auth "$c" "$r" "$BASE_PORT" "$BASE_PID" forward_auth.lua
+      fi
     done
   done
   echo "median of $ROUNDS interleaved rounds; errors: non-2xx answers and socket errors, all rounds;"
@@ -397,10 +417,10 @@ if has_mode load; then
   echo "not started because a slow one used up the run are not in 'sent', see the lines below the table)"
   row endpoint conns "req/s" "p50 ms" "p99 ms" "max ms" errors "/nginx" "/hello" "cpu µs" probe "pr p50" "pr p99" "pr max"
   for c in $CONNECTIONS; do
-    for label in nginx hello authorize verify forward-auth; do report "$label" "$c"; done
+    for label in $LABELS; do report "$label" "$c"; done
   done
   for c in $PROBE_AT; do
-    for label in nginx hello authorize verify forward-auth; do
+    for label in $LABELS; do
       [ -n "${PROBE[$label-$c]:-}" ] && echo "  probe $label at $c connections: answered ${PROBE[$label-$c]}"
     done
   done

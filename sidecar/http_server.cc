@@ -6,12 +6,21 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
-#include <boost/asio.hpp>
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/local/stream_protocol.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/ssl.hpp>
-#include <boost/beast/core.hpp>
-#include <boost/beast/http.hpp>
-#include <boost/beast/ssl.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/http/error.hpp>
+#include <boost/beast/http/parser.hpp>
+#include <boost/beast/http/status.hpp>
+#include <boost/beast/http/string_body.hpp>
 #include <chrono>
 #include <cstdio>
 #include <exception>
@@ -37,9 +46,15 @@ using local = net::local::stream_protocol;
 using error_code = boost::system::error_code;
 using Clock = std::chrono::steady_clock;
 
-using TcpStream = beast::tcp_stream;
-using TlsStream = beast::ssl_stream<beast::tcp_stream>;
-using UnixStream = beast::basic_stream<local>;
+// Plain Asio sockets bound to their worker's io_context (no polymorphic
+// executor), not beast::basic_stream: its per-operation timeouts cost a
+// timer per read and write (0.7 timerfd_settime per request, measured);
+// deadlines are kept per connection instead and enforced by each worker's
+// sweep (Worker::Sweep).
+using Executor = net::io_context::executor_type;
+using TcpStream = net::basic_stream_socket<tcp, Executor>;
+using UnixStream = net::basic_stream_socket<local, Executor>;
+using TlsStream = ssl::stream<TcpStream>;
 
 // What a new connection gets when max_connections are already open.
 constexpr std::string_view kRefusal =
@@ -57,6 +72,11 @@ constexpr auto kLinger = std::chrono::seconds(1);
 constexpr size_t kLingerMaxBytes = 1 << 20;
 // What the first read of a request asks for; the parser reads the rest.
 constexpr size_t kFirstRead = 512;
+// The largest single read; the parser bounds what a request may buffer.
+constexpr size_t kMaxRead = 64 * 1024;
+// How often each worker looks for connections past their deadline: a
+// deadline is enforced within this much of its time.
+constexpr auto kSweepInterval = std::chrono::milliseconds(250);
 
 bool IEquals(std::string_view a, std::string_view b) {
   if (a.size() != b.size()) return false;
@@ -87,11 +107,67 @@ bool IsParseError(const error_code& ec) {
          ec != http::error::end_of_stream && ec != http::error::partial_message;
 }
 
+// A bump allocator for the parser's header fields, one per I/O thread. Beast
+// allocates every field (and the target) separately; a parser only gets its
+// fields once the whole header is there, and is destroyed once the request
+// is answered, so nearly always every allocation of the previous request is
+// gone when the next one starts and the block is reused from its start: a
+// request's header costs no malloc. Past the block (a large header, or
+// several requests waiting for their bodies at once) it falls back to
+// operator new.
+class FieldArena {
+ public:
+  void* Allocate(size_t n, size_t align) {
+    const size_t at = (used_ + align - 1) & ~(align - 1);
+    if (align <= alignof(std::max_align_t) && at + n <= sizeof block_) {
+      used_ = at + n;
+      ++live_;
+      return block_ + at;
+    }
+    return ::operator new(n);
+  }
+  void Deallocate(void* p) noexcept {
+    auto* c = static_cast<char*>(p);
+    if (c >= block_ && c < block_ + sizeof block_) {
+      if (--live_ == 0) used_ = 0;
+      return;
+    }
+    ::operator delete(p);  // unsized: clang does not declare the sized one by default
+  }
+
+ private:
+  alignas(std::max_align_t) char block_[4096];
+  size_t used_ = 0;
+  size_t live_ = 0;
+};
+
+template <class T>
+struct ArenaAllocator {
+  using value_type = T;
+  FieldArena* arena;
+  explicit ArenaAllocator(FieldArena* a) noexcept : arena(a) {}
+  template <class U>
+  ArenaAllocator(const ArenaAllocator<U>& other) noexcept : arena(other.arena) {}
+  T* allocate(size_t n) { return static_cast<T*>(arena->Allocate(n * sizeof(T), alignof(T))); }
+  void deallocate(T* p, size_t) noexcept { arena->Deallocate(p); }
+  template <class U>
+  bool operator==(const ArenaAllocator<U>& other) const noexcept {
+    return arena == other.arena;
+  }
+};
+
+using Parser = http::request_parser<http::string_body, ArenaAllocator<char>>;
+
 class SessionBase {
  public:
   virtual ~SessionBase() = default;
   // Called on the session's own thread when the server stops.
   virtual void CloseIfIdle() = 0;
+  // Called by the sweep once `deadline` has passed: counts why and closes.
+  virtual void Expire() = 0;
+  // When the operation in progress (handshake, waiting for a request, its
+  // header, its body, writing, lingering) must be over; max(): none.
+  Clock::time_point deadline = Clock::time_point::max();
 };
 
 // One I/O thread: its io_context and the connections it serves. Everything
@@ -105,10 +181,38 @@ struct Worker {
   std::array<char, 16 * 1024> scratch;  // lingering closes read into it and drop it
   uint64_t next_request = 0;
   int index = 0;
+  FieldArena arena;  // the parsers' header fields (FieldArena)
+  // The request being handled: reused, so that its strings keep their
+  // capacity from one request to the next (a handler runs to completion on
+  // this thread, so one is enough per thread).
+  HttpRequest request;
+  std::string spare_body;  // a body buffer with capacity, for the next parser
+  // Replies are formatted here and, nearly always, written at once from here:
+  // only a reply the socket does not take whole moves into its session, so
+  // an idle connection holds no reply buffer.
+  std::string out;
   net::io_context ioc{1};
   std::optional<net::executor_work_guard<net::io_context::executor_type>> guard{
       net::make_work_guard(ioc)};
   net::steady_timer drain_timer{ioc};
+  net::steady_timer sweep_timer{ioc};
+  // One coarse timer per thread instead of one per operation: every
+  // kSweepInterval, close the connections whose deadline has passed. Runs
+  // until the worker stops and its last connection is gone.
+  void Sweep() {
+    sweep_timer.expires_after(kSweepInterval);
+    sweep_timer.async_wait([this](const error_code& ec) {
+      if (ec) return;
+      const auto now = Clock::now();
+      // Expire() only closes a socket; the session ends later, in its
+      // completion handler, so the set does not change while it is walked.
+      for (SessionBase* s : sessions) {
+        if (s->deadline <= now) s->Expire();
+      }
+      if (stopping && sessions.empty()) return;
+      Sweep();
+    });
+  }
   ~Worker() {
     destroying = true;
     guard.reset();
@@ -151,11 +255,32 @@ struct HttpServer::Impl {
   void OnAccepted(Socket&& socket, Worker& worker);
   void StopOnWorker(Worker& worker);
 
-  std::string NewRequestId(Worker& w) {
+  // PREFIX-WORKER-N, in hex; written into `out` (no printf: it showed in
+  // the profile).
+  void NewRequestId(Worker& w, std::string& out) {
+    static constexpr char kHex[] = "0123456789abcdef";
     char buf[48];
-    std::snprintf(buf, sizeof buf, "%s-%x-%llx", request_id_prefix.c_str(), w.index,
-                  static_cast<unsigned long long>(++w.next_request));
-    return buf;
+    char* end = buf + sizeof buf;
+    char* p = end;
+    uint64_t n = ++w.next_request;
+    do {
+      *--p = kHex[n & 15];
+      n >>= 4;
+    } while (n > 0);
+    *--p = '-';
+    unsigned i = static_cast<unsigned>(w.index);
+    do {
+      *--p = kHex[i & 15];
+      i >>= 4;
+    } while (i > 0);
+    *--p = '-';
+    out.assign(request_id_prefix);
+    out.append(p, static_cast<size_t>(end - p));
+  }
+  std::string NewRequestId(Worker& w) {
+    std::string id;
+    NewRequestId(w, id);
+    return id;
   }
 };
 
@@ -164,8 +289,93 @@ namespace {
 template <class Stream>
 constexpr bool kIsTls = std::is_same_v<Stream, TlsStream>;
 
+// Beast trims a field value's leading and trailing spaces and tabs; the
+// reply keeps doing so.
+std::string_view TrimOws(std::string_view v) {
+  while (!v.empty() && (v.front() == ' ' || v.front() == '\t')) v.remove_prefix(1);
+  while (!v.empty() && (v.back() == ' ' || v.back() == '\t')) v.remove_suffix(1);
+  return v;
+}
+
+void AppendField(std::string& out, std::string_view name, std::string_view value) {
+  out.append(name);
+  out.append(": ", 2);
+  out.append(TrimOws(value));
+  out.append("\r\n", 2);
+}
+
+void AppendDecimal(std::string& out, size_t n) {
+  char digits[24];
+  char* end = digits + sizeof digits;
+  char* p = end;
+  do {
+    *--p = static_cast<char>('0' + n % 10);
+    n /= 10;
+  } while (n > 0);
+  out.append(p, static_cast<size_t>(end - p));
+}
+
+// Fields the server writes itself; a handler's header of one of these names
+// is dropped (a handler never sends one: this keeps the framing the server's).
+bool ServerOwnedField(std::string_view name) {
+  return IEquals(name, "content-type") || IEquals(name, "content-length") ||
+         IEquals(name, "transfer-encoding") || IEquals(name, "connection") ||
+         IEquals(name, "x-request-id");
+}
+
+// The reply's bytes, exactly as Beast's serializer wrote them for the
+// http::response this server used to build (the tests compare them):
+//   HTTP/1.x CODE REASON
+//   Content-Type, the handler's headers in order (repeated names kept
+//   together, as Beast's field list does), X-Request-Id,
+//   Connection: close (1.1, not kept alive) / keep-alive (1.0, kept alive),
+//   Content-Length (none on 1xx, 204, 304 unless HEAD),
+// then the body (none for HEAD). Appended to `out`.
+void AppendHttpReply(std::string& out, unsigned version, const HttpReply& reply,
+                     std::string_view request_id, bool keep_alive, bool head) {
+  const auto status = static_cast<unsigned>(reply.status);
+  out.append(version == 10 ? "HTTP/1.0 " : "HTTP/1.1 ", 9);
+  const char code[3] = {static_cast<char>('0' + status / 100 % 10),
+                        static_cast<char>('0' + status / 10 % 10),
+                        static_cast<char>('0' + status % 10)};
+  out.append(code, 3);
+  out.push_back(' ');
+  const auto reason = http::obsolete_reason(http::int_to_status(status));
+  out.append(reason.data(), reason.size());
+  out.append("\r\n", 2);
+  AppendField(out, "Content-Type", reply.content_type);
+  const auto& headers = reply.headers;
+  // Beast's list keeps fields of one name together, at the first's place.
+  // Replies carry a handful of distinct names: the quadratic check is a few
+  // comparisons.
+  for (size_t i = 0; i < headers.size(); ++i) {
+    const std::string& name = headers[i].first;
+    if (ServerOwnedField(name)) continue;
+    bool seen = false;
+    for (size_t j = 0; j < i && !seen; ++j) seen = IEquals(headers[j].first, name);
+    if (seen) continue;
+    AppendField(out, name, headers[i].second);
+    for (size_t j = i + 1; j < headers.size(); ++j) {
+      if (IEquals(headers[j].first, name)) AppendField(out, headers[j].first, headers[j].second);
+    }
+  }
+  AppendField(out, "X-Request-Id", request_id);
+  if (version >= 11 && !keep_alive) out.append("Connection: close\r\n");
+  if (version < 11 && keep_alive) out.append("Connection: keep-alive\r\n");
+  const bool no_body_status = status / 100 == 1 || status == 204 || status == 304;
+  if (head || !no_body_status) {
+    out.append("Content-Length: ");
+    AppendDecimal(out, reply.body.size());
+    out.append("\r\n", 2);
+  }
+  out.append("\r\n", 2);
+  if (!head) out.append(reply.body);
+}
+
 // One connection: a chain of asynchronous reads and writes, never more than
-// one outstanding, all on its worker's thread.
+// one outstanding, all on its worker's thread. Its deadline (SessionBase) is
+// set as it moves from one stage to the next; the worker's sweep closes it
+// once that has passed.
 template <class Stream>
 class Session final : public SessionBase, public std::enable_shared_from_this<Session<Stream>> {
  public:
@@ -179,6 +389,7 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
     server_->metrics->ConnectionClosed();
     if (worker_->stopping && !worker_->destroying && worker_->sessions.empty()) {
       worker_->drain_timer.cancel();  // drained: Run() may return now
+      worker_->sweep_timer.cancel();
     }
   }
 
@@ -186,15 +397,21 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
     worker_->sessions.insert(this);
     if (worker_->stopping) return Close();
     accepted_at_ = Clock::now();
+    error_code ignored;
+    // Writes are tried at once, without a round through the event loop
+    // (Write); they must not block the thread.
+    Lowest().non_blocking(true, ignored);
     if constexpr (kIsTls<Stream>) {
-      beast::get_lowest_layer(stream_).expires_at(accepted_at_ + ReadTimeout());
+      Arm(accepted_at_ + ReadTimeout(), Metrics::ConnectionClose::kTlsHandshake);
       idle_ = true;  // a handshake that has not finished holds no request
       stream_.async_handshake(ssl::stream_base::server,
                               [self = this->shared_from_this()](const error_code& ec) {
                                 self->idle_ = false;
                                 if (ec) {
-                                  self->server_->metrics->CountConnectionClose(
-                                      Metrics::ConnectionClose::kTlsHandshake);
+                                  if (self->Lowest().is_open()) {  // else the sweep counted it
+                                    self->server_->metrics->CountConnectionClose(
+                                        Metrics::ConnectionClose::kTlsHandshake);
+                                  }
                                   return self->Close();
                                 }
                                 self->WaitForRequest();
@@ -205,14 +422,34 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
   }
 
   void CloseIfIdle() override {
-    if (idle_) beast::get_lowest_layer(stream_).cancel();
+    if (idle_) Close();
+  }
+
+  void Expire() override {
+    if (deadline_reason_) server_->metrics->CountConnectionClose(*deadline_reason_);
+    Close();
   }
 
  private:
+  auto& Lowest() {
+    if constexpr (kIsTls<Stream>) {
+      return stream_.next_layer();
+    } else {
+      return stream_;
+    }
+  }
+
+  // The deadline of what starts now, and the reason counted when the sweep
+  // finds it passed (none: a write, a lingering close).
+  void Arm(Clock::time_point at, std::optional<Metrics::ConnectionClose> why) {
+    deadline = at;
+    deadline_reason_ = why;
+  }
+
   // "ADDRESS:PORT" of a TCP client ("[v6]:PORT"), "unix" for a Unix socket.
   std::string PeerName() {
     error_code ec;
-    const auto ep = beast::get_lowest_layer(stream_).socket().remote_endpoint(ec);
+    const auto ep = Lowest().remote_endpoint(ec);
     if (ec) return "-";
     if constexpr (std::is_same_v<Stream, UnixStream>) {
       return "unix";
@@ -230,113 +467,127 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
   // Waits for the first bytes of the next request (idle: the keep-alive
   // timeout applies), unless pipelined bytes are already buffered.
   void WaitForRequest() {
-    parser_.emplace();
+    parser_.emplace(std::piecewise_construct, std::make_tuple(),
+                    std::make_tuple(ArenaAllocator<char>(&worker_->arena)));
+    parser_->get().body().swap(worker_->spare_body);  // its capacity, if any
     parser_->header_limit(static_cast<std::uint32_t>(
         std::min<size_t>(server_->options.header_max_bytes, UINT32_MAX)));
     parser_->body_limit(server_->options.payload_max_bytes);
-    if (buffer_.size() > 0) return ReadHeader(Clock::now() + ReadTimeout());
+    header_done_ = false;
+    if (buffer_.size() > 0) {
+      // Pipelined: the header's deadline runs from now. Posted, so that a
+      // buffer of many small requests is not answered by recursion.
+      Arm(Clock::now() + ReadTimeout(), Metrics::ConnectionClose::kHeaderTimeout);
+      reading_header_ = true;
+      net::post(Lowest().get_executor(), [self = this->shared_from_this()] { self->Parse(); });
+      return;
+    }
     if (buffer_.capacity() > 8 * 1024) buffer_.shrink_to_fit();
     if (worker_->stopping) return Close();
     idle_ = true;
-    auto& lowest = beast::get_lowest_layer(stream_);
+    reading_header_ = false;
     if (served_ == 0) {
-      lowest.expires_at(accepted_at_ + ReadTimeout());
+      Arm(accepted_at_ + ReadTimeout(), Metrics::ConnectionClose::kHeaderTimeout);
     } else {
-      lowest.expires_after(std::chrono::seconds(server_->options.keep_alive_timeout_s));
+      Arm(Clock::now() + std::chrono::seconds(server_->options.keep_alive_timeout_s),
+          Metrics::ConnectionClose::kIdleTimeout);
     }
-    stream_.async_read_some(
-        buffer_.prepare(kFirstRead),
-        [self = this->shared_from_this()](const error_code& ec, size_t n) {
-          self->idle_ = false;
-          if (ec) {
-            if (ec == beast::error::timeout) {
-              self->server_->metrics->CountConnectionClose(
-                  self->served_ == 0 ? Metrics::ConnectionClose::kHeaderTimeout
-                                     : Metrics::ConnectionClose::kIdleTimeout);
-            }
-            return self->Close();
-          }
-          self->buffer_.commit(n);
-          self->ReadHeader(self->served_ == 0 ? self->accepted_at_ + self->ReadTimeout()
-                                              : Clock::now() + self->ReadTimeout());
-        });
+    Read();
   }
 
-  // The whole header must arrive by `deadline`, however slowly it trickles.
-  void ReadHeader(Clock::time_point deadline) {
-    beast::get_lowest_layer(stream_).expires_at(deadline);
-    http::async_read_header(stream_, buffer_, *parser_,
-                            [self = this->shared_from_this()](const error_code& ec, size_t) {
-                              self->OnHeader(ec);
+  void Read() {
+    // Idle, ask for little (an idle connection holds only this buffer); in
+    // the middle of a request, for what the buffer holds already (it grows).
+    const size_t want = std::min(
+        kMaxRead, std::max(kFirstRead, buffer_.size() == 0 ? buffer_.capacity() : buffer_.size()));
+    stream_.async_read_some(buffer_.prepare(want),
+                            [self = this->shared_from_this()](const error_code& ec, size_t n) {
+                              self->OnRead(ec, n);
                             });
   }
 
-  void OnHeader(const error_code& ec) {
-    if (ec) {
-      if (ec == http::error::header_limit) {
-        return Refuse(431, Metrics::ConnectionClose::kHeaderTooLarge,
-                      "request header too large (at most " +
-                          std::to_string(server_->options.header_max_bytes) + " bytes)");
-      }
-      if (ec == http::error::body_limit) {  // a Content-Length past the limit
-        return Refuse(413, Metrics::ConnectionClose::kBodyTooLarge, BodyTooLarge());
-      }
-      if (ec == beast::error::timeout) {
-        server_->metrics->CountConnectionClose(Metrics::ConnectionClose::kHeaderTimeout);
-        return Close();
-      }
-      if (IsParseError(ec)) {
-        return Refuse(400, Metrics::ConnectionClose::kBadFraming,
-                      "malformed HTTP request: " + ec.message());
-      }
-      return Close();  // the client went away
+  void OnRead(const error_code& ec, size_t n) {
+    idle_ = false;
+    // The client went away, the sweep closed the connection (and counted
+    // why), or the server stops: nothing to answer.
+    if (ec) return Close();
+    buffer_.commit(n);
+    if (!reading_header_) {
+      // The first bytes of a request: the whole header must be here by
+      // then, however slowly it trickles (for the first request, the
+      // deadline already runs from the accept).
+      reading_header_ = true;
+      if (served_ > 0) Arm(Clock::now() + ReadTimeout(), Metrics::ConnectionClose::kHeaderTimeout);
     }
+    Parse();
+  }
+
+  // Feeds what is buffered to the parser: the header first (checked before
+  // any body byte is parsed), then the body; reads more when it needs more.
+  void Parse() {
+    while (true) {
+      error_code ec;
+      const size_t used = parser_->put(buffer_.data(), ec);
+      buffer_.consume(used);
+      if (ec == http::error::need_more) break;
+      if (ec) return OnParseError(ec);
+      if (!header_done_ && parser_->is_header_done()) {
+        header_done_ = true;
+        if (!OnHeader()) return;
+      }
+      if (parser_->is_done()) return Serve();
+      if (buffer_.size() == 0 || used == 0) break;
+    }
+    Read();
+  }
+
+  void OnParseError(const error_code& ec) {
+    if (ec == http::error::header_limit) {
+      return Refuse(431, Metrics::ConnectionClose::kHeaderTooLarge,
+                    "request header too large (at most " +
+                        std::to_string(server_->options.header_max_bytes) + " bytes)");
+    }
+    if (ec == http::error::body_limit) {  // a Content-Length or chunks past the limit
+      return Refuse(413, Metrics::ConnectionClose::kBodyTooLarge, BodyTooLarge());
+    }
+    if (IsParseError(ec)) {
+      return Refuse(400, Metrics::ConnectionClose::kBadFraming,
+                    (header_done_ ? "malformed HTTP body: " : "malformed HTTP request: ") +
+                        ec.message());
+    }
+    Close();
+  }
+
+  // The header is whole: checks it, then lets the body follow. False when
+  // the connection is answered or waits for something else (100 Continue).
+  bool OnHeader() {
     if (auto refusal = CheckHeader()) {
-      return Refuse(refusal->first, refusal->first == 431
-                                        ? Metrics::ConnectionClose::kHeaderTooLarge
-                                        : Metrics::ConnectionClose::kBadFraming,
-                    refusal->second);
+      Refuse(refusal->first, refusal->first == 431 ? Metrics::ConnectionClose::kHeaderTooLarge
+                                                   : Metrics::ConnectionClose::kBadFraming,
+             refusal->second);
+      return false;
     }
-    if (parser_->is_done()) return Serve();
-    // A body follows. A client that asked to wait for 100 Continue gets it
-    // only when the body is within the limit (else the parser says 413).
+    if (parser_->is_done()) return true;
+    parser_->eager(true);  // the body, as it arrives
+    // A client that asked to wait for 100 Continue gets it only when the
+    // body is within the limit (else the parser already said 413).
     const auto& h = parser_->get();
     const auto expect = h.find(http::field::expect);
     const auto length = parser_->content_length();
     if (expect != h.end() && IEquals(expect->value(), "100-continue") &&
         (!length || *length <= server_->options.payload_max_bytes)) {
-      beast::get_lowest_layer(stream_).expires_after(
-          std::chrono::seconds(server_->options.write_timeout_s));
+      Arm(Clock::now() + std::chrono::seconds(server_->options.write_timeout_s), std::nullopt);
       net::async_write(stream_, net::buffer(kContinue.data(), kContinue.size()),
                        [self = this->shared_from_this()](const error_code& ec, size_t) {
                          if (ec) return self->Close();
-                         self->ReadBody();
+                         self->Arm(Clock::now() + self->ReadTimeout(),
+                                   Metrics::ConnectionClose::kBodyTimeout);
+                         self->Parse();
                        });
-      return;
+      return false;
     }
-    ReadBody();
-  }
-
-  void ReadBody() {
-    beast::get_lowest_layer(stream_).expires_after(ReadTimeout());
-    http::async_read(stream_, buffer_, *parser_,
-                     [self = this->shared_from_this()](const error_code& ec, size_t) {
-                       if (!ec) return self->Serve();
-                       if (ec == http::error::body_limit) {
-                         return self->Refuse(413, Metrics::ConnectionClose::kBodyTooLarge,
-                                             self->BodyTooLarge());
-                       }
-                       if (ec == beast::error::timeout) {
-                         self->server_->metrics->CountConnectionClose(
-                             Metrics::ConnectionClose::kBodyTimeout);
-                         return self->Close();
-                       }
-                       if (IsParseError(ec)) {
-                         return self->Refuse(400, Metrics::ConnectionClose::kBadFraming,
-                                             "malformed HTTP body: " + ec.message());
-                       }
-                       self->Close();
-                     });
+    Arm(Clock::now() + ReadTimeout(), Metrics::ConnectionClose::kBodyTimeout);
+    return true;
   }
 
   std::string BodyTooLarge() const {
@@ -401,14 +652,39 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
     field.assign(value.data(), value.size());
   }
 
-  HttpRequest ToRequest() {
+  // Clears every field of the reused request (capacity kept). A field added
+  // to HttpRequest must be cleared here too, or one request would see the
+  // previous one's value: the size check stops the build until it is.
+  static void ResetRequest(HttpRequest& r) {
+    static_assert(sizeof(HttpRequest) == 12 * sizeof(std::string) + sizeof(std::string_view) + 8,
+                  "HttpRequest changed: clear the new field in ResetRequest");
+    r.method.clear();
+    r.path.clear();
+    r.target.clear();
+    r.body.clear();
+    r.authorization.clear();
+    r.content_type.clear();
+    r.original_method.clear();
+    r.original_uri.clear();
+    r.forwarded_method.clear();
+    r.forwarded_uri.clear();
+    r.caller_secret.clear();
+    r.request_id.clear();
+    r.peer = {};
+    r.present = 0;
+    r.repeated = 0;
+  }
+
+  // Fills the worker's reused request from the parsed one.
+  HttpRequest& ToRequest() {
     auto& h = parser_->get();
-    HttpRequest r;
+    HttpRequest& r = worker_->request;
+    ResetRequest(r);
     r.method.assign(h.method_string().data(), h.method_string().size());
     r.target.assign(h.target().data(), h.target().size());
-    r.path = r.target.substr(0, r.target.find('?'));
-    r.body = std::move(h.body());
-    std::string caller_request_id;
+    r.path.assign(r.target, 0, r.target.find('?'));
+    r.body.swap(h.body());
+    beast::string_view caller_request_id;
     for (const auto& f : h) {
       switch (f.name()) {
         case http::field::authorization:
@@ -433,11 +709,14 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
       } else if (IEquals(name, "x-gatehouse-caller")) {
         SetField(r.caller_secret, kHdrCaller, f.value(), r);
       } else if (IEquals(name, "x-request-id") && caller_request_id.empty()) {
-        caller_request_id.assign(f.value().data(), f.value().size());
+        caller_request_id = f.value();
       }
     }
-    r.request_id = WellFormedRequestId(caller_request_id) ? std::move(caller_request_id)
-                                                          : server_->NewRequestId(*worker_);
+    if (WellFormedRequestId(caller_request_id)) {
+      r.request_id.assign(caller_request_id.data(), caller_request_id.size());
+    } else {
+      server_->NewRequestId(*worker_, r.request_id);
+    }
     if (peer_.empty()) peer_ = PeerName();  // once per connection, for the access log
     r.peer = peer_;
     return r;
@@ -448,7 +727,7 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
     const bool head = h.method() == http::verb::head;
     const unsigned version = h.version();
     const bool keep_alive = h.keep_alive() && !worker_->stopping;
-    HttpRequest request = ToRequest();
+    HttpRequest& request = ToRequest();
     HttpReply reply;
     try {
       reply = server_->handlers->Handle(request);
@@ -457,19 +736,15 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
       reply.body = EncodeError("internal error");
     }
     parser_.reset();
-    res_ = {};
-    res_.version(version);
-    res_.result(static_cast<unsigned>(reply.status));
-    res_.set(http::field::content_type, reply.content_type);
-    for (const auto& [name, value] : reply.headers) res_.insert(name, value);
-    res_.set("X-Request-Id", request.request_id);
-    res_.keep_alive(keep_alive);
-    if (head) {
-      res_.content_length(reply.body.size());
-    } else {
-      res_.body() = std::move(reply.body);
-      res_.prepare_payload();
+    std::string& out = worker_->out;
+    out.clear();
+    AppendHttpReply(out, version, reply, request.request_id, keep_alive, head);
+    // The body's buffer goes to the next parser (a large one is let go).
+    if (request.body.capacity() <= 64 * 1024) {
+      request.body.clear();
+      request.body.swap(worker_->spare_body);
     }
+    request.body.clear();
     ++served_;
     Write(!keep_alive);
   }
@@ -486,35 +761,52 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
     server_->metrics->CountRequest(server_->handlers->Classify(path), status,
                                    std::chrono::nanoseconds(0));
     parser_.reset();
-    res_ = {};
-    res_.version(11);
-    res_.result(static_cast<unsigned>(status));
-    res_.set(http::field::content_type, "application/json");
-    res_.set("X-Request-Id", server_->NewRequestId(*worker_));
-    res_.keep_alive(false);
-    res_.body() = EncodeError(message);
-    res_.prepare_payload();
+    HttpReply reply;
+    reply.status = status;
+    reply.body = EncodeError(message);
+    std::string& out = worker_->out;
+    out.clear();
+    AppendHttpReply(out, 11, reply, server_->NewRequestId(*worker_), false, false);
     buffer_.consume(buffer_.size());  // whatever follows is not a request we will read
     Write(true);
   }
 
+  // Writes the worker's formatted reply: at once when the socket takes it all
+  // (the usual case: a reply is a few hundred bytes), which saves a
+  // completion handler and a round through the event loop per request; else
+  // what is left moves into the session and is written asynchronously.
   void Write(bool close) {
-    beast::get_lowest_layer(stream_).expires_after(
-        std::chrono::seconds(server_->options.write_timeout_s));
-    http::async_write(stream_, res_,
-                      [self = this->shared_from_this(), close](const error_code& ec, size_t) {
-                        self->res_ = {};
-                        if (ec) return self->Close();
-                        if (close) return self->Linger();
-                        self->WaitForRequest();
-                      });
+    Arm(Clock::now() + std::chrono::seconds(server_->options.write_timeout_s), std::nullopt);
+    std::string& out = worker_->out;
+    size_t written = 0;
+    if constexpr (!kIsTls<Stream>) {
+      error_code ec;
+      written = stream_.write_some(net::buffer(out), ec);
+      if (ec && ec != net::error::would_block && ec != net::error::try_again) return Close();
+      if (ec) written = 0;
+      if (written == out.size()) {
+        if (out.capacity() > 64 * 1024) std::string().swap(out);  // a batch's reply: let it go
+        return AfterWrite(close);
+      }
+    }
+    pending_.assign(out, written);
+    net::async_write(stream_, net::buffer(pending_),
+                     [self = this->shared_from_this(), close](const error_code& ec, size_t) {
+                       std::string().swap(self->pending_);
+                       if (ec) return self->Close();
+                       self->AfterWrite(close);
+                     });
+  }
+
+  void AfterWrite(bool close) {
+    if (close) return Linger();
+    WaitForRequest();
   }
 
   // Half-closes, then drops whatever the client still sends until it closes
   // too (or kLinger passes), so the reply is read rather than reset.
   void Linger() {
-    auto& lowest = beast::get_lowest_layer(stream_);
-    lowest.expires_after(kLinger);
+    Arm(Clock::now() + kLinger, std::nullopt);
     idle_ = true;
     if constexpr (kIsTls<Stream>) {
       stream_.async_shutdown([self = this->shared_from_this()](const error_code&) {
@@ -522,7 +814,7 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
       });
     } else {
       error_code ignored;
-      lowest.socket().shutdown(net::socket_base::shutdown_send, ignored);
+      stream_.shutdown(net::socket_base::shutdown_send, ignored);
       Drain();
     }
   }
@@ -538,21 +830,25 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
 
   void Close() {
     idle_ = false;
+    deadline = Clock::time_point::max();
     error_code ignored;
-    beast::get_lowest_layer(stream_).socket().close(ignored);
+    Lowest().close(ignored);
   }
 
   HttpServer::Impl* server_;
   Worker* worker_;
   Stream stream_;
   beast::flat_buffer buffer_;
-  std::optional<http::request_parser<http::string_body>> parser_;
-  http::response<http::string_body> res_;
+  std::optional<Parser> parser_;
+  std::string pending_;  // what is left of a reply the socket did not take at once
+  std::optional<Metrics::ConnectionClose> deadline_reason_;
   Clock::time_point accepted_at_;
   std::string peer_;  // the client, named on the first request (PeerName)
   uint64_t served_ = 0;
   size_t lingered_ = 0;
   bool idle_ = false;  // waiting for a request (or lingering): Stop may close it
+  bool reading_header_ = false;  // the current request's first bytes arrived
+  bool header_done_ = false;     // ... and its whole header, checked
 };
 
 }  // namespace
@@ -560,10 +856,9 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
 template <class Acceptor>
 void HttpServer::Impl::Accept(Acceptor& acceptor) {
   Worker& worker = NextWorker();
-  // The new socket lives on the worker's io_context, typed with the
-  // polymorphic executor Beast's streams use.
-  const net::any_io_executor executor = worker.ioc.get_executor();
-  acceptor.async_accept(executor, [this, &acceptor, &worker](const error_code& ec, auto socket) {
+  // The new socket lives on the worker's io_context.
+  using Socket = net::basic_stream_socket<typename Acceptor::protocol_type, Executor>;
+  acceptor.async_accept(worker.ioc, [this, &acceptor, &worker](const error_code& ec, Socket socket) {
     if (ec == net::error::operation_aborted || stop_requested.load()) return;
     if (ec) {
       // Out of descriptors or memory: wait a little instead of spinning;
@@ -619,6 +914,7 @@ void HttpServer::Impl::StopOnWorker(Worker& w) {
   const std::vector<SessionBase*> sessions(w.sessions.begin(), w.sessions.end());
   for (SessionBase* s : sessions) s->CloseIfIdle();
   w.guard.reset();
+  if (w.sessions.empty()) w.sweep_timer.cancel();
   if (!w.sessions.empty()) {
     w.drain_timer.expires_after(std::chrono::seconds(options.drain_timeout_s));
     w.drain_timer.async_wait([&w](const error_code& ec) {
@@ -748,6 +1044,10 @@ Status HttpServer::Run() {
     if (m.tcp_acceptor) m.Accept(*m.tcp_acceptor);
     if (m.unix_acceptor) m.Accept(*m.unix_acceptor);
   });
+  for (auto& w : m.workers) {
+    Worker* worker = w.get();
+    net::post(worker->ioc, [worker] { worker->Sweep(); });
+  }
   auto run = [](Worker& w) {
     while (true) {
       try {

@@ -21,6 +21,17 @@
 // I/O thread (a decision is microseconds; a batch is bounded by the payload
 // limit).
 //
+// What a request costs the server (measured; README "Performance"): Beast
+// parses the request (its parser is the reviewed, hostile-input-safe part),
+// and nothing else of Beast runs. Deadlines are not a timer per operation:
+// each connection holds its current deadline, and every 250 ms each I/O
+// thread closes those past it (so a timeout fires up to 250 ms late, never
+// early). The reply is one preformatted buffer (the bytes Beast's serializer
+// wrote), written at once when the socket takes it; the header fields come
+// from a per-thread arena and the request's strings are reused. Per request:
+// one recv, one send, the store's freshness pread, and an epoll_wait shared
+// by the requests that are ready together.
+//
 // Per connection, every limit is enforced by the server, not the handler:
 //   - the whole request header must arrive within read_timeout_s of the
 //     first byte (of the accept, for the first request): trickling bytes does

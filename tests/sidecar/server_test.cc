@@ -9,6 +9,7 @@
 
 #include <chrono>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <thread>
 
 #include "sidecar/fixture.h"
@@ -338,6 +339,62 @@ TEST_F(ServerTest, TricklingDoesNotExtendTheHeaderDeadline) {
   EXPECT_GE(metrics_.connection_closes(Metrics::ConnectionClose::kHeaderTimeout), 1u);
 }
 
+// The deadlines are enforced by each I/O thread's periodic sweep, not a timer
+// per operation: each kind of stalled connection is closed no earlier than its
+// timeout (read 1 s, keep-alive 2 s here) and not much later, and counted
+// under its own reason.
+TEST_F(ServerTest, DeadlineSweepClosesEachStalledConnectionAtItsTimeout) {
+  using std::chrono::milliseconds;
+  const auto start = std::chrono::steady_clock::now();
+  HttpConnection silent(port_, 5000);  // connects, never sends: header deadline from the accept
+  HttpConnection slow(port_, 5000);    // half a header
+  ASSERT_TRUE(slow.SendRaw("GET /healthz HTTP/1.1\r\nHost: x\r\n"));
+  HttpConnection body(port_, 5000);  // a whole header, 2 of its 10 body bytes
+  ASSERT_TRUE(body.SendRaw("POST /v1/tokens/verify HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n{\""));
+  HttpConnection idle(port_, 5000);  // one request answered, then idle
+  ASSERT_EQ(idle.Request("GET", "/healthz").status, 200);
+  const auto idle_since = std::chrono::steady_clock::now();
+  struct Watched {
+    HttpConnection* c;
+    std::chrono::steady_clock::time_point from;
+    milliseconds timeout;
+    std::optional<milliseconds> closed_after;
+  };
+  std::vector<Watched> watched = {{&silent, start, milliseconds(1000), {}},
+                                  {&slow, start, milliseconds(1000), {}},
+                                  {&body, start, milliseconds(1000), {}},
+                                  {&idle, idle_since, milliseconds(2000), {}}};
+  // Bounded: every connection is closed within 5 s, or the test fails.
+  for (int round = 0; round < 500; ++round) {
+    bool open = false;
+    for (auto& w : watched) {
+      if (w.closed_after) continue;
+      pollfd p{w.c->fd(), POLLIN, 0};
+      if (::poll(&p, 1, 0) > 0 && w.c->ClosedByPeer(10)) {
+        w.closed_after = std::chrono::duration_cast<milliseconds>(std::chrono::steady_clock::now() - w.from);
+      } else {
+        open = true;
+      }
+    }
+    if (!open) break;
+    std::this_thread::sleep_for(milliseconds(10));
+  }
+  for (const auto& w : watched) {
+    ASSERT_TRUE(w.closed_after.has_value()) << "a connection with a " << w.timeout.count()
+                                            << " ms timeout was still open after 5 s";
+    EXPECT_GE(*w.closed_after, w.timeout - milliseconds(50));
+    // The sweep's granularity is 250 ms; the rest is a loaded machine's slack.
+    EXPECT_LT(*w.closed_after, w.timeout + milliseconds(1500));
+  }
+  for (int i = 0; i < 100; ++i) {  // the client may see the close before it is counted
+    if (metrics_.connection_closes(Metrics::ConnectionClose::kIdleTimeout) >= 1) break;
+    std::this_thread::sleep_for(milliseconds(10));
+  }
+  EXPECT_EQ(metrics_.connection_closes(Metrics::ConnectionClose::kHeaderTimeout), 2u);
+  EXPECT_EQ(metrics_.connection_closes(Metrics::ConnectionClose::kBodyTimeout), 1u);
+  EXPECT_EQ(metrics_.connection_closes(Metrics::ConnectionClose::kIdleTimeout), 1u);
+}
+
 TEST_F(ServerTest, IdleAndSlowConnectionsHoldNoThread) {
   // Two I/O threads; 300 idle keep-alive and 300 half-sent connections.
   std::vector<std::unique_ptr<HttpConnection>> held;
@@ -387,6 +444,114 @@ TEST_F(ServerTest, ExpectContinueAndHead) {
   EXPECT_EQ(r.status, 200);
   EXPECT_NE(r.Header("content-length"), "0");
   EXPECT_EQ(c.Request("GET", "/healthz").status, 200);  // the stream is still in step
+}
+
+// One reply's bytes off a raw socket, exactly as sent: the header block and
+// Content-Length bytes of body (none for HEAD), or all until the server
+// closes when `until_close`.
+std::string RawReply(int fd, bool head, bool until_close) {
+  std::string got;
+  char buf[4096];
+  for (int i = 0; i < 1000; ++i) {  // bounded; each recv waits at most the socket timeout
+    const size_t end = got.find("\r\n\r\n");
+    if (!until_close && end != std::string::npos) {
+      size_t length = 0;
+      const size_t at = got.find("\r\nContent-Length: ");
+      if (at != std::string::npos && at < end) length = std::stoul(got.substr(at + 18));
+      if (head || got.size() >= end + 4 + length) return got;
+    }
+    const ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+    if (n <= 0) break;
+    got.append(buf, static_cast<size_t>(n));
+  }
+  return got;
+}
+
+// The server writes its replies itself (one preformatted buffer), no longer
+// through Beast's serializer: every class of reply keeps the bytes it had
+// (these are the old server's replies, captured before the change), down to
+// the order of the fields and the Connection header of each HTTP version.
+TEST_F(ServerTest, ReplyBytesAreThoseOfTheBeastSerializer) {
+  const std::string token = Token("prod-importer");
+  const std::string id = demo_.tokens.at("prod-importer").id;
+  const std::string rid = "X-Request-Id: rid-1\r\n";
+  auto ask = [&](const std::string& raw, bool head = false, bool until_close = false) {
+    HttpConnection c(port_, 3000);
+    EXPECT_TRUE(c.SendRaw(raw));
+    return RawReply(c.fd(), head, until_close);
+  };
+  const std::string ok = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n" + rid;
+  const std::string healthz = "GET /healthz HTTP/1.1\r\nHost: x\r\n" + rid + "\r\n";
+  EXPECT_EQ(ask(healthz), ok + "Content-Length: 15\r\n\r\n{\"status\":\"ok\"}");
+  EXPECT_EQ(ask("HEAD /healthz HTTP/1.1\r\nHost: x\r\n" + rid + "\r\n", true),
+            ok + "Content-Length: 15\r\n\r\n");
+  EXPECT_EQ(ask("GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n" + rid + "\r\n", false, true),
+            ok + "Connection: close\r\nContent-Length: 15\r\n\r\n{\"status\":\"ok\"}");
+  EXPECT_EQ(ask("GET /healthz HTTP/1.0\r\n" + rid + "\r\n", false, true),
+            "HTTP/1.0 200 OK\r\nContent-Type: application/json\r\n" + rid +
+                "Content-Length: 15\r\n\r\n{\"status\":\"ok\"}");
+  EXPECT_EQ(ask("GET /healthz HTTP/1.0\r\nConnection: keep-alive\r\n" + rid + "\r\n"),
+            "HTTP/1.0 200 OK\r\nContent-Type: application/json\r\n" + rid +
+                "Connection: keep-alive\r\nContent-Length: 15\r\n\r\n{\"status\":\"ok\"}");
+  EXPECT_EQ(ask("GET /nope HTTP/1.1\r\nHost: x\r\n" + rid + "\r\n"),
+            "HTTP/1.1 404 Not Found\r\nContent-Type: application/json\r\n" + rid +
+                "Content-Length: 35\r\n\r\n{\"error\":\"no such endpoint: /nope\"}");
+  EXPECT_EQ(ask("DELETE /v1/authorize HTTP/1.1\r\nHost: x\r\n" + rid + "\r\n"),
+            "HTTP/1.1 405 Method Not Allowed\r\nContent-Type: application/json\r\nAllow: POST\r\n" +
+                rid + "Content-Length: 40\r\n\r\n{\"error\":\"method not allowed; use POST\"}");
+  const std::string fa = "GET /v1/forward-auth HTTP/1.1\r\nHost: x\r\n";
+  const std::string import_uri =
+      "X-Original-Method: POST\r\nX-Original-URI: /workspaces/Marketing-Production/projects/p1/import\r\n";
+  EXPECT_EQ(ask(fa + import_uri + rid + "\r\n"),
+            "HTTP/1.1 401 Unauthorized\r\nContent-Type: application/json\r\n"
+            "WWW-Authenticate: Bearer realm=\"gatehouse\"\r\n" + rid +
+                "Content-Length: 47\r\n\r\n{\"error\":\"missing Authorization: Bearer token\"}");
+  EXPECT_EQ(ask(fa + "Authorization: Bearer " + token + "\r\n" + import_uri + rid + "\r\n"),
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+            "X-Gatehouse-Subject: prod-importer\r\nX-Gatehouse-Workspace: Marketing-Production\r\n"
+            "X-Gatehouse-Role: contributor\r\nX-Gatehouse-Org-Role: viewer\r\n"
+            "X-Gatehouse-Token-Id: " + id + "\r\nX-Gatehouse-Action: project.import\r\n" + rid +
+                "Content-Length: 14\r\n\r\n{\"allow\":true}");
+  // Bodies that carry the policy's revision: the header block, and a body of
+  // the length it announces.
+  auto header_block = [](const std::string& reply) {
+    return reply.substr(0, reply.find("\r\n\r\n") + 4);
+  };
+  auto body_of = [](const std::string& reply) { return reply.substr(reply.find("\r\n\r\n") + 4); };
+  const std::string deny = ask(fa + "Authorization: Bearer " + token +
+                               "\r\nX-Original-Method: DELETE\r\nX-Original-URI: "
+                               "/workspaces/Marketing-Production\r\n" + rid + "\r\n");
+  const std::string decision = body_of(deny);
+  EXPECT_EQ(header_block(deny), "HTTP/1.1 403 Forbidden\r\nContent-Type: application/json\r\n"
+                                "X-Gatehouse-Decision: " + decision + "\r\n" + rid +
+                                    "Content-Length: " + std::to_string(decision.size()) + "\r\n\r\n");
+  const std::string authorize_body =
+      json({{"token", token}, {"action", "project.import"}, {"workspace", "Marketing-Production"}}).dump();
+  const std::string allow =
+      ask("POST /v1/authorize HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n" + rid +
+          "Content-Length: " + std::to_string(authorize_body.size()) + "\r\n\r\n" + authorize_body);
+  EXPECT_EQ(header_block(allow),
+            ok + "Content-Length: " + std::to_string(body_of(allow).size()) + "\r\n\r\n");
+  EXPECT_EQ(json::parse(body_of(allow))["allow"], true);
+  // The server's own refusals: a made-up request id, then close.
+  auto without_id = [](std::string reply) {
+    const size_t at = reply.find("X-Request-Id: ");
+    if (at != std::string::npos) reply.erase(at + 14, reply.find("\r\n", at) - at - 14);
+    return reply;
+  };
+  const std::string refused = "Content-Type: application/json\r\nX-Request-Id: \r\nConnection: close\r\n";
+  EXPECT_EQ(without_id(ask("POST /v1/authorize HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n"
+                           "Content-Length: 2\r\n\r\nab", false, true)),
+            "HTTP/1.1 400 Bad Request\r\n" + refused +
+                "Content-Length: 54\r\n\r\n{\"error\":\"malformed HTTP request: bad Content-Length\"}");
+  EXPECT_EQ(without_id(ask("GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + std::string(20000, 'a') +
+                           "\r\n\r\n", false, true)),
+            "HTTP/1.1 431 Request Header Fields Too Large\r\n" + refused +
+                "Content-Length: 58\r\n\r\n{\"error\":\"request header too large (at most 16384 bytes)\"}");
+  EXPECT_EQ(without_id(ask("POST /v1/authorize HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n",
+                           false, true)),
+            "HTTP/1.1 413 Payload Too Large\r\n" + refused +
+                "Content-Length: 56\r\n\r\n{\"error\":\"request body too large (at most 65536 bytes)\"}");
 }
 
 class ServerLimitsTest : public ServerTest {
