@@ -5,18 +5,6 @@
 #include "sidecar/policy_watch.h"
 
 namespace gatehouse::sidecar {
-namespace {
-
-std::string JoinErrors(const std::vector<PolicyError>& errors) {
-  std::string out;
-  for (const PolicyError& e : errors) {
-    if (!out.empty()) out += '\n';
-    out += e.ToString();
-  }
-  return out;
-}
-
-}  // namespace
 
 PolicyHolder::PolicyHolder(std::string policy_path, std::vector<std::string> invariants,
                            Metrics* metrics, LogFn log)
@@ -35,7 +23,7 @@ Result<std::unique_ptr<PolicyHolder>> PolicyHolder::Open(std::string policy_path
   for (const PolicyError& w : load.warnings) h->log_(w.ToString());
   if (!load.ok()) {
     return Status::InvalidArgument("policy " + h->policy_path_ + " does not load:\n" +
-                                   JoinErrors(load.errors));
+                                   JoinPolicyErrors(load.errors));
   }
   h->policy_.store(load.policy);
   h->metrics_->SetPolicy(load.policy->name(), load.policy->revision());
@@ -54,7 +42,7 @@ bool PolicyHolder::Reload() {
   if (!load.ok()) {
     metrics_->CountReload(false);
     log_("policy reload failed; the previous policy (" + policy()->revision() +
-         ") keeps serving:\n" + JoinErrors(load.errors));
+         ") keeps serving:\n" + JoinPolicyErrors(load.errors));
     return false;
   }
   PolicyPtr old = policy_.exchange(load.policy);

@@ -52,4 +52,13 @@ void WaitUntilPolicyFilesSettle(const std::string& policy_path,
   }
 }
 
+std::string JoinPolicyErrors(const std::vector<PolicyError>& errors) {
+  std::string out;
+  for (const PolicyError& e : errors) {
+    if (!out.empty()) out += '\n';
+    out += e.ToString();
+  }
+  return out;
+}
+
 }  // namespace gatehouse::sidecar

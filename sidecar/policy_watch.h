@@ -1,9 +1,12 @@
-// What the policy watchers (State for the live policy, Shadow for the
-// candidate) compare between polls to notice an edit.
+// What the policy watchers (PolicyHolder for the live policy, Shadow for the
+// candidate) compare between polls to notice an edit, and how they report a
+// load they refuse.
 #pragma once
 
 #include <string>
 #include <vector>
+
+#include "gatehouse/policy.h"
 
 namespace gatehouse::sidecar {
 
@@ -18,5 +21,8 @@ std::vector<std::string> PolicyFilesFingerprint(const std::string& policy_path,
 void WaitUntilPolicyFilesSettle(const std::string& policy_path,
                                 const std::vector<std::string>& invariants,
                                 std::vector<std::string> seen);
+
+// A refused load's errors, one `file:line:col: message` per line.
+std::string JoinPolicyErrors(const std::vector<PolicyError>& errors);
 
 }  // namespace gatehouse::sidecar

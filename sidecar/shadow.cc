@@ -11,15 +11,6 @@
 namespace gatehouse::sidecar {
 namespace {
 
-std::string JoinErrors(const std::vector<PolicyError>& errors) {
-  std::string out;
-  for (const PolicyError& e : errors) {
-    if (!out.empty()) out += '\n';
-    out += e.ToString();
-  }
-  return out;
-}
-
 constexpr std::string_view kOtherAction = "_other";
 
 std::string_view EffectName(bool allow) { return allow ? "allow" : "deny"; }
@@ -87,7 +78,7 @@ Result<std::unique_ptr<Shadow>> Shadow::Open(const ShadowOptions& options,
   for (const PolicyError& w : load.warnings) s->log_("shadow policy: " + w.ToString());
   if (!load.ok()) {
     return Status::InvalidArgument("shadow policy " + options.policy_path + " does not load:\n" +
-                                   JoinErrors(load.errors));
+                                   JoinPolicyErrors(load.errors));
   }
   s->candidate_ = load.policy;
   return s;
@@ -109,7 +100,7 @@ bool Shadow::Reload() {
   if (!load.ok()) {
     reload_failures_.fetch_add(1, std::memory_order_relaxed);
     log_("shadow policy reload failed; the previous candidate (" + old->revision() +
-         ") keeps shadowing:\n" + JoinErrors(load.errors));
+         ") keeps shadowing:\n" + JoinPolicyErrors(load.errors));
     return false;
   }
   {
