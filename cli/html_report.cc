@@ -232,7 +232,10 @@ std::string DiffHtml(const CompiledPolicy& before, const CompiledPolicy& after, 
         std::string title = "after: " + RuleAt(after, action, rep, sl);
         if (v == Verdict::kConditional) title += " (allowed when " + cond + ")";
         std::string old_text;
-        for (const auto& t : old_texts) old_text += (old_text.empty() ? "" : " | ") + t;
+        for (const auto& t : old_texts) {
+          if (!old_text.empty()) old_text += " | ";
+          old_text += t;
+        }
         if (differs) {
           ++changed;
           std::string before_rule = oa == SIZE_MAX ? "" : RuleAt(before, action, rep, sl);
@@ -240,7 +243,10 @@ std::string DiffHtml(const CompiledPolicy& before, const CompiledPolicy& after, 
                   (before_rule.empty() ? "" : " — " + before_rule) + "\n" + title;
         }
         std::string members;
-        for (const auto& mem : cols[c].members) members += (members.empty() ? "" : ";") + MemberText(mem);
+        for (const auto& mem : cols[c].members) {
+          if (!members.empty()) members += ';';
+          members += MemberText(mem);
+        }
         tables << "<td class=\"" << VerdictText(v) << (differs ? " changed" : added ? " added" : "") << "\" data-action=\""
                << Esc(action) << "\" data-group=\"" << c + 1 << "\" data-members=\"" << Esc(members)
                << "\" data-verdict=\"" << VerdictText(v) << "\"";
