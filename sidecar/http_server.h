@@ -29,7 +29,8 @@
 // early). The reply is one preformatted buffer (the bytes Beast's serializer
 // wrote), written at once when the socket takes it; the header fields come
 // from a per-thread arena and the request's strings are reused. Per request:
-// one recv, one send, the store's freshness pread, and an epoll_wait shared
+// one recv, one send (the store's freshness stamp is a mapped read, no
+// system call), and an epoll_wait shared
 // by the requests that are ready together.
 //
 // Per connection, every limit is enforced by the server, not the handler:

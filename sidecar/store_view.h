@@ -6,9 +6,10 @@
 // Freshness. A token revoked, deleted or expired through the CLI (another
 // process) must be refused by the very next request. Every request calls
 // Fresh(), which reads the store's StoreStamp (Store::Watch(); SQLite's is
-// one pread() of the WAL-index header, no SQLite call, no lock) and compares it
-// with the stamp read just before the serving snapshot was confirmed: equal
-// means nothing has committed since, so the snapshot is current. Any
+// the WAL-index header read through a shared mapping of the -shm file: no
+// system call, no SQLite call, no lock) and compares it with the stamp read
+// just before the serving snapshot was confirmed: equal means nothing has
+// committed since, so the snapshot is current. Any
 // difference (a commit, a checkpoint restarting the WAL, a torn read of a
 // header being written) takes the slow path: under the refresh mutex, read
 // the stamp again, then the maintenance connection's `PRAGMA data_version`

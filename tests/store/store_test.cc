@@ -1039,7 +1039,33 @@ TEST_F(SqliteStoreTest, StoreWatchStampChangesWithEveryCommitAndOnlyThen) {
   AddToken(*writer, f.api_user.id, kNow + 3600);
   ASSERT_TRUE(watch->Read(&after));
   EXPECT_NE(before, after);
+  // The stamp is read through a mapping of the -shm file: every commit is
+  // seen by the very next read, one after another, from this process's
+  // writer and from another process's (the sqlite3 shell).
+  std::set<StoreStamp> seen{before, after};
+  for (int i = 0; i < 12; ++i) {
+    if (i % 3 == 2) {
+      ASSERT_EQ(::access("/usr/bin/sqlite3", X_OK), 0) << "no sqlite3 shell (scripts/setup.sh installs it)";
+      const std::string cmd = "/usr/bin/sqlite3 '" + path_ +
+                              "' 'BEGIN; CREATE TABLE gh_probe(x); DROP TABLE gh_probe; COMMIT;'";
+      ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
+    } else {
+      AddToken(*writer, f.api_user.id, kNow + 3600 + i);
+    }
+    StoreStamp now, again;
+    ASSERT_TRUE(watch->Read(&now));
+    EXPECT_TRUE(seen.insert(now).second) << "commit " << i << " left the stamp as it was";
+    ASSERT_TRUE(watch->Read(&again));
+    EXPECT_EQ(now, again) << "no commit, yet the stamp moved";
+  }
   EXPECT_EQ(SqliteWalWatch::Open(dir_.File("none.db")), nullptr);
+  // A -shm file shorter than the header is not mapped (a read past its end
+  // would fault): no watch, so the reader asks the store instead.
+  for (const size_t size : {size_t{0}, size_t{3}, sizeof(StoreStamp) - 1}) {
+    const std::string db = dir_.File("short" + std::to_string(size) + ".db");
+    std::ofstream(db + "-shm", std::ios::binary) << std::string(size, '\1');
+    EXPECT_EQ(SqliteWalWatch::Open(db), nullptr) << "a " << size << "-byte -shm file";
+  }
 }
 
 // Regression: the probe used to open and close the store file each poll, which

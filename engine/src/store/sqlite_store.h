@@ -47,20 +47,25 @@ Result<std::unique_ptr<Store>> CreateSqliteStore(const std::string& path,
 // knows nothing committed. SqliteStore::Watch() returns one of these.
 class SqliteWalWatch final : public StoreWatch {
  public:
-  // Opens the store's "-shm" file read-only. A connection must have opened
-  // the store first (SQLite creates the file then). Null when it cannot be
-  // opened (the store is not in WAL mode, or an unusual VFS): the caller then
+  // Opens the store's "-shm" file read-only and maps its header. A
+  // connection must have opened the store first (SQLite creates the file
+  // then). Null when it cannot be opened or mapped (the store is not in WAL
+  // mode, an unusual VFS, a file shorter than the header): the caller then
   // asks the store (DataVersion) every time.
   static std::unique_ptr<SqliteWalWatch> Open(const std::string& store_path);
 
-  // Reads the stamp with one pread(): no SQLite call, no lock, safe from any
-  // thread. False when it cannot be read or SQLite has not built the index
-  // yet: treat as "changed".
+  ~SqliteWalWatch() override;
+  SqliteWalWatch(const SqliteWalWatch&) = delete;
+  SqliteWalWatch& operator=(const SqliteWalWatch&) = delete;
+
+  // Reads the stamp from a shared mapping of the file's first page: no
+  // system call, no SQLite call, no lock, safe from any thread. False when
+  // SQLite has not built the index yet: treat as "changed".
   bool Read(StoreStamp* out) const override;
 
  private:
-  explicit SqliteWalWatch(int fd) : fd_(fd) {}
-  int fd_;  // kept open until the process exits (see above)
+  explicit SqliteWalWatch(const unsigned char* map) : map_(map) {}
+  const unsigned char* map_;  // the header's page; its descriptor is kept (see above)
 };
 
 // Whether this process can read the file at `path` as a SQLite database now:

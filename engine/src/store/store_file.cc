@@ -10,10 +10,12 @@
 // kept for the life of the process; a file replaced under its path costs one
 // more descriptor.
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdint>
 #include <cstring>
 #include <map>
 #include <mutex>
@@ -48,13 +50,39 @@ int KeptDescriptor(const std::string& path) {
 std::unique_ptr<SqliteWalWatch> SqliteWalWatch::Open(const std::string& store_path) {
   const int fd = KeptDescriptor(store_path + "-shm");
   if (fd < 0) return nullptr;
-  return std::unique_ptr<SqliteWalWatch>(new SqliteWalWatch(fd));
+  // The header is read through a shared mapping of the file's first page:
+  // the same page cache pages SQLite's own connections map and write (in
+  // this process too), so a commit's header write is seen by the next load,
+  // with no system call per request (a pread() cost ~2.4 µs here, a tenth
+  // of a request). A file shorter than the header cannot be mapped safely
+  // (a load past its end would fault): then the caller asks the store.
+  // Truncating -shm under a running SQLite faults SQLite's own mapping as
+  // well; SQLite itself only ever shortens it to 3 bytes, within the page.
+  struct stat st;
+  if (::fstat(fd, &st) != 0 || st.st_size < static_cast<off_t>(sizeof(StoreStamp))) return nullptr;
+  void* map = ::mmap(nullptr, sizeof(StoreStamp), PROT_READ, MAP_SHARED, fd, 0);
+  if (map == MAP_FAILED) return nullptr;
+  return std::unique_ptr<SqliteWalWatch>(new SqliteWalWatch(static_cast<const unsigned char*>(map)));
+}
+
+SqliteWalWatch::~SqliteWalWatch() {
+  // Unmapping drops no lock (only closing a descriptor does).
+  ::munmap(const_cast<unsigned char*>(map_), sizeof(StoreStamp));
 }
 
 bool SqliteWalWatch::Read(StoreStamp* out) const {
-  const ssize_t n = ::pread(fd_, out->data(), out->size(), 0);
+  // Word by word with acquire loads: each call reads the page again (the
+  // compiler may neither cache nor reorder it), in the order SQLite's own
+  // readers do. A read torn by a concurrent commit differs from both
+  // stamps, so it counts as "changed": a false positive, never a negative.
+  static_assert(sizeof(StoreStamp) % sizeof(uint64_t) == 0);
+  const auto* words = reinterpret_cast<const uint64_t*>(map_);
+  for (size_t i = 0; i < sizeof(StoreStamp) / sizeof(uint64_t); ++i) {
+    const uint64_t w = __atomic_load_n(words + i, __ATOMIC_ACQUIRE);
+    std::memcpy(out->data() + i * sizeof w, &w, sizeof w);
+  }
   // isInit (byte 12 of the first copy) is 1 once SQLite has built the index.
-  return n == static_cast<ssize_t>(out->size()) && (*out)[12] == 1;
+  return (*out)[12] == 1;
 }
 
 Status ProbeStoreFile(const std::string& path) {
