@@ -143,7 +143,9 @@ struct Handlers::Evaluation {
   // The workspace decided on as the store spells it ("" until decided);
   // `workspace` keeps the request's spelling for the log.
   std::string stored_workspace;
-  std::string inputs;  // EncodeInputs of what the policy decided; "" when it was not asked
+  // The policy that decided `request` (when `decided`): the decision log
+  // encodes the inputs from it, only when a record is written.
+  const CompiledPolicy* decided_by = nullptr;
   // What Authorize resolved (for the shadow decision: shadow.h).
   bool decided = false;
   Request request;
@@ -321,7 +323,7 @@ void Handlers::Decide(const Subject& subject, const Question& question,
   // request's spelling of it.
   e->stored_workspace = outcome.workspace_name;
   if (outcome.decided) {
-    e->inputs = EncodeInputs(policy, outcome.request);
+    e->decided_by = &policy;
     e->message = policy.DecidingMessage(outcome.decision);
   } else if (!outcome.reasons.empty()) {
     e->message = outcome.reasons.front().message;
@@ -349,7 +351,10 @@ bool Handlers::Log(std::string_view endpoint, const Evaluation& e, int64_t now_m
   entry.token_check = e.token_check;
   entry.token_redacted = e.token_redacted;
   entry.request_id = request.request_id;
-  entry.inputs = e.inputs;
+  // "" when the policy was not asked.
+  const std::string inputs =
+      e.decided_by != nullptr ? EncodeInputs(*e.decided_by, e.request) : std::string();
+  entry.inputs = inputs;
   if (e.shadow.diverged) {
     entry.shadow_revision = e.shadow.revision;
     entry.shadow_allow = e.shadow.allow;
