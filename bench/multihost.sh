@@ -12,5 +12,8 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 n=${1:-1000}
 build=${2:-$root/build}
-GH_MULTIHOST_TIMEOUT=$(( 120 + 5 * n )) GH_MULTIHOST_BENCH=$n exec "$root/tests/e2e/multihost.sh" \
+# bench/probe --until-refused polls each host (when built: GATEHOUSE_BUILD_BENCH).
+probe=$build/bench/probe
+[[ -x $probe ]] || probe=""
+GH_MULTIHOST_PROBE=$probe GH_MULTIHOST_TIMEOUT=$(( 120 + 5 * n )) GH_MULTIHOST_BENCH=$n exec "$root/tests/e2e/multihost.sh" \
   "$build/sidecar/gatehoused" "$build/cli/gatehouse" "$root/policies"

@@ -19,6 +19,17 @@
 // over all N with an unanswered probe counted as infinitely slow ("inf").
 // --out writes one line per probe: "MS STATUS" (STATUS 0: no reply), then
 // "skip -1" per probe not started.
+//
+//   probe --port P --until-refused ... [--interval-ms 1] [--deadline-s 60]
+// instead asks again and again (one fresh connection each, --interval-ms
+// apart) until the sidecar answers 200 with {"allow":false,...} whose first
+// rule is not store-unavailable, then prints the moment that answer arrived,
+// on the wall clock shared by every network namespace of the machine:
+//   refused_at_unix_ms=1764644000123.456
+// and exits 0; exit 1 when the deadline passes first. bench/multihost.sh
+// starts one per sidecar host before a revocation: a compiled poller per host
+// instead of one shell loop polling the hosts in turn, whose own latency
+// (process and /dev/tcp set-up under load) was inside the figure.
 #include <poll.h>
 #include <signal.h>
 
@@ -27,6 +38,7 @@
 #include <cmath>
 #include <cstdio>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -40,7 +52,7 @@ double Ms(Clock::duration d) { return std::chrono::duration<double, std::milli>(
 
 // One probe: returns the reply's status (0: none) and sets `ms`.
 int ProbeOnce(const std::string& host, int port, const std::string& request, int timeout_ms,
-              double* ms) {
+              double* ms, std::string* reply_out = nullptr) {
   const auto t0 = Clock::now();
   const auto deadline = t0 + std::chrono::milliseconds(timeout_ms);
   auto left = [&] {
@@ -81,10 +93,44 @@ int ProbeOnce(const std::string& host, int port, const std::string& request, int
         break;
       }
     }
+    if (reply_out != nullptr) *reply_out = std::move(reply);
     ::close(fd);
   }
   *ms = Ms(Clock::now() - t0);
   return status;
+}
+
+// A decision that refuses for a reason other than the store being
+// unreachable (a partitioned or lagging sidecar denies everything).
+bool IsRefusal(int status, const std::string& reply) {
+  const size_t body = reply.find("\r\n\r\n");
+  if (status != 200 || body == std::string::npos) return false;
+  const std::string_view b = std::string_view(reply).substr(body + 4);
+  return b.starts_with("{\"allow\":false") &&
+         !b.starts_with("{\"allow\":false,\"reasons\":[{\"rule\":\"store-unavailable\"");
+}
+
+// --until-refused: see the header.
+int UntilRefused(const std::string& host, int port, const std::string& request, int interval_ms,
+                 int timeout_ms, Clock::time_point end) {
+  while (Clock::now() < end) {
+    const auto t = Clock::now();
+    const int left_ms = static_cast<int>(Ms(end - t));
+    double ms = 0;
+    std::string reply;
+    const int status = ProbeOnce(host, port, request, std::min(timeout_ms, std::max(1, left_ms)), &ms, &reply);
+    if (IsRefusal(status, reply)) {
+      const double at = std::chrono::duration<double, std::milli>(
+                            std::chrono::system_clock::now().time_since_epoch())
+                            .count();
+      std::printf("refused_at_unix_ms=%.3f\n", at);
+      return 0;
+    }
+    const auto next = t + std::chrono::milliseconds(interval_ms);
+    if (Clock::now() < next) std::this_thread::sleep_until(next);
+  }
+  std::fprintf(stderr, "probe: %s:%d never refused before the deadline\n", host.c_str(), port);
+  return 1;
 }
 
 std::string Percentile(std::vector<double> v, double q) {
@@ -102,10 +148,15 @@ std::string Percentile(std::vector<double> v, double q) {
 int main(int argc, char** argv) {
   std::string host = "127.0.0.1", method = "GET", path = "/", body, out_path;
   std::vector<std::string> headers;
-  int port = 0, count = 100, interval_ms = 50, start_delay_ms = 0, timeout_ms = 5000;
+  int port = 0, count = 100, interval_ms = -1, start_delay_ms = 0, timeout_ms = 5000;
   double deadline_s = 60;
+  bool until_refused = false;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
+    if (a == "--until-refused") {
+      until_refused = true;
+      continue;
+    }
     if (a == "--free-port") {
       const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
       sockaddr_in s{};
@@ -145,6 +196,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "usage: probe --port P [--count N] ... (see bench/probe.cc)\n");
     return 2;
   }
+  if (interval_ms < 0) interval_ms = until_refused ? 1 : 50;
   ::signal(SIGPIPE, SIG_IGN);
   std::string request = method + " " + path + " HTTP/1.1\r\nHost: " + host + "\r\nConnection: close\r\n";
   for (const auto& h : headers) request += h + "\r\n";
@@ -153,6 +205,7 @@ int main(int argc, char** argv) {
 
   const auto start = Clock::now();
   const auto end = start + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(deadline_s));
+  if (until_refused) return UntilRefused(host, port, request, interval_ms, timeout_ms, end);
   std::this_thread::sleep_for(std::chrono::milliseconds(start_delay_ms));
   std::vector<double> all;
   std::vector<int> statuses;
