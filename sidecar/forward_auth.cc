@@ -2,17 +2,11 @@
 
 #include <array>
 
+#include "gatehouse/text.h"
 #include "sidecar/handlers.h"
 
 namespace gatehouse::sidecar {
 namespace {
-
-int HexValue(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
 
 std::string Hex(unsigned char c) {
   static constexpr char kDigits[] = "0123456789ABCDEF";
@@ -176,10 +170,10 @@ std::optional<std::vector<std::string>> SafePathSegments(std::string_view target
     for (size_t i = 0; i < raw.size(); ++i) {
       const unsigned char c = static_cast<unsigned char>(raw[i]);
       if (c == '%') {
-        if (raw.size() - i < 3 || HexValue(raw[i + 1]) < 0 || HexValue(raw[i + 2]) < 0)
+        if (raw.size() - i < 3 || HexDigitValue(raw[i + 1]) < 0 || HexDigitValue(raw[i + 2]) < 0)
           return fail(where + " has a malformed percent escape");
         const unsigned char d =
-            static_cast<unsigned char>(HexValue(raw[i + 1]) * 16 + HexValue(raw[i + 2]));
+            static_cast<unsigned char>(HexDigitValue(raw[i + 1]) * 16 + HexDigitValue(raw[i + 2]));
         if (IsForbiddenDecoded(d)) return fail(where + " has an encoded byte 0x" + Hex(d));
         decoded.push_back(static_cast<char>(d));
         i += 2;

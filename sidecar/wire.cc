@@ -3,6 +3,8 @@
 #include <exception>
 #include <nlohmann/json.hpp>
 
+#include "gatehouse/text.h"
+
 namespace gatehouse::sidecar {
 namespace {
 
@@ -126,13 +128,6 @@ Parsed<AuthorizeCheck> CheckFromJson(const json& obj, const std::string& where) 
   return c;
 }
 
-int HexValue(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
-
 std::optional<std::string> FormDecode(std::string_view s) {
   std::string out;
   out.reserve(s.size());
@@ -141,7 +136,7 @@ std::optional<std::string> FormDecode(std::string_view s) {
       out += ' ';
     else if (s[i] == '%') {
       if (i + 2 >= s.size()) return std::nullopt;
-      const int hi = HexValue(s[i + 1]), lo = HexValue(s[i + 2]);
+      const int hi = HexDigitValue(s[i + 1]), lo = HexDigitValue(s[i + 2]);
       if (hi < 0 || lo < 0) return std::nullopt;
       out += static_cast<char>(hi * 16 + lo);
       i += 2;

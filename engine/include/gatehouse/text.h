@@ -53,4 +53,13 @@ std::string EscapeText(std::string_view text, EscapeMode mode = EscapeMode::kNon
 // (roff would take it for a request). Other bytes are kept as they are.
 std::string EscapeRoff(std::string_view text);
 
+// The value of one hexadecimal digit (either case), or -1: for the percent
+// escapes of paths, forms and headers, each decoded by its own rules.
+constexpr int HexDigitValue(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
 }  // namespace gatehouse

@@ -1,15 +1,9 @@
 // Route matching for forward-auth: method + request target → action + workspace.
 #include "compile/compiled.h"
+#include "gatehouse/text.h"
 
 namespace gatehouse {
 namespace {
-
-int HexValue(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
 
 // Percent-decodes one path segment; false on a malformed escape or a decoded
 // '/' or NUL (which would let a segment smuggle structure).
@@ -19,7 +13,7 @@ bool DecodeSegment(std::string_view in, std::string* out) {
     char c = in[i];
     if (c == '%') {
       if (i + 2 >= in.size()) return false;
-      int hi = HexValue(in[i + 1]), lo = HexValue(in[i + 2]);
+      int hi = HexDigitValue(in[i + 1]), lo = HexDigitValue(in[i + 2]);
       if (hi < 0 || lo < 0) return false;
       char d = static_cast<char>(hi * 16 + lo);
       if (d == '/' || d == '\0') return false;
