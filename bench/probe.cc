@@ -21,9 +21,9 @@
 // "skip -1" per probe not started.
 //
 //   probe --port P --until-refused ... [--interval-ms 1] [--deadline-s 60]
-// instead asks again and again (one fresh connection each, --interval-ms
-// apart) until the sidecar answers 200 with {"allow":false,...} whose first
-// rule is not store-unavailable, then prints the moment that answer arrived,
+// instead asks again and again, --interval-ms apart on one keep-alive
+// connection, until the sidecar answers 200 with {"allow":false,...} whose
+// first rule is not store-unavailable, then prints the moment that answer arrived,
 // on the wall clock shared by every network namespace of the machine:
 //   refused_at_unix_ms=1764644000123.456
 // and exits 0; exit 1 when the deadline passes first. bench/multihost.sh
@@ -50,50 +50,62 @@ using Clock = std::chrono::steady_clock;
 
 double Ms(Clock::duration d) { return std::chrono::duration<double, std::milli>(d).count(); }
 
-// One probe: returns the reply's status (0: none) and sets `ms`.
+// Milliseconds left until `deadline` (0 once it passed), for poll().
+int Left(Clock::time_point deadline) {
+  return static_cast<int>(std::max<long>(
+      0, std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count()));
+}
+
+// A connected socket to HOST:PORT by `deadline`, or -1.
+int Connect(const std::string& host, int port, Clock::time_point deadline) {
+  const int fd = bench::StartConnect(host, port);
+  if (fd < 0) return -1;
+  pollfd p{fd, POLLOUT, 0};
+  if (::poll(&p, 1, Left(deadline)) == 1 && bench::ConnectError(fd) == 0) return fd;
+  ::close(fd);
+  return -1;
+}
+
+// Sends `request` on `fd` and reads one whole reply into `reply` by
+// `deadline`: its status, or 0 when none came (the connection is then unusable).
+int Exchange(int fd, const std::string& request, Clock::time_point deadline, std::string* reply) {
+  reply->clear();
+  size_t sent = 0;
+  while (sent < request.size()) {
+    const ssize_t n = ::send(fd, request.data() + sent, request.size() - sent, MSG_NOSIGNAL);
+    if (n > 0) {
+      sent += static_cast<size_t>(n);
+      continue;
+    }
+    pollfd p{fd, POLLOUT, 0};
+    if (n == 0 || errno != EAGAIN || ::poll(&p, 1, Left(deadline)) != 1) return 0;
+  }
+  char buf[4096];
+  while (true) {
+    pollfd p{fd, POLLIN, 0};
+    if (::poll(&p, 1, Left(deadline)) != 1) return 0;
+    const ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+    if (n <= 0) {
+      if (n < 0 && errno == EAGAIN) continue;
+      return 0;
+    }
+    reply->append(buf, static_cast<size_t>(n));
+    const int s = bench::CompleteReply(*reply);
+    if (s >= 0) return s;
+  }
+}
+
+// One probe on a fresh connection: returns the reply's status (0: none) and
+// sets `ms`, connect to last byte.
 int ProbeOnce(const std::string& host, int port, const std::string& request, int timeout_ms,
-              double* ms, std::string* reply_out = nullptr) {
+              double* ms) {
   const auto t0 = Clock::now();
   const auto deadline = t0 + std::chrono::milliseconds(timeout_ms);
-  auto left = [&] {
-    return static_cast<int>(
-        std::max<long>(0, std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count()));
-  };
   int status = 0;
-  const int fd = bench::StartConnect(host, port);
+  const int fd = Connect(host, port, deadline);
   if (fd >= 0) {
-    pollfd p{fd, POLLOUT, 0};
-    bool connected = ::poll(&p, 1, left()) == 1 && bench::ConnectError(fd) == 0;
-    size_t sent = 0;
-    while (connected && sent < request.size()) {
-      const ssize_t n = ::send(fd, request.data() + sent, request.size() - sent, MSG_NOSIGNAL);
-      if (n > 0) {
-        sent += static_cast<size_t>(n);
-      } else if (n < 0 && errno == EAGAIN) {
-        p = {fd, POLLOUT, 0};
-        if (::poll(&p, 1, left()) != 1) connected = false;
-      } else {
-        connected = false;
-      }
-    }
     std::string reply;
-    char buf[4096];
-    while (connected && sent == request.size()) {
-      p = {fd, POLLIN, 0};
-      if (::poll(&p, 1, left()) != 1) break;
-      const ssize_t n = ::recv(fd, buf, sizeof buf, 0);
-      if (n <= 0) {
-        if (n < 0 && errno == EAGAIN) continue;
-        break;
-      }
-      reply.append(buf, static_cast<size_t>(n));
-      const int s = bench::CompleteReply(reply);
-      if (s >= 0) {
-        status = s;
-        break;
-      }
-    }
-    if (reply_out != nullptr) *reply_out = std::move(reply);
+    status = Exchange(fd, request, deadline, &reply);
     ::close(fd);
   }
   *ms = Ms(Clock::now() - t0);
@@ -110,25 +122,34 @@ bool IsRefusal(int status, const std::string& reply) {
          !b.starts_with("{\"allow\":false,\"reasons\":[{\"rule\":\"store-unavailable\"");
 }
 
-// --until-refused: see the header.
+// --until-refused: see the header. One keep-alive connection, opened again
+// when it fails: a fresh connection per request would use up the ephemeral
+// ports towards the host within a minute at one request a millisecond.
 int UntilRefused(const std::string& host, int port, const std::string& request, int interval_ms,
                  int timeout_ms, Clock::time_point end) {
+  int fd = -1;
+  std::string reply;
   while (Clock::now() < end) {
     const auto t = Clock::now();
-    const int left_ms = static_cast<int>(Ms(end - t));
-    double ms = 0;
-    std::string reply;
-    const int status = ProbeOnce(host, port, request, std::min(timeout_ms, std::max(1, left_ms)), &ms, &reply);
+    const auto deadline = std::min(end, t + std::chrono::milliseconds(timeout_ms));
+    if (fd < 0) fd = Connect(host, port, deadline);
+    const int status = fd >= 0 ? Exchange(fd, request, deadline, &reply) : 0;
     if (IsRefusal(status, reply)) {
       const double at = std::chrono::duration<double, std::milli>(
                             std::chrono::system_clock::now().time_since_epoch())
                             .count();
       std::printf("refused_at_unix_ms=%.3f\n", at);
+      ::close(fd);
       return 0;
+    }
+    if (status == 0 && fd >= 0) {
+      ::close(fd);
+      fd = -1;
     }
     const auto next = t + std::chrono::milliseconds(interval_ms);
     if (Clock::now() < next) std::this_thread::sleep_until(next);
   }
+  if (fd >= 0) ::close(fd);
   std::fprintf(stderr, "probe: %s:%d never refused before the deadline\n", host.c_str(), port);
   return 1;
 }
@@ -198,7 +219,8 @@ int main(int argc, char** argv) {
   }
   if (interval_ms < 0) interval_ms = until_refused ? 1 : 50;
   ::signal(SIGPIPE, SIG_IGN);
-  std::string request = method + " " + path + " HTTP/1.1\r\nHost: " + host + "\r\nConnection: close\r\n";
+  std::string request = method + " " + path + " HTTP/1.1\r\nHost: " + host + "\r\n";
+  if (!until_refused) request += "Connection: close\r\n";
   for (const auto& h : headers) request += h + "\r\n";
   if (!body.empty() || method == "POST") request += "Content-Length: " + std::to_string(body.size()) + "\r\n";
   request += "\r\n" + body;

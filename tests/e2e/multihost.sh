@@ -275,9 +275,9 @@ if [[ -n ${GH_MULTIHOST_BENCH:-} ]]; then
       done
     done
     if [[ -n ${GH_MULTIHOST_PROBE:-} ]]; then
-      # One compiled poller per host, polling (a fresh connection every
-      # 1 ms) from before the revocation: no shell loop's own latency in
-      # the figure. Each prints when the first refusal arrived.
+      # One compiled poller per host, polling (a request every 1 ms on a
+      # keep-alive connection) from before the revocation: no shell loop's own
+      # latency in the figure. Each prints when the first refusal arrived.
       body="{\"token\":\"${TOK[b$i]}\",\"action\":\"project.import\",\"workspace\":\"Production\"}"
       pids=()
       for h in "${SIDECARS[@]}"; do
@@ -305,7 +305,7 @@ if [[ -n ${GH_MULTIHOST_BENCH:-} ]]; then
     sort -n | awk '{v[NR]=$1} END {p50=v[int(NR*0.50+0.999)]; p99=v[int(NR*0.99+0.999)];
       printf "p50 %d ms, p99 %d ms, max %d ms (n=%d)\n", p50, p99, v[NR], NR}'
   }
-  if [[ -n ${GH_MULTIHOST_PROBE:-} ]]; then how="one poller per host, a fresh request every 1 ms"
+  if [[ -n ${GH_MULTIHOST_PROBE:-} ]]; then how="one poller per host, a request every 1 ms on a keep-alive connection"
   else how="hosts polled round robin by this script"; fi
   echo "commit -> refusal over $n revocations (CLI returned -> first refused answer; $how):"
   all=""
