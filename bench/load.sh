@@ -48,6 +48,12 @@
 #        --decision-log to a file (the divergences' cost includes writing
 #        them); the table shows the median round, the CPU per request and the
 #        ratio to the run without a shadow.
+#  startup gatehoused with $TOKENS tokens started $STARTUP_RUNS times per
+#        backend (interleaved, one at a time, each stopped before the next):
+#        seconds to listening (after its first full load) and to /readyz 200,
+#        min / median / max per backend (and per backend for $BASELINE,
+#        started in the same rounds).
+#          STORE=both TOKENS=1000000 MODE=startup bench/load.sh build-release
 #  edge  the same gatehoused with $SLOW slow-header connections (trickling a
 #        byte every 300 ms, reopened when the server closes them) and $IDLE
 #        idle keep-alive connections held open by bench/conn_holder: a probe
@@ -59,7 +65,7 @@
 #   ninja -C build-release gatehoused gatehouse hello_server seed_store probe conn_holder
 #   bench/load.sh build-release
 #
-# STORE (rss, edge, churn): sqlite (default), pg, or both. pg starts a
+# STORE (rss, edge, churn, startup): sqlite (default), pg, or both. pg starts a
 # throwaway PostgreSQL 15 ($PG_BIN) in a temp dir of its own as the postgres
 # user (runuser when root), Unix socket only, fsync and synchronous_commit
 # off (a benchmark server); seeds it with `gatehouse store copy` from the
@@ -84,8 +90,9 @@
 # HELLO_THREADS (hello_server --threads, 64), TOKENS (100000), IDLE (10000),
 # SLOW (1000), CHURN_S (30), CHURN_RATE (20), PROFILE (auto | perf | callgrind | off),
 # SHADOW_CONNECTIONS ("16 256"), MODE (all, or a comma-separated list of load,
-# rss, edge, churn, shadow), STORE (sqlite | pg | both), RSS_CHANGES (1000),
-# RSS_RATE (100), COMPACT_BULK (20000), CHURN_BY (cli | api), PG_BIN (/usr/lib/postgresql/15/bin).
+# rss, edge, churn, shadow, startup), STORE (sqlite | pg | both), RSS_CHANGES (1000),
+# RSS_RATE (100), COMPACT_BULK (20000), CHURN_BY (cli | api), PG_BIN (/usr/lib/postgresql/15/bin),
+# STARTUP_RUNS (3).
 # Every loop is bounded (wrk -d, probe counts and deadlines, conn_holder
 # --hold-s); every process the script starts is stopped by PID on exit.
 set -euo pipefail
@@ -109,7 +116,7 @@ MODE=${MODE:-all}
 SHADOW_CONNECTIONS=${SHADOW_CONNECTIONS:-16 256}
 NGINX=${NGINX:-/usr/sbin/nginx}
 for m in ${MODE//,/ }; do
-  case "$m" in all | load | rss | edge | churn | shadow) ;; *) echo "load.sh: MODE is all, or a comma-separated list of load, rss, edge, churn, shadow" >&2; exit 2 ;; esac
+  case "$m" in all | load | rss | edge | churn | shadow | startup) ;; *) echo "load.sh: MODE is all, or a comma-separated list of load, rss, edge, churn, shadow, startup" >&2; exit 2 ;; esac
 done
 has_mode() { [ "$MODE" = all ] || [[ ",$MODE," == *",$1,"* ]]; }
 STORE=${STORE:-sqlite}
@@ -123,6 +130,7 @@ RSS_RATE=${RSS_RATE:-100}
 CHURN_BY=${CHURN_BY:-cli}
 case "$CHURN_BY" in cli | api) ;; *) echo "load.sh: CHURN_BY is cli or api" >&2; exit 2 ;; esac
 RSS_CHANGES=${RSS_CHANGES:-1000}
+STARTUP_RUNS=${STARTUP_RUNS:-3}
 COMPACT_BULK=${COMPACT_BULK:-20000}
 PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
 PSQL=$PG_BIN/psql
@@ -564,7 +572,7 @@ if has_mode shadow; then
   for v in plain quiet diverging; do stop_pid "${SH_PID[$v]}"; done
 fi
 
-if has_mode rss || has_mode edge || has_mode churn; then
+if has_mode rss || has_mode edge || has_mode churn || has_mode startup; then
   echo
   TOKEN=$(make_store "$WORK/big.db")
   t0=$(date +%s.%N)
@@ -586,6 +594,41 @@ if has_mode rss || has_mode edge || has_mode churn; then
     echo "PostgreSQL $("$PG_BIN/postgres" --version | awk '{print $3}') in $PG_DIR (Unix socket only; fsync=off, synchronous_commit=off: a benchmark server);"
     echo "  store copy of the SQLite store into it + VACUUM ANALYZE: $(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.1f", b - a}') s"
   fi
+fi
+
+if has_mode startup; then
+  # Start-up alone, STARTUP_RUNS times per backend, interleaved.
+  declare -A SU_LISTEN SU_READY
+  # With BASELINE: that sidecar too, in the same rounds ("base-sqlite", "base-pg").
+  SU_KEYS=$BACKENDS
+  [ -n "${BASELINE:-}" ] && for b in $BACKENDS; do SU_KEYS+=" base-$b"; done
+  for r in $(seq 1 "$STARTUP_RUNS"); do
+    for k in $SU_KEYS; do
+      b=${k#base-}
+      bin=$D
+      [ "$k" != "$b" ] && bin=$BASELINE
+      t1=$(date +%s.%N)
+      start "startup-$k-$r" "$bin" --listen 127.0.0.1:0 --store "${LOC[$b]}" --policy "$ROOT/policies" --io-threads "$IO_THREADS"
+      t2=$(date +%s.%N)
+      for _ in $(seq 1 600); do
+        curl -fsS -o /dev/null "http://127.0.0.1:$PORT/readyz" 2>/dev/null && break
+        sleep 0.01
+      done
+      t3=$(date +%s.%N)
+      stop_pid "$PID"
+      SU_LISTEN[$k]+="$(awk -v a="$t1" -v b="$t2" 'BEGIN {printf "%.2f", b - a}') "
+      SU_READY[$k]+="$(awk -v a="$t1" -v b="$t3" 'BEGIN {printf "%.2f", b - a}') "
+    done
+  done
+  # min / median / max of a list of seconds.
+  spread() { tr ' ' '\n' | grep . | sort -n | awk '{a[NR] = $1} END {printf "%.2f / %.2f / %.2f s", a[1], a[int((NR + 1) / 2)], a[NR]}'; }
+  for k in $SU_KEYS; do
+    echo "$k: gatehoused start-up with $TOKENS tokens, $STARTUP_RUNS runs, min / median / max: to listening $(spread <<<"${SU_LISTEN[$k]}"), to ready $(spread <<<"${SU_READY[$k]}") (runs: ${SU_READY[$k]% }); load average $(loadavg)"
+  done
+  echo "target: start-up to ready ≤ 5 s from PostgreSQL with 1,000,000 tokens"
+fi
+
+if has_mode rss || has_mode edge || has_mode churn; then
   for b in $BACKENDS; do
     # Start-up: to "listening" (the sidecar listens after its first full
     # load) and to /readyz 200, one sidecar starting at a time.

@@ -35,8 +35,13 @@ Result<std::unique_ptr<StoreView>> StoreView::Open(const StoreViewOptions& optio
     v->subscribed_ = true;
     v->feed_ = std::move(v->maintenance_);
     if (options.feed_notify) GATEHOUSE_RETURN_IF_ERROR(v->feed_->Subscribe());
-    const int64_t sent = v->options_.clock->MonotonicMillis();
     GATEHOUSE_RETURN_IF_ERROR(v->Refresh(*v->feed_, /*full=*/true, -1, std::make_shared<View>()));
+    // A full load of a big store takes longer than the staleness bound
+    // (seconds at 1,000,000 tokens): confirmed by a catch-up sent after it
+    // (a few rows), or the sidecar would start refusing until the feed
+    // thread's first heartbeat.
+    const int64_t sent = v->options_.clock->MonotonicMillis();
+    GATEHOUSE_RETURN_IF_ERROR(v->Refresh(*v->feed_, /*full=*/false, -1, std::make_shared<View>()));
     v->confirmed_at_ms_.store(sent, std::memory_order_relaxed);
     return v;
   }

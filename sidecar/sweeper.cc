@@ -1,5 +1,8 @@
 #include "sidecar/sweeper.h"
 
+#include <sys/eventfd.h>
+#include <unistd.h>
+
 #include <chrono>
 #include <utility>
 
@@ -12,9 +15,13 @@ Sweeper::Sweeper(SweeperOptions options, Metrics* metrics, LogFn log,
     : options_(std::move(options)),
       metrics_(metrics),
       log_(std::move(log)),
-      after_delete_(std::move(after_delete)) {}
+      after_delete_(std::move(after_delete)),
+      stop_fd_(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) {}
 
-Sweeper::~Sweeper() { Stop(); }
+Sweeper::~Sweeper() {
+  Stop();
+  if (stop_fd_ >= 0) ::close(stop_fd_);
+}
 
 Result<int64_t> Sweeper::SweepNow() {
   std::lock_guard<std::mutex> one(sweep_mu_);
@@ -22,6 +29,7 @@ Result<int64_t> Sweeper::SweepNow() {
   StoreOptions so;
   so.busy_timeout_ms = options_.busy_timeout_ms;
   so.durable_commits = false;  // it only deletes tokens that are already refused
+  so.cancel_fd = stop_fd_;
   auto writer = OpenStore(options_.store_path, so);
   if (!writer.ok()) {
     metrics_->CountSweepFailure();
@@ -44,6 +52,8 @@ void Sweeper::Start() {
   std::lock_guard<std::mutex> lock(mu_);
   if (options_.interval_s <= 0 || thread_.joinable()) return;
   stop_ = false;
+  uint64_t drained;
+  if (stop_fd_ >= 0) (void)!::read(stop_fd_, &drained, sizeof drained);
   thread_ = std::thread([this] { Loop(); });
 }
 
@@ -53,6 +63,8 @@ void Sweeper::Stop() {
     stop_ = true;
   }
   cv_.notify_all();
+  const uint64_t one = 1;
+  if (stop_fd_ >= 0) (void)!::write(stop_fd_, &one, sizeof one);
   if (thread_.joinable()) thread_.join();
 }
 
@@ -64,6 +76,9 @@ void Sweeper::Loop() {
     if (cv_.wait_for(lock, every, [this] { return stop_; })) return;
     lock.unlock();
     auto n = SweepNow();
+    lock.lock();
+    if (!n.ok() && stop_) return;  // what Stop() cut short is no failure to report
+    lock.unlock();
     if (!n.ok()) {
       if (!failed_logged) log_("sweeping expired tokens failed: " + n.status().ToString());
       failed_logged = true;

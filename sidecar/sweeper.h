@@ -65,7 +65,11 @@ class Sweeper {
   Result<int64_t> SweepNow();
 
   // Starts / stops the thread (no thread when interval_s is 0). Stop wakes
-  // it at once and waits for a sweep in progress.
+  // it at once and cuts a sweep in progress short: the sweep's connection
+  // polls a stop eventfd beside its socket (StoreOptions::cancel_fd), so a
+  // PostgreSQL that never answers costs Stop nothing, not the connect's
+  // deadline. From Stop until the next Start, SweepNow fails at once on
+  // PostgreSQL ("stopped while connecting").
   void Start();
   void Stop();
 
@@ -81,6 +85,7 @@ class Sweeper {
   std::mutex mu_;
   std::condition_variable cv_;
   bool stop_ = false;
+  int stop_fd_ = -1;  // an eventfd, written by Stop, drained by Start
   std::thread thread_;
 };
 

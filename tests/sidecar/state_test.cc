@@ -721,6 +721,30 @@ TEST_F(PostgresStateTest, AConnectThatNeverAnswersDelaysNeitherRequestsNorStop) 
 }
 
 
+// Stop() cuts a sweep in progress short (a sidecar's SIGTERM): the sweep's
+// connect, into a postmaster stopped with SIGSTOP (nothing ever replies),
+// polls the sweeper's stop eventfd, so Stop() does not wait for the
+// connect's 5 s deadline. The sweep starts 1 s after Start(); Stop() comes
+// while it connects, and nothing is reported as a failure.
+TEST_F(PostgresStateTest, StopCutsASweepThatIsConnectingShort) {
+  SweeperOptions so = SweeperAt(&clock_);
+  so.interval_s = 1;
+  Sweeper sweeper(so, &metrics_, Log(), nullptr);
+  sweeper.Start();
+  ASSERT_EQ(::kill(pg_->pid(), SIGSTOP), 0);
+  struct Resume {
+    pid_t pid;
+    ~Resume() { ::kill(pid, SIGCONT); }
+  } resume{pg_->pid()};
+  std::this_thread::sleep_for(std::chrono::milliseconds(1400));  // the sweep is connecting now
+  const auto start = std::chrono::steady_clock::now();
+  sweeper.Stop();
+  const auto took = std::chrono::steady_clock::now() - start;
+  EXPECT_LT(took, std::chrono::milliseconds(2000))
+      << std::chrono::duration_cast<std::chrono::milliseconds>(took).count() << " ms";
+  EXPECT_EQ(Logs().find("failed"), std::string::npos) << Logs();
+}
+
 TEST_F(PostgresStateTest, ALostServerIsRefusedWithinTheBoundAndWhatChangedMeanwhileIsRefusedAfter) {
   static const DemoTimeRealIntervals clock;
   clock_override_ = &clock;

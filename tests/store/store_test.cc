@@ -1816,6 +1816,94 @@ TEST_F(PostgresStoreTest, ALostServerIsAnIoErrorNotAHang) {
   EXPECT_TRUE(again->TheOnlyOrganization().ok());
 }
 
+// 400 tokens for `api_user_id` in one statement: token i is tok_<i>, named
+// n<i>, expiring at kNow - 200 + i (so 201..400 are active).
+void InsertNumberedTokens(Store& store, int64_t api_user_id) {
+  ASSERT_OK(internal::ExecPostgresForTesting(
+      store, "INSERT INTO tokens(hash, public_id, api_user_id, name, created_at, expires_at, "
+             "created_by) SELECT sha256(convert_to(i::text, 'UTF8')), 'tok_' || i, " +
+                 std::to_string(api_user_id) + ", 'n' || i, " + std::to_string(kNow) + ", " +
+                 std::to_string(kNow - 200) + " + i, 'maker' FROM generate_series(1, 400) i"));
+}
+
+// The token scan reads the table in page ranges, one COPY each, the last
+// one open-ended. However the ranges fall (one page each, a few, more than
+// the table), across holes left by deletions and rows moved by updates,
+// every active token comes once with its own fields.
+TEST_F(PostgresStoreTest, ScanActiveTokensOverPageRangesGivesEveryActiveTokenOnce) {
+  auto store = Create();
+  ASSERT_NE(store, nullptr);
+  Fixture f = Populate(*store);
+  InsertNumberedTokens(*store, f.api_user.id);
+  ASSERT_OK(internal::ExecPostgresForTesting(
+      *store, "DELETE FROM tokens WHERE public_id IN "
+              "(SELECT 'tok_' || i FROM generate_series(1, 400, 7) i)"));
+  ASSERT_OK(internal::ExecPostgresForTesting(
+      *store, "UPDATE tokens SET name = 'moved' WHERE public_id IN "
+              "(SELECT 'tok_' || i FROM generate_series(3, 400, 5) i)"));
+  ASSERT_OK_AND_ASSIGN(pages, internal::QueryPostgresIntForTesting(
+                                  *store, "SELECT pg_relation_size('tokens') / 8192"));
+  ASSERT_GE(pages, 4) << "the ranges must be more than one";
+  std::map<std::string, std::string> expected;  // token id -> name
+  for (int i = 201; i <= 400; ++i) {
+    if (i % 7 == 1) continue;
+    expected["tok_" + std::to_string(i)] = i % 5 == 3 ? "moved" : "n" + std::to_string(i);
+  }
+  for (int64_t range : {1, 2, 3, 1000}) {
+    SCOPED_TRACE("pages per range: " + std::to_string(range));
+    ASSERT_OK(internal::SetPostgresScanPagesForTesting(*store, range));
+    ASSERT_OK_AND_ASSIGN(scanned, store->LoadActiveTokens(kNow));
+    std::map<std::string, std::string> seen;
+    for (const TokenRecord& t : scanned) {
+      EXPECT_TRUE(seen.emplace(t.token_id, t.name).second) << t.token_id << " came twice";
+      const int i = std::stoi(t.token_id.substr(4));
+      EXPECT_EQ(t.expires_at, kNow - 200 + i);
+      EXPECT_EQ(t.created_at, kNow);
+      EXPECT_EQ(t.created_by, "maker");
+      EXPECT_EQ(t.api_user_name, "ci-bot");
+      ASSERT_OK_AND_ASSIGN(one, store->FindTokenById(t.token_id));
+      EXPECT_EQ(t.hash, one.hash);
+    }
+    EXPECT_EQ(seen, expected);
+  }
+  // A callback's error in a later range: the rest is dropped, the store works on.
+  ASSERT_OK(internal::SetPostgresScanPagesForTesting(*store, 1));
+  size_t n = 0;
+  Status s = store->ScanActiveTokens(kNow, [&](const TokenRecord&) -> Status {
+    return ++n == expected.size() - 3 ? Status::Internal("enough") : Status::Ok();
+  });
+  EXPECT_EQ(s.message(), "enough");
+  EXPECT_EQ(n, expected.size() - 3);
+  ASSERT_OK_AND_ASSIGN(again, store->LoadActiveTokens(kNow));
+  EXPECT_EQ(again.size(), expected.size());
+}
+
+// A scan whose connection is cut midway (the backend terminated between
+// two ranges) fails as a lost connection, and the connection is given up.
+TEST_F(PostgresStoreTest, AScanWhoseConnectionIsCutMidwayFails) {
+  auto store = Create();
+  ASSERT_NE(store, nullptr);
+  Fixture f = Populate(*store);
+  InsertNumberedTokens(*store, f.api_user.id);
+  ASSERT_OK(internal::SetPostgresScanPagesForTesting(*store, 1));
+  ASSERT_OK_AND_ASSIGN(backend, internal::QueryPostgresIntForTesting(*store, "SELECT pg_backend_pid()"));
+  auto killer = Open();
+  ASSERT_NE(killer, nullptr);
+  int seen = 0;
+  Status s = store->ScanActiveTokens(kNow, [&](const TokenRecord&) -> Status {
+    if (++seen == 1) {
+      // Waits (up to 5 s) until the backend is gone.
+      auto killed = internal::QueryPostgresIntForTesting(
+          *killer, "SELECT pg_terminate_backend(" + std::to_string(backend) + ", 5000)::int");
+      EXPECT_TRUE(killed.ok() && *killed == 1) << killed.status().ToString();
+    }
+    return Status::Ok();
+  });
+  EXPECT_EQ(s.code(), StatusCode::kIoError) << s.ToString();
+  EXPECT_LT(seen, 200);
+  EXPECT_EQ(store->ListOrganizations().status().code(), StatusCode::kIoError);
+}
+
 // A server that stops answering (its backend frozen: no error, no close)
 // costs the statement deadline plus the client's slack, never a hang; the
 // connection is given up.

@@ -32,6 +32,9 @@ namespace internal {
 Status ExecPostgresForTesting(Store& store, std::string_view sql);
 Result<int64_t> QueryPostgresIntForTesting(Store& store, std::string_view sql);
 bool IsPostgresStoreForTesting(Store& store);
+// How many table pages each statement of ScanActiveTokens reads (default
+// 4096), so that a test's few hundred tokens span several.
+Status SetPostgresScanPagesForTesting(Store& store, int64_t pages);
 }  // namespace internal
 
 }  // namespace gatehouse
