@@ -440,7 +440,7 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
   }
 
   // The deadline of what starts now, and the reason counted when the sweep
-  // finds it passed (none: a write, a lingering close).
+  // finds it passed (none: a lingering close).
   void Arm(Clock::time_point at, std::optional<Metrics::ConnectionClose> why) {
     deadline = at;
     deadline_reason_ = why;
@@ -576,7 +576,8 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
     const auto length = parser_->content_length();
     if (expect != h.end() && IEquals(expect->value(), "100-continue") &&
         (!length || *length <= server_->options.payload_max_bytes)) {
-      Arm(Clock::now() + std::chrono::seconds(server_->options.write_timeout_s), std::nullopt);
+      Arm(Clock::now() + std::chrono::seconds(server_->options.write_timeout_s),
+          Metrics::ConnectionClose::kWriteTimeout);
       net::async_write(stream_, net::buffer(kContinue.data(), kContinue.size()),
                        [self = this->shared_from_this()](const error_code& ec, size_t) {
                          if (ec) return self->Close();
@@ -753,6 +754,7 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
   // the request), then closes.
   void Refuse(int status, Metrics::ConnectionClose why, const std::string& message) {
     server_->metrics->CountConnectionClose(why);
+    refused_ = true;  // counted once: a refusal the client does not read is not counted again
     std::string path;
     if (parser_) {  // the request line may have been read (e.g. a Content-Length too large)
       const auto target = parser_->get().target();
@@ -776,7 +778,11 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
   // completion handler and a round through the event loop per request; else
   // what is left moves into the session and is written asynchronously.
   void Write(bool close) {
-    Arm(Clock::now() + std::chrono::seconds(server_->options.write_timeout_s), std::nullopt);
+    // The whole reply must be taken within the write timeout: a client that
+    // sends requests but never reads the replies is closed (and counted),
+    // not kept with its reply buffered.
+    Arm(Clock::now() + std::chrono::seconds(server_->options.write_timeout_s),
+        refused_ ? std::nullopt : std::optional(Metrics::ConnectionClose::kWriteTimeout));
     std::string& out = worker_->out;
     size_t written = 0;
     if constexpr (!kIsTls<Stream>) {
@@ -846,6 +852,7 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
   std::string peer_;  // the client, named on the first request (PeerName)
   uint64_t served_ = 0;
   size_t lingered_ = 0;
+  bool refused_ = false;  // Refuse counted why this connection closes
   bool idle_ = false;  // waiting for a request (or lingering): Stop may close it
   bool reading_header_ = false;  // the current request's first bytes arrived
   bool header_done_ = false;     // ... and its whole header, checked
