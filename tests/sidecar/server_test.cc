@@ -402,6 +402,60 @@ TEST_F(ServerTest, DeadlineSweepClosesEachStalledConnectionAtItsTimeout) {
   EXPECT_EQ(metrics_.connection_closes(Metrics::ConnectionClose::kIdleTimeout), 1u);
 }
 
+// Connections opened together expire together (a client that opens many
+// slow-header connections at once): each is closed at its own deadline and
+// counted, in slices of the sweep, while connections with later deadlines
+// (idle keep-alive ones, opened in between, so the sweep's table is
+// reshuffled as the others end) keep theirs and keep being served.
+TEST_F(ServerTest, ConnectionsExpiringTogetherAreAllClosedAndOthersKeepTheirDeadlines) {
+  using std::chrono::milliseconds;
+  constexpr int kSlow = 240;  // per I/O thread, several of the sweep's slices
+  constexpr int kIdle = 24;
+  std::vector<std::unique_ptr<HttpConnection>> slow, idle;
+  const auto first_open = std::chrono::steady_clock::now();
+  for (int i = 0; i < kSlow; ++i) {
+    slow.push_back(std::make_unique<HttpConnection>(port_, 5000));
+    ASSERT_TRUE(slow.back()->SendRaw("GET /healthz HTTP/1.1\r\nHost: x\r\n")) << i;
+    if (i % (kSlow / kIdle) == 0) {
+      idle.push_back(std::make_unique<HttpConnection>(port_, 5000));
+      ASSERT_EQ(idle.back()->Request("GET", "/healthz").status, 200);
+    }
+  }
+  const auto idle_since = std::chrono::steady_clock::now();
+  // Bounded: read timeout (1 s) + 2 s.
+  int open = kSlow;
+  std::vector<bool> closed(kSlow, false);
+  while (open > 0 && std::chrono::steady_clock::now() - idle_since < milliseconds(3000)) {
+    for (int i = 0; i < kSlow; ++i) {
+      if (closed[i]) continue;
+      pollfd p{slow[i]->fd(), POLLIN, 0};
+      if (::poll(&p, 1, 0) > 0 && slow[i]->ClosedByPeer(10)) {
+        closed[i] = true;
+        --open;
+      }
+    }
+    EXPECT_EQ(HttpCall(port_, "GET", "/healthz").status, 200);
+    std::this_thread::sleep_for(milliseconds(10));
+  }
+  EXPECT_EQ(open, 0) << "slow-header connections still open 3 s after their 1 s deadline";
+  for (int i = 0; i < 100; ++i) {
+    if (metrics_.connection_closes(Metrics::ConnectionClose::kHeaderTimeout) >= kSlow) break;
+    std::this_thread::sleep_for(milliseconds(10));
+  }
+  EXPECT_EQ(metrics_.connection_closes(Metrics::ConnectionClose::kHeaderTimeout),
+            static_cast<uint64_t>(kSlow));
+  // The idle ones (keep-alive timeout 2 s) are open and served, if there is
+  // time left before their timeout to ask (a loaded machine may take it).
+  if (std::chrono::steady_clock::now() - first_open < milliseconds(1700)) {
+    for (auto& c : idle) {
+      pollfd p{c->fd(), POLLIN, 0};
+      EXPECT_EQ(::poll(&p, 1, 0), 0) << "an idle connection was closed before its timeout";
+    }
+    EXPECT_EQ(metrics_.connection_closes(Metrics::ConnectionClose::kIdleTimeout), 0u);
+    for (auto& c : idle) EXPECT_EQ(c->Request("GET", "/healthz").status, 200);
+  }
+}
+
 TEST_F(ServerTest, IdleAndSlowConnectionsHoldNoThread) {
   // Two I/O threads; 300 idle keep-alive and 300 half-sent connections.
   std::vector<std::unique_ptr<HttpConnection>> held;
