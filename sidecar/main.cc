@@ -209,6 +209,7 @@ int main(int argc, char** argv) {
   size_t header_fields = server_options.header_max_fields;
   int read_timeout = static_cast<int>(server_options.read_timeout_s);
   int keep_alive_timeout = static_cast<int>(server_options.keep_alive_timeout_s);
+  int write_timeout = 0;  // unset: as --read-timeout (what it was before it had its own flag)
 
   po::options_description desc(
       "usage: gatehoused [options]\n\n"
@@ -288,6 +289,9 @@ int main(int argc, char** argv) {
        "and again its body")
       ("keep-alive-timeout", po::value(&keep_alive_timeout)->default_value(keep_alive_timeout),
        "seconds an idle keep-alive connection is kept open")
+      ("write-timeout", po::value(&write_timeout),
+       "seconds a client may take to read a whole reply; one that stops reading is closed "
+       "(default: as --read-timeout)")
       ("sweep-interval", po::value(&state_options.sweep_interval_s)->default_value(state_options.sweep_interval_s),
        "seconds between deletions of expired tokens (0: never)")
       ("policy-poll-ms", po::value(&state_options.policy_poll_ms)->default_value(state_options.policy_poll_ms),
@@ -391,7 +395,8 @@ int main(int argc, char** argv) {
     handler_options.caller_secret = std::move(secret).value();
   }
   if (payload_max < 1) return Usage("--payload-max must be positive");
-  if (read_timeout < 1 || keep_alive_timeout < 1)
+  if (!vm.count("write-timeout")) write_timeout = read_timeout;
+  if (read_timeout < 1 || keep_alive_timeout < 1 || write_timeout < 1)
     return Usage("timeouts must be at least 1 second");
   if (state_options.sweep_interval_s < 0 || state_options.policy_poll_ms < 0) {
     return Usage("--sweep-interval and --policy-poll-ms must not be negative");
@@ -410,7 +415,7 @@ int main(int argc, char** argv) {
   server_options.threads = threads;
   server_options.payload_max_bytes = payload_max;
   server_options.read_timeout_s = read_timeout;
-  server_options.write_timeout_s = read_timeout;
+  server_options.write_timeout_s = write_timeout;
   server_options.keep_alive_timeout_s = keep_alive_timeout;
 
   Metrics metrics;

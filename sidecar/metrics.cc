@@ -346,7 +346,7 @@ std::string Metrics::Render() const {
          "Connections the server closed, by reason.");
   static constexpr std::array<const char*, static_cast<int>(ConnectionClose::kCount)> kWhy = {
       "header_timeout", "body_timeout",   "idle_timeout", "bad_framing",
-      "header_too_large", "body_too_large", "tls_handshake"};
+      "header_too_large", "body_too_large", "tls_handshake", "write_timeout"};
   for (size_t i = 0; i < kWhy.size(); ++i) {
     Line(out, "gatehouse_http_connection_closes_total",
          std::string("reason=\"") + kWhy[i] + "\"", connection_closes_[i].load());

@@ -106,6 +106,7 @@ class Metrics {
     kHeaderTooLarge,     // 431
     kBodyTooLarge,       // 413
     kTlsHandshake,       // TLS handshake failed (e.g. no valid client certificate)
+    kWriteTimeout,       // the client did not read a whole reply within the write timeout
     kCount,
   };
   void CountConnectionClose(ConnectionClose why) {

@@ -141,6 +141,18 @@ TEST_F(OpsTest, BothProgramsPrintTheSameVersionAndExitZero) {
   EXPECT_EQ(with_command.out, cli.out);
 }
 
+// --write-timeout is an option of its own (it used to follow --read-timeout
+// only): a bad value is a usage error (exit 2, one line), like the others.
+TEST_F(OpsTest, WriteTimeoutIsAnOptionAndChecked) {
+  for (const char* bad : {"0", "-1", "x"}) {
+    ProcessResult r = RunProcess({kSidecar, "--listen", "127.0.0.1:0", "--write-timeout", bad});
+    EXPECT_EQ(r.exit_code, 2) << bad << ": " << r;
+    EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r;
+  }
+  ProcessResult help = RunProcess({kSidecar, "--help"});
+  EXPECT_NE(help.out.find("--write-timeout"), std::string::npos);
+}
+
 // A tarball has no .git: the header still builds, with revision unknown (or
 // the one the builder names), and a git repository around the tree is not
 // asked.

@@ -4,13 +4,20 @@
 // that no client library normalises it first.
 #include <gtest/gtest.h>
 
+#include <dirent.h>
+#include <linux/sockios.h>
 #include <poll.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <chrono>
+#include <cstdlib>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <random>
 #include <thread>
+#include <utility>
 
 #include "sidecar/fixture.h"
 #include "sidecar/http_client.h"
@@ -395,6 +402,60 @@ TEST_F(ServerTest, DeadlineSweepClosesEachStalledConnectionAtItsTimeout) {
   EXPECT_EQ(metrics_.connection_closes(Metrics::ConnectionClose::kIdleTimeout), 1u);
 }
 
+// Connections opened together expire together (a client that opens many
+// slow-header connections at once): each is closed at its own deadline and
+// counted, in slices of the sweep, while connections with later deadlines
+// (idle keep-alive ones, opened in between, so the sweep's table is
+// reshuffled as the others end) keep theirs and keep being served.
+TEST_F(ServerTest, ConnectionsExpiringTogetherAreAllClosedAndOthersKeepTheirDeadlines) {
+  using std::chrono::milliseconds;
+  constexpr int kSlow = 240;  // per I/O thread, several of the sweep's slices
+  constexpr int kIdle = 24;
+  std::vector<std::unique_ptr<HttpConnection>> slow, idle;
+  const auto first_open = std::chrono::steady_clock::now();
+  for (int i = 0; i < kSlow; ++i) {
+    slow.push_back(std::make_unique<HttpConnection>(port_, 5000));
+    ASSERT_TRUE(slow.back()->SendRaw("GET /healthz HTTP/1.1\r\nHost: x\r\n")) << i;
+    if (i % (kSlow / kIdle) == 0) {
+      idle.push_back(std::make_unique<HttpConnection>(port_, 5000));
+      ASSERT_EQ(idle.back()->Request("GET", "/healthz").status, 200);
+    }
+  }
+  const auto idle_since = std::chrono::steady_clock::now();
+  // Bounded: read timeout (1 s) + 2 s.
+  int open = kSlow;
+  std::vector<bool> closed(kSlow, false);
+  while (open > 0 && std::chrono::steady_clock::now() - idle_since < milliseconds(3000)) {
+    for (int i = 0; i < kSlow; ++i) {
+      if (closed[i]) continue;
+      pollfd p{slow[i]->fd(), POLLIN, 0};
+      if (::poll(&p, 1, 0) > 0 && slow[i]->ClosedByPeer(10)) {
+        closed[i] = true;
+        --open;
+      }
+    }
+    EXPECT_EQ(HttpCall(port_, "GET", "/healthz").status, 200);
+    std::this_thread::sleep_for(milliseconds(10));
+  }
+  EXPECT_EQ(open, 0) << "slow-header connections still open 3 s after their 1 s deadline";
+  for (int i = 0; i < 100; ++i) {
+    if (metrics_.connection_closes(Metrics::ConnectionClose::kHeaderTimeout) >= kSlow) break;
+    std::this_thread::sleep_for(milliseconds(10));
+  }
+  EXPECT_EQ(metrics_.connection_closes(Metrics::ConnectionClose::kHeaderTimeout),
+            static_cast<uint64_t>(kSlow));
+  // The idle ones (keep-alive timeout 2 s) are open and served, if there is
+  // time left before their timeout to ask (a loaded machine may take it).
+  if (std::chrono::steady_clock::now() - first_open < milliseconds(1700)) {
+    for (auto& c : idle) {
+      pollfd p{c->fd(), POLLIN, 0};
+      EXPECT_EQ(::poll(&p, 1, 0), 0) << "an idle connection was closed before its timeout";
+    }
+    EXPECT_EQ(metrics_.connection_closes(Metrics::ConnectionClose::kIdleTimeout), 0u);
+    for (auto& c : idle) EXPECT_EQ(c->Request("GET", "/healthz").status, 200);
+  }
+}
+
 TEST_F(ServerTest, IdleAndSlowConnectionsHoldNoThread) {
   // Two I/O threads; 300 idle keep-alive and 300 half-sent connections.
   std::vector<std::unique_ptr<HttpConnection>> held;
@@ -623,6 +684,377 @@ TEST_F(ServerLimitsTest, UnixSocketWithItsModeAndNoStaleFileProblem) {
   ASSERT_TRUE(second.ok());
   EXPECT_FALSE((*second)->Bind().ok());
   EXPECT_EQ(HttpConnection(path, 3000).Request("GET", "/healthz").status, 200);
+}
+
+
+// ---------------------------------------------------------------------------
+// Replies the socket does not take at once: the write timeout, and the
+// keep-alive connection whose reply was only partly taken.
+
+// A loopback client socket whose receive buffer is set before the connection
+// (so the window it advertises is small from the start); raw, for clients
+// that stop reading.
+class RawClient {
+ public:
+  RawClient(int port, int rcvbuf, int sndbuf = 0, int timeout_ms = 5000) {
+    fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
+    if (fd_ < 0) return;
+    if (rcvbuf > 0) ::setsockopt(fd_, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
+    if (sndbuf > 0) ::setsockopt(fd_, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof sndbuf);
+    timeval tv{timeout_ms / 1000, (timeout_ms % 1000) * 1000};
+    ::setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    ::setsockopt(fd_, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    int one = 1;
+    ::setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(static_cast<uint16_t>(port));
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (::connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+      ::close(fd_);
+      fd_ = -1;
+    }
+  }
+  ~RawClient() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  RawClient(const RawClient&) = delete;
+  RawClient& operator=(const RawClient&) = delete;
+  int fd() const { return fd_; }
+
+  bool Send(const std::string& bytes) {
+    size_t off = 0;
+    while (off < bytes.size()) {
+      const ssize_t n = ::send(fd_, bytes.data() + off, bytes.size() - off, MSG_NOSIGNAL);
+      if (n <= 0) return false;
+      off += static_cast<size_t>(n);
+    }
+    return true;
+  }
+  // Sends what the socket takes without waiting; how much it took.
+  size_t SendSome(const std::string& bytes) {
+    const ssize_t n = ::send(fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+    return n > 0 ? static_cast<size_t>(n) : 0;
+  }
+  // Exactly n more bytes of the stream (fewer if it ends or times out).
+  std::string Take(size_t n) {
+    std::string got;
+    while (got.size() < n) {
+      if (buf_.empty() && !Fill()) break;
+      const size_t k = std::min(n - got.size(), buf_.size());
+      got.append(buf_, 0, k);
+      buf_.erase(0, k);
+    }
+    return got;
+  }
+  // The next whole reply's bytes: the header block and Content-Length bytes.
+  std::string NextReply() {
+    for (int i = 0; i < 100000; ++i) {  // bounded; each Fill waits at most the timeout
+      const size_t end = buf_.find("\r\n\r\n");
+      if (end != std::string::npos) {
+        size_t length = 0;
+        const size_t at = buf_.find("\r\nContent-Length: ");
+        if (at != std::string::npos && at < end) length = std::stoul(buf_.substr(at + 18));
+        if (buf_.size() >= end + 4 + length) {
+          std::string reply = buf_.substr(0, end + 4 + length);
+          buf_.erase(0, end + 4 + length);
+          return reply;
+        }
+      }
+      if (!Fill()) break;
+    }
+    return std::exchange(buf_, std::string());
+  }
+  // Bytes received and not read yet (by the kernel's count).
+  size_t Queued() const {
+    int n = 0;
+    return ::ioctl(fd_, FIONREAD, &n) == 0 ? static_cast<size_t>(n) : 0;
+  }
+  // The server reset or closed the connection (seen without reading).
+  bool HungUp() const {
+    pollfd p{fd_, 0, 0};
+    return ::poll(&p, 1, 0) > 0 && (p.revents & (POLLHUP | POLLERR)) != 0;
+  }
+
+ private:
+  bool Fill() {
+    char tmp[16384];
+    const ssize_t n = ::recv(fd_, tmp, sizeof tmp, 0);
+    if (n <= 0) return false;
+    buf_.append(tmp, static_cast<size_t>(n));
+    return true;
+  }
+  int fd_ = -1;
+  std::string buf_;
+};
+
+bool SameEndpoint(const sockaddr_in& a, const sockaddr_in& b) {
+  return a.sin_family == b.sin_family && a.sin_port == b.sin_port &&
+         a.sin_addr.s_addr == b.sin_addr.s_addr;
+}
+
+// The server's end of a loopback connection: the server runs in this
+// process, so its accepted socket is one of our descriptors (the one whose
+// local address is the client's peer and whose peer is the client). -1 if
+// the server has not accepted it (yet).
+int ServerEndOf(int client_fd) {
+  sockaddr_in local{}, peer{};
+  socklen_t len = sizeof local;
+  if (::getsockname(client_fd, reinterpret_cast<sockaddr*>(&local), &len) != 0) return -1;
+  len = sizeof peer;
+  if (::getpeername(client_fd, reinterpret_cast<sockaddr*>(&peer), &len) != 0) return -1;
+  DIR* dir = ::opendir("/proc/self/fd");
+  if (dir == nullptr) return -1;
+  int found = -1;
+  while (dirent* e = ::readdir(dir)) {
+    const int fd = std::atoi(e->d_name);
+    if (fd <= 2 || fd == client_fd || fd == ::dirfd(dir)) continue;
+    struct stat st {};
+    if (::fstat(fd, &st) != 0 || !S_ISSOCK(st.st_mode)) continue;
+    sockaddr_in a{}, b{};
+    socklen_t la = sizeof a, lb = sizeof b;
+    if (::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &la) != 0 || la != sizeof a) continue;
+    if (::getpeername(fd, reinterpret_cast<sockaddr*>(&b), &lb) != 0 || lb != sizeof b) continue;
+    if (SameEndpoint(a, peer) && SameEndpoint(b, local)) {
+      found = fd;
+      break;
+    }
+  }
+  ::closedir(dir);
+  return found;
+}
+
+// Bytes a socket holds that its peer has not acknowledged yet.
+size_t Unsent(int fd) {
+  int n = 0;
+  return ::ioctl(fd, SIOCOUTQ, &n) == 0 ? static_cast<size_t>(n) : 0;
+}
+
+class ServerWriteTest : public ServerTest {
+ protected:
+  ServerWriteTest() { start_in_setup_ = false; }
+
+  // A batch of n checks, allowed and denied in turn, as one raw request.
+  std::string BatchRequest(int n, const std::string& request_id) {
+    json checks = json::array();
+    for (int i = 0; i < n; ++i) {
+      checks.push_back({{"token", Token("prod-importer")},
+                        {"action", i % 2 == 0 ? "project.import" : "token.revoke"},
+                        {"workspace", "Marketing-Production"}});
+    }
+    const std::string body = json({{"checks", checks}}).dump();
+    return "POST /v1/authorize/batch HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+           "X-Request-Id: " + request_id + "\r\nContent-Length: " + std::to_string(body.size()) +
+           "\r\n\r\n" + body;
+  }
+  static std::string Healthz(const std::string& request_id) {
+    return "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Request-Id: " + request_id + "\r\n\r\n";
+  }
+  // A reply's bytes as a client that reads at once gets them.
+  std::string Reference(const std::string& raw) {
+    RawClient c(port_, 0);
+    EXPECT_TRUE(c.Send(raw));
+    return c.NextReply();
+  }
+};
+
+// A client that sends requests but never reads the replies is closed once the
+// write has been stalled for --write-timeout, counted as write_timeout, while
+// everyone else keeps being served. Several kinds of stalled clients at once:
+// pipelined /metrics, pipelined batches, pipelined small replies, each with
+// its own small receive buffer.
+TEST_F(ServerWriteTest, ClientThatNeverReadsIsClosedByTheWriteTimeout) {
+  ServerOptions o = DefaultOptions();
+  o.read_timeout_s = 4;  // longer than the write timeout: only the write timeout can close them
+  o.keep_alive_timeout_s = 4;
+  o.write_timeout_s = 1;
+  o.payload_max_bytes = 1 << 20;
+  Start(o);
+  struct Stalled {
+    std::string name;
+    std::string requests;  // sent over and over
+    int rcvbuf;
+    std::unique_ptr<RawClient> c;
+    size_t sent = 0, offset = 0;
+    std::chrono::steady_clock::time_point progress_at{};  // when it last sent a byte
+    std::optional<std::chrono::milliseconds> closed_after, closed_since_progress;
+  };
+  std::vector<Stalled> stalled;
+  std::string metrics_requests, batch_requests, small_requests;
+  for (int i = 0; i < 32; ++i) metrics_requests += "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n";
+  for (int i = 0; i < 4; ++i) batch_requests += BatchRequest(200, "batch-" + std::to_string(i));
+  for (int i = 0; i < 64; ++i) small_requests += Healthz("h" + std::to_string(i));
+  stalled.push_back({"metrics", metrics_requests, 4096, nullptr, 0, 0, {}, {}, {}});
+  stalled.push_back({"batch", batch_requests, 16384, nullptr, 0, 0, {}, {}, {}});
+  stalled.push_back({"healthz", small_requests, 2048, nullptr, 0, 0, {}, {}, {}});
+  stalled.push_back({"metrics-large-rcvbuf", metrics_requests, 65536, nullptr, 0, 0, {}, {}, {}});
+  const auto start = std::chrono::steady_clock::now();
+  for (auto& s : stalled) {
+    s.c = std::make_unique<RawClient>(port_, s.rcvbuf, 65536);
+    ASSERT_GE(s.c->fd(), 0) << s.name;
+    s.progress_at = start;
+  }
+  // Each sends until its socket takes no more (the server has stopped
+  // reading: its write is stalled), then waits; others ask meanwhile.
+  // Bounded: 64 MiB sent each, and write timeout + 2 s after the last byte
+  // a stalled client could send.
+  int served = 0;
+  for (int round = 0; round < 20000; ++round) {
+    const auto now = std::chrono::steady_clock::now();
+    bool open = false;
+    for (auto& s : stalled) {
+      if (s.closed_after) continue;
+      if (s.c->HungUp()) {
+        s.closed_after = std::chrono::duration_cast<std::chrono::milliseconds>(now - start);
+        s.closed_since_progress =
+            std::chrono::duration_cast<std::chrono::milliseconds>(now - s.progress_at);
+        continue;
+      }
+      open = true;
+      if (s.sent < (64u << 20)) {
+        size_t took = 0;
+        for (int k = 0; k < 64; ++k) {  // the requests over and over, as one stream
+          const size_t want = s.requests.size() - s.offset;
+          const size_t n = s.c->SendSome(s.requests.substr(s.offset));
+          took += n;
+          s.offset = (s.offset + n) % s.requests.size();
+          if (n < want) break;
+        }
+        s.sent += took;
+        if (took > 0) s.progress_at = now;
+      }
+    }
+    if (!open) break;
+    bool overdue = false;
+    for (auto& s : stalled) {
+      overdue |= !s.closed_after &&
+                 now - s.progress_at > std::chrono::seconds(o.write_timeout_s + 2);
+    }
+    if (overdue) break;
+    if (round % 10 == 0) {
+      HttpResponse r = HttpCall(port_, "GET", "/healthz");
+      EXPECT_EQ(r.status, 200) << r.error;
+      ++served;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  EXPECT_GE(served, 1);
+  for (const auto& s : stalled) {
+    EXPECT_LT(s.sent, 64u << 20) << s.name << ": the server kept reading a client that never reads";
+    ASSERT_TRUE(s.closed_after.has_value())
+        << s.name << ": still open " << o.write_timeout_s + 2 << " s after its write stalled";
+    // Not before: its last write started after its first request was sent.
+    EXPECT_GE(*s.closed_after, std::chrono::milliseconds(1000 * o.write_timeout_s - 50)) << s.name;
+    EXPECT_LT(*s.closed_since_progress, std::chrono::seconds(o.write_timeout_s + 2)) << s.name;
+  }
+  for (int i = 0; i < 100; ++i) {  // the client may see the reset before it is counted
+    if (metrics_.connection_closes(Metrics::ConnectionClose::kWriteTimeout) >= stalled.size()) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_EQ(metrics_.connection_closes(Metrics::ConnectionClose::kWriteTimeout), stalled.size());
+  EXPECT_EQ(metrics_.connection_closes(Metrics::ConnectionClose::kHeaderTimeout), 0u);
+  EXPECT_EQ(metrics_.connection_closes(Metrics::ConnectionClose::kIdleTimeout), 0u);
+  HttpResponse m = HttpCall(port_, "GET", "/metrics");
+  ASSERT_EQ(m.status, 200);
+  EXPECT_NE(m.body.find("gatehouse_http_connection_closes_total{reason=\"write_timeout\"} " +
+                        std::to_string(stalled.size()) + "\n"),
+            std::string::npos)
+      << m.body.substr(m.body.find("gatehouse_http_connection_closes_total"), 800);
+  EXPECT_EQ(HttpCall(port_, "GET", "/healthz").status, 200);
+}
+
+// A reply the socket takes only in part (the rest kept by the session and
+// written as the client reads): once the client reads again it gets the whole
+// reply byte for byte, and the connection goes on, pipelined requests in
+// order. Generated over reply sizes around the socket buffers (the server's
+// send buffer is made small so that the sizes are too) and the points at
+// which the client starts and pauses reading.
+TEST_F(ServerWriteTest, PartlyWrittenReplyArrivesWholeAndTheConnectionGoesOn) {
+  ServerOptions o = DefaultOptions();
+  o.read_timeout_s = 5;
+  o.keep_alive_timeout_s = 5;
+  o.write_timeout_s = 10;  // never reached here
+  o.payload_max_bytes = 1 << 20;
+  Start(o);
+  std::mt19937 rng(20261202);
+  int pending_cases = 0, direct_cases = 0, total_cases = 0;
+  // ~510 bytes of reply a check: from one check to 1,000 (500 KB), most near
+  // what the two sockets hold (~10-12 KB here).
+  for (const int checks : {1, 18, 20, 22, 40, 150, 1000}) {
+    const std::string big = Reference(BatchRequest(checks, "big-1"));
+    ASSERT_NE(big.find("HTTP/1.1 200 OK\r\n"), std::string::npos) << big.substr(0, 200);
+    const std::string big2 = Reference(BatchRequest(checks, "big-2"));
+    const std::string health = Reference(Healthz("h-1"));
+    ASSERT_EQ(health.find("HTTP/1.1 200 OK\r\n"), 0u);
+    for (int variant = 0; variant < 3; ++variant) {
+      SCOPED_TRACE("checks " + std::to_string(checks) + ", reply " + std::to_string(big.size()) +
+                   " bytes, variant " + std::to_string(variant));
+      ++total_cases;
+      RawClient c(port_, 4096);
+      ASSERT_GE(c.fd(), 0);
+      // One request first: the server has accepted the connection.
+      ASSERT_TRUE(c.Send(Healthz("h-1")));
+      ASSERT_EQ(c.NextReply(), health);
+      const int server_fd = ServerEndOf(c.fd());
+      ASSERT_GE(server_fd, 0) << "the server's end of the connection was not found";
+      int small = 4096;  // the kernel doubles it, and keeps it (no autotuning once set)
+      ASSERT_EQ(::setsockopt(server_fd, SOL_SOCKET, SO_SNDBUF, &small, sizeof small), 0);
+      // The big reply, then (variant 1, 2) more requests right behind it.
+      std::string sent = BatchRequest(checks, "big-1");
+      std::string expected = big;
+      if (variant >= 1) {
+        sent += Healthz("h-1");
+        expected += health;
+      }
+      if (variant == 2) {
+        sent += BatchRequest(checks, "big-2") + Healthz("h-1");
+        expected += big2 + health;
+      }
+      ASSERT_TRUE(c.Send(sent));
+      // Not reading: wait until the bytes in flight stop growing.
+      size_t in_flight = 0;
+      for (int i = 0, still = 0; i < 500 && still < 5; ++i) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+        const size_t now = c.Queued() + Unsent(server_fd);
+        still = now == in_flight && now > 0 ? still + 1 : 0;
+        in_flight = now;
+      }
+      ASSERT_GT(in_flight, 0u);
+      // What is neither in the client's nor in the server's socket is held
+      // by the server's session (pending_) or not yet answered.
+      const bool partly_taken = in_flight < big.size();
+      (partly_taken ? pending_cases : direct_cases) += 1;
+      // Read in pieces: up to a split point (inside what the sockets hold,
+      // at their edge, or past it), pause so that the server writes more,
+      // then at random sizes to the end.
+      std::vector<size_t> splits = {1, in_flight, std::uniform_int_distribution<size_t>(
+                                                      1, expected.size() - 1)(rng)};
+      std::string got = c.Take(std::min(splits[variant], expected.size()));
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+      for (int i = 0; i < 100000 && got.size() < expected.size(); ++i) {
+        const size_t want = std::uniform_int_distribution<size_t>(1, 64 * 1024)(rng);
+        const std::string piece = c.Take(std::min(want, expected.size() - got.size()));
+        if (piece.empty()) break;
+        got += piece;
+      }
+      ASSERT_EQ(got.size(), expected.size());
+      EXPECT_TRUE(got == expected) << "first difference at byte "
+                                   << std::mismatch(got.begin(), got.end(), expected.begin()).first -
+                                          got.begin();
+      // The connection goes on: the next requests, pipelined, in order.
+      ASSERT_TRUE(c.Send(Healthz("h-1") + BatchRequest(checks, "big-1") + Healthz("h-1")));
+      EXPECT_EQ(c.NextReply(), health);
+      EXPECT_TRUE(c.NextReply() == big);
+      EXPECT_EQ(c.NextReply(), health);
+      EXPECT_EQ(c.Queued(), 0u);
+      EXPECT_FALSE(c.HungUp());
+    }
+  }
+  // The generated sizes cover both paths: written at once (one check: 511
+  // bytes) and partly taken (at least the three sizes far past the buffers).
+  EXPECT_GE(pending_cases, 9) << direct_cases << " of " << total_cases << " written at once";
+  EXPECT_GE(direct_cases, 3) << pending_cases << " of " << total_cases << " partly taken";
+  EXPECT_EQ(metrics_.connection_closes(Metrics::ConnectionClose::kWriteTimeout), 0u);
 }
 
 }  // namespace
