@@ -279,6 +279,20 @@ make_store() {
   "$G" token create --apiuser prod-importer --name bench --expires-in 30d 2>/dev/null
 }
 
+# start_until_ready NAME BINARY STORE: starts a sidecar on STORE (sets PORT
+# and PID) and waits for /readyz 200 (at most 6 s); t1, t2 and t3 are the
+# times before the start, when it listened and when it was ready.
+start_until_ready() {
+  t1=$(date +%s.%N)
+  start "$1" "$2" --listen 127.0.0.1:0 --store "$3" --policy "$ROOT/policies" --io-threads "$IO_THREADS"
+  t2=$(date +%s.%N)
+  for _ in $(seq 1 600); do
+    curl -fsS -o /dev/null "http://127.0.0.1:$PORT/readyz" 2>/dev/null && break
+    sleep 0.01
+  done
+  t3=$(date +%s.%N)
+}
+
 # probe_args LABEL: the probe's request for an endpoint (the request wrk sends).
 probe_args() {
   case "$1" in
@@ -607,14 +621,7 @@ if has_mode startup; then
       b=${k#base-}
       bin=$D
       [ "$k" != "$b" ] && bin=$BASELINE
-      t1=$(date +%s.%N)
-      start "startup-$k-$r" "$bin" --listen 127.0.0.1:0 --store "${LOC[$b]}" --policy "$ROOT/policies" --io-threads "$IO_THREADS"
-      t2=$(date +%s.%N)
-      for _ in $(seq 1 600); do
-        curl -fsS -o /dev/null "http://127.0.0.1:$PORT/readyz" 2>/dev/null && break
-        sleep 0.01
-      done
-      t3=$(date +%s.%N)
+      start_until_ready "startup-$k-$r" "$bin" "${LOC[$b]}"
       stop_pid "$PID"
       SU_LISTEN[$k]+="$(awk -v a="$t1" -v b="$t2" 'BEGIN {printf "%.2f", b - a}') "
       SU_READY[$k]+="$(awk -v a="$t1" -v b="$t3" 'BEGIN {printf "%.2f", b - a}') "
@@ -632,14 +639,7 @@ if has_mode rss || has_mode edge || has_mode churn; then
   for b in $BACKENDS; do
     # Start-up: to "listening" (the sidecar listens after its first full
     # load) and to /readyz 200, one sidecar starting at a time.
-    t1=$(date +%s.%N)
-    start "big-$b" "$D" --listen 127.0.0.1:0 --store "${LOC[$b]}" --policy "$ROOT/policies" --io-threads "$IO_THREADS"
-    t2=$(date +%s.%N)
-    for _ in $(seq 1 600); do
-      curl -fsS -o /dev/null "http://127.0.0.1:$PORT/readyz" 2>/dev/null && break
-      sleep 0.01
-    done
-    t3=$(date +%s.%N)
+    start_until_ready "big-$b" "$D" "${LOC[$b]}"
     BIG_PORT[$b]=$PORT
     BIG_PID[$b]=$PID
     # Touch every I/O thread and the whole index path.
