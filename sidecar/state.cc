@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <mutex>
 
 #include "sidecar/wire.h"
 
@@ -17,6 +18,27 @@ namespace {
 void ReturnFreedMemory() {
 #if defined(__GLIBC__)
   malloc_trim(0);
+#endif
+}
+
+// Fixed allocator thresholds instead of glibc's sliding ones. By default
+// freeing a large mmapped block (a token base's tables are tens of MiB)
+// raises the mmap threshold to its size and the trim threshold to twice
+// that (up to 32 and 64 MiB), for the life of the process: the next base
+// is then allocated inside an arena instead of mapped, and when it is freed
+// the arena keeps it, since a thread arena's free top is given back only
+// past the trim threshold and malloc_trim never touches it. Measured at
+// 1,000,000 tokens: 148 -> 194-200 MiB after two compactions, 56 MiB of it
+// free at the top of one thread arena. Fixed: blocks of 1 MiB and more are
+// mapped and unmapped on free, and an arena gives back a free top past
+// 2 MiB (146.2 -> 146.6 MiB after the same compactions).
+void ConfigureAllocator() {
+#if defined(__GLIBC__)
+  static std::once_flag once;
+  std::call_once(once, [] {
+    mallopt(M_MMAP_THRESHOLD, 1 << 20);
+    mallopt(M_TRIM_THRESHOLD, 2 << 20);
+  });
 #endif
 }
 
@@ -45,6 +67,7 @@ State::State(const StateOptions& options, Metrics* metrics, LogFn log)
 
 Result<std::unique_ptr<State>> State::Open(const StateOptions& options, Metrics* metrics,
                                            LogFn log) {
+  ConfigureAllocator();  // before the first token base is loaded
   std::unique_ptr<State> s(new State(options, metrics, log ? std::move(log) : LogFn(LogToStderr)));
   const StateOptions& o = s->options_;
   auto policies = PolicyHolder::Open(o.policy_path, o.invariants, metrics, s->log_);
