@@ -744,6 +744,28 @@ if has_mode churn; then
     TOKEN=$TOKEN wrk -t2 -c16 "-d${CHURN_S}s" --latency -s "$ROOT/bench/wrk/authorize.lua" \
       "http://127.0.0.1:$1" >"$WORK/churn-$2.txt" 2>&1
   }
+  # The sidecar's own view of the same requests: its /v1/authorize latency
+  # histogram (from the parsed request to the reply, a SQLite catch-up
+  # included; not the wait for a CPU), saved before a run and compared after.
+  # wrk's max also holds the time its own threads and the server's waited
+  # for one of the two cores.
+  server_hist() {
+    curl -fsS "http://127.0.0.1:$1/metrics" |
+      awk '/^gatehouse_http_request_duration_seconds_bucket[{]endpoint="authorize"/ {
+             match($0, /le="[^"]*"/); print substr($0, RSTART + 4, RLENGTH - 5), $2 }' >"$WORK/hist-$2.txt"
+  }
+  # hist_row BEFORE AFTER: how many requests of the run took over 1 ms and
+  # 5 ms inside the sidecar, and the bucket that holds the slowest.
+  hist_row() {
+    awk 'NR == FNR {b[$1] = $2; next}
+         {d = $2 - b[$1]; le[++n] = $1; c[n] = d}
+         END {
+           total = c[n]; slowest = "+Inf"
+           for (i = n; i >= 1; i--) if (c[i] == total) slowest = le[i]
+           for (i = 1; i <= n; i++) { if (le[i] == "0.001") o1 = total - c[i]; if (le[i] == "0.005") o5 = total - c[i] }
+           printf "in the sidecar: %d requests, %d over 1 ms, %d over 5 ms, slowest <= %s s\n", total, o1, o5, slowest
+         }' "$WORK/hist-$1.txt" "$WORK/hist-$2.txt"
+  }
   churn_row() {
     local f=$WORK/churn-$1.txt
     printf '  %-12s %8s req/s  p50 %7s ms  p99 %7s ms  max %8s ms  changes %s\n' "$1" \
@@ -756,7 +778,9 @@ if has_mode churn; then
     echo "churn ($b): wrk -t2 -c16 -d${CHURN_S}s on /v1/authorize with ${BIG_INDEX[$b]} tokens, quiet, then beside $CHURN_RATE changes/s ($CHURN_BY)"
     rss_churn0=$(rss "$b")
     la0=$(loadavg)
+    server_hist "$port" "$b-0"
     churn_wrk "$port" "$b-quiet"
+    server_hist "$port" "$b-1"
     loads0=$(metric "$b" gatehouse_store_full_loads_total)
     applied0=$(metric "$b" gatehouse_feed_changes_applied_total)
     la1=$(loadavg)
@@ -786,8 +810,11 @@ if has_mode churn; then
       kill -0 "$churn_pid" 2>/dev/null || break
     done
     wait "$churn_pid" || true
+    server_hist "$port" "$b-2"
     churn_row "$b-quiet" "0 (load average $la0 before)"
+    echo "               $(hist_row "$b-0" "$b-1")"
     churn_row "$b-busy" "$made (load average $la1 before, $(loadavg) after)"
+    echo "               $(hist_row "$b-1" "$b-2")"
     echo "  feed rows applied $applied0 -> $(metric "$b" gatehouse_feed_changes_applied_total), full loads $loads0 -> $(metric "$b" gatehouse_store_full_loads_total), compactions $(metric "$b" gatehouse_token_compactions_total), overlay $(metric "$b" gatehouse_token_overlay_entries)"
     echo "  RSS $rss_churn0 MiB before the quiet run, $(rss "$b") MiB after the changes"
   done
