@@ -345,24 +345,49 @@ TEST(ConfigTest, ParseConfigText) {
 }
 
 TEST(MetricsTest, ConcurrentCountsAddUp) {
+  // More threads than the request counters have shards: shards are shared
+  // then, and every total must still be exact.
+  constexpr int kThreads = 20, kEach = 5000;
   Metrics m;
   std::vector<std::thread> ts;
-  for (int t = 0; t < 4; ++t) {
+  for (int t = 0; t < kThreads; ++t) {
     ts.emplace_back([&] {
-      for (int i = 0; i < 10000; ++i) {
+      for (int i = 0; i < kEach; ++i) {
         m.CountRequest(Endpoint::kAuthorize, 200, std::chrono::microseconds(i % 3000));
         m.CountDecision(i % 2 ? "a.one" : "a.two", i % 3 == 0);
+        m.CountTokenCheck(i % 4 == 0 ? TokenCheck::kUnknown : TokenCheck::kActive);
       }
     });
   }
   for (auto& t : ts) t.join();
-  EXPECT_EQ(m.requests(Endpoint::kAuthorize, 200), 40000u);
-  EXPECT_EQ(m.decisions("a.one", true) + m.decisions("a.one", false), 20000u);
-  EXPECT_EQ(m.decisions("a.two", true) + m.decisions("a.two", false), 20000u);
+  // What one thread counted, from the same loop.
+  uint64_t one_allow = 0, one_deny = 0, under_100us = 0, sum_us = 0;
+  for (int i = 0; i < kEach; ++i) {
+    if (i % 2) (i % 3 == 0 ? one_allow : one_deny) += 1;
+    if (i % 3000 <= 100) ++under_100us;
+    sum_us += i % 3000;
+  }
+  EXPECT_EQ(m.requests(Endpoint::kAuthorize, 200), uint64_t{kThreads} * kEach);
+  EXPECT_EQ(m.decisions("a.one", true), kThreads * one_allow);
+  EXPECT_EQ(m.decisions("a.one", false), kThreads * one_deny);
+  EXPECT_EQ(m.decisions("a.two", true) + m.decisions("a.two", false), uint64_t{kThreads} * kEach / 2);
   const std::string text = m.Render();
-  EXPECT_NE(
-      text.find("gatehouse_http_request_duration_seconds_count{endpoint=\"authorize\"} 40000"),
-      std::string::npos);
+  auto has = [&text](const std::string& line) {
+    return text.find("\n" + line + "\n") != std::string::npos;
+  };
+  const std::string total = std::to_string(kThreads * kEach);
+  EXPECT_TRUE(has("gatehouse_http_request_duration_seconds_count{endpoint=\"authorize\"} " + total)) << text;
+  EXPECT_TRUE(has("gatehouse_http_request_duration_seconds_bucket{endpoint=\"authorize\",le=\"+Inf\"} " + total));
+  EXPECT_TRUE(has("gatehouse_http_request_duration_seconds_bucket{endpoint=\"authorize\",le=\"0.0001\"} " +
+                  std::to_string(kThreads * under_100us)));
+  char sum[64];
+  std::snprintf(sum, sizeof sum, "%.9f", static_cast<double>(kThreads * sum_us) / 1e6);
+  EXPECT_TRUE(has("gatehouse_http_request_duration_seconds_sum{endpoint=\"authorize\"} " + std::string(sum)));
+  EXPECT_TRUE(has("gatehouse_http_requests_total{endpoint=\"authorize\",code=\"200\"} " + total));
+  EXPECT_TRUE(has("gatehouse_token_checks_total{result=\"unknown\"} " + std::to_string(kThreads * kEach / 4)));
+  EXPECT_TRUE(has("gatehouse_token_checks_total{result=\"active\"} " + std::to_string(kThreads * kEach * 3 / 4)));
+  EXPECT_TRUE(has("gatehouse_decisions_total{action=\"a.one\",outcome=\"allow\"} " +
+                  std::to_string(kThreads * one_allow)));
   EXPECT_NE(text.find("le=\"0.00005\""), std::string::npos) << text;
   // Every sample line is NAME{labels} VALUE or NAME VALUE.
   size_t pos = 0;
