@@ -92,7 +92,12 @@
 # SHADOW_CONNECTIONS ("16 256"), MODE (all, or a comma-separated list of load,
 # rss, edge, churn, shadow, startup), STORE (sqlite | pg | both), RSS_CHANGES (1000),
 # RSS_RATE (100), COMPACT_BULK (20000), CHURN_BY (cli | api), PG_BIN (/usr/lib/postgresql/15/bin),
-# STARTUP_RUNS (3).
+# STARTUP_RUNS (3), PIN (0 | 1: in churn and edge, the sidecar alone on CPU 0
+# and everything else — wrk with one thread, the changes, PostgreSQL,
+# conn_holder, the probe — on CPU 1, so that the worst request is not the
+# wait for a core the load generator holds; IO_THREADS defaults to 1 then:
+# two I/O threads on one core preempt each other mid-request, measured p99
+# 4.9 ms against 0.79 ms with one).
 # Every loop is bounded (wrk -d, probe counts and deadlines, conn_holder
 # --hold-s); every process the script starts is stopped by PID on exit.
 set -euo pipefail
@@ -103,7 +108,8 @@ DURATION=${DURATION:-10s}
 CONNECTIONS=${CONNECTIONS:-16 256 1024}
 PROBE_AT=${PROBE_AT:-256 1024}
 PROBE_COUNT=${PROBE_COUNT:-100}
-IO_THREADS=${IO_THREADS:-0}
+PIN=${PIN:-0}
+IO_THREADS=${IO_THREADS:-$([ "$PIN" = 1 ] && echo 1 || echo 0)}
 HELLO_THREADS=${HELLO_THREADS:-64}
 TOKENS=${TOKENS:-100000}
 IDLE=${IDLE:-10000}
@@ -119,6 +125,20 @@ for m in ${MODE//,/ }; do
   case "$m" in all | load | rss | edge | churn | shadow | startup) ;; *) echo "load.sh: MODE is all, or a comma-separated list of load, rss, edge, churn, shadow, startup" >&2; exit 2 ;; esac
 done
 has_mode() { [ "$MODE" = all ] || [[ ",$MODE," == *",$1,"* ]]; }
+# PIN=1 (churn, edge): the sidecar alone on CPU 0; wrk (one thread), the
+# changes, PostgreSQL (the postmaster and every backend it has forked; new
+# ones inherit it), conn_holder and the probe on CPU 1. Undone after.
+PIN_OTHERS=() WRK_THREADS=2
+if [ "$PIN" = 1 ]; then
+  [ "$(nproc)" -ge 2 ] || { echo "load.sh: PIN=1 needs two CPUs" >&2; exit 2; }
+  PIN_OTHERS=(taskset -c 1) WRK_THREADS=1
+fi
+pin_all() {  # pin_all CPUS PID...: every thread of each PID
+  local p t
+  for p in "${@:2}"; do
+    for t in /proc/"$p"/task/*; do taskset -p -c "$1" "${t##*/}" >/dev/null 2>&1 || true; done
+  done
+}
 STORE=${STORE:-sqlite}
 case "$STORE" in
   sqlite) BACKENDS=sqlite ;;
@@ -741,7 +761,7 @@ if has_mode churn; then
     echo "  pg / sqlite: $(awk -v a="${TP[pg]}" -v b="${TP[sqlite]}" 'BEGIN {printf "%.3f", a / b}') (target ≥ 0.95)"
   fi
   churn_wrk() {
-    TOKEN=$TOKEN wrk -t2 -c16 "-d${CHURN_S}s" --latency -s "$ROOT/bench/wrk/authorize.lua" \
+    TOKEN=$TOKEN "${PIN_OTHERS[@]}" wrk "-t$WRK_THREADS" -c16 "-d${CHURN_S}s" --latency -s "$ROOT/bench/wrk/authorize.lua" \
       "http://127.0.0.1:$1" >"$WORK/churn-$2.txt" 2>&1
   }
   # The sidecar's own view of the same requests: its /v1/authorize latency
@@ -775,7 +795,12 @@ if has_mode churn; then
   for b in $BACKENDS; do
     port=${BIG_PORT[$b]}
     echo
-    echo "churn ($b): wrk -t2 -c16 -d${CHURN_S}s on /v1/authorize with ${BIG_INDEX[$b]} tokens, quiet, then beside $CHURN_RATE changes/s ($CHURN_BY)"
+    echo "churn ($b): wrk -t$WRK_THREADS -c16 -d${CHURN_S}s on /v1/authorize with ${BIG_INDEX[$b]} tokens, quiet, then beside $CHURN_RATE changes/s ($CHURN_BY)"
+    if [ "$PIN" = 1 ]; then
+      pin_all 0 "${BIG_PID[$b]}"
+      [ -n "$PG_PID" ] && pin_all 1 "$PG_PID" $(pgrep -P "$PG_PID" || true)
+      echo "  pinned: gatehoused on CPU 0; wrk, the changes and PostgreSQL on CPU 1"
+    fi
     rss_churn0=$(rss "$b")
     la0=$(loadavg)
     server_hist "$port" "$b-0"
@@ -791,7 +816,7 @@ if has_mode churn; then
     if [ "$CHURN_BY" = api ]; then
       # The same commits (a token created, then deleted) through the Store
       # API, paced: what the sidecar sees, without a CLI process per change.
-      made=$("$S" --store "${LOC[$b]}" --apiuser prod-importer --churn "$total" --rate "$CHURN_RATE" | awk '{print $2}')
+      made=$("${PIN_OTHERS[@]}" "$S" --store "${LOC[$b]}" --apiuser prod-importer --churn "$total" --rate "$CHURN_RATE" | awk '{print $2}')
       total=0
     fi
     for i in $(seq 1 "$total"); do
@@ -817,6 +842,10 @@ if has_mode churn; then
     echo "               $(hist_row "$b-1" "$b-2")"
     echo "  feed rows applied $applied0 -> $(metric "$b" gatehouse_feed_changes_applied_total), full loads $loads0 -> $(metric "$b" gatehouse_store_full_loads_total), compactions $(metric "$b" gatehouse_token_compactions_total), overlay $(metric "$b" gatehouse_token_overlay_entries)"
     echo "  RSS $rss_churn0 MiB before the quiet run, $(rss "$b") MiB after the changes"
+    if [ "$PIN" = 1 ]; then
+      pin_all "0-$(($(nproc) - 1))" "${BIG_PID[$b]}"
+      [ -n "$PG_PID" ] && pin_all "0-$(($(nproc) - 1))" "$PG_PID" $(pgrep -P "$PG_PID" || true)
+    fi
   done
 fi
 
@@ -827,12 +856,14 @@ if has_mode edge; then
   # spans the moment the server closes the slow connections at their header
   # deadline and conn_holder opens them again.
   edge_probe() {
-    "$P" --port "$BIG" --count 200 --interval-ms 20 --timeout-ms 5000 --deadline-s 30 "${PROBE_REQ[@]}"
+    "${PIN_OTHERS[@]}" "$P" --port "$BIG" --count 200 --interval-ms 20 --timeout-ms 5000 --deadline-s 30 "${PROBE_REQ[@]}"
   }
+  [ "$PIN" = 1 ] && pin_all 0 "$BIGPID"
   quiet=$(edge_probe)
   echo "edge: gatehoused with $index tokens; probe of 200 fresh authorize requests, 20 ms apart"
+  [ "$PIN" = 1 ] && echo "  pinned: gatehoused on CPU 0; conn_holder, the probe and wrk on CPU 1"
   echo "  no held connections:                 $quiet"
-  "$K" --port "$BIG" --idle "$IDLE" --slow "$SLOW" --trickle-ms 300 --hold-s 90 >"$WORK/holder.out" 2>&1 &
+  "${PIN_OTHERS[@]}" "$K" --port "$BIG" --idle "$IDLE" --slow "$SLOW" --trickle-ms 300 --hold-s 90 >"$WORK/holder.out" 2>&1 &
   HOLDER=$!
   PIDS+=("$HOLDER")
   for _ in $(seq 1 600); do
@@ -851,8 +882,8 @@ if has_mode edge; then
     echo "  $IDLE idle + $SLOW slow-header held:  $held"
     echo "  conn_holder while probing: $(grep '^status' "$WORK/holder.out" | tail -1 | sed 's/^status //')"
     echo "  gatehoused RSS with $index tokens and the connections open: $rss_held MiB ($fds descriptors; target ≤ 64 MiB)"
-    TOKEN=$TOKEN wrk -t2 -c16 -d5s --latency -s "$ROOT/bench/wrk/authorize.lua" "http://127.0.0.1:$BIG" >"$WORK/wrk-edge.txt" || true
-    echo "  wrk -t2 -c16 -d5s authorize beside them: $(awk '/Requests\/sec/ {printf "%.0f", $2}' "$WORK/wrk-edge.txt") req/s, p99 $(awk '$1 == "99%" {print $2}' "$WORK/wrk-edge.txt")"
+    TOKEN=$TOKEN "${PIN_OTHERS[@]}" wrk "-t$WRK_THREADS" -c16 -d5s --latency -s "$ROOT/bench/wrk/authorize.lua" "http://127.0.0.1:$BIG" >"$WORK/wrk-edge.txt" || true
+    echo "  wrk -t$WRK_THREADS -c16 -d5s authorize beside them: $(awk '/Requests\/sec/ {printf "%.0f", $2}' "$WORK/wrk-edge.txt") req/s, p99 $(awk '$1 == "99%" {print $2}' "$WORK/wrk-edge.txt")"
   fi
   stop_pid "$HOLDER"
   echo "  conn_holder at exit: $(grep '^done' "$WORK/holder.out" | sed 's/^done //')"
