@@ -747,18 +747,26 @@ if has_mode churn; then
     echo "throughput: wrk -t2 -c16 -d$DURATION on /v1/authorize, $ROUNDS interleaved rounds per backend ($index tokens)"
     for r in $(seq 1 "$ROUNDS"); do
       for b in $BACKENDS; do
+        # The server's CPU per request too: steadier than req/s on a shared
+        # machine (what the sidecar spends, whoever else runs).
+        c0=$(cpu_ticks "${BIG_PID[$b]}")
         TOKEN=$TOKEN wrk -t2 -c16 "-d$DURATION" --latency -s "$ROOT/bench/wrk/authorize.lua" \
           "http://127.0.0.1:${BIG_PORT[$b]}" >"$WORK/tp-$b-$r.txt" 2>&1
-        echo "  round $r $b: $(awk '/Requests\/sec/ {printf "%.0f", $2}' "$WORK/tp-$b-$r.txt") req/s, p99 $(awk '$1 == "99%" {print $2}' "$WORK/tp-$b-$r.txt"); load average $(loadavg)"
+        c1=$(cpu_ticks "${BIG_PID[$b]}")
+        awk -v t="$((c1 - c0))" -v hz="$(getconf CLK_TCK)" '/^Requests\/sec/ {n = $2}
+          /requests in/ {req = $1} END {printf "%.1f\n", t / hz * 1e6 / req}' "$WORK/tp-$b-$r.txt" >"$WORK/tp-$b-$r.cpu"
+        echo "  round $r $b: $(awk '/Requests\/sec/ {printf "%.0f", $2}' "$WORK/tp-$b-$r.txt") req/s, p99 $(awk '$1 == "99%" {print $2}' "$WORK/tp-$b-$r.txt"), server CPU $(cat "$WORK/tp-$b-$r.cpu") µs/request; load average $(loadavg)"
       done
     done
-    declare -A TP
+    declare -A TP TPCPU
     for b in $BACKENDS; do
       TP[$b]=$(for r in $(seq 1 "$ROUNDS"); do awk '/Requests\/sec/ {printf "%.0f\n", $2}' "$WORK/tp-$b-$r.txt"; done |
         sort -n | awk '{a[NR] = $1} END {print a[int((NR + 1) / 2)]}')
-      echo "  $b median: ${TP[$b]} req/s"
+      TPCPU[$b]=$(cat "$WORK"/tp-$b-*.cpu | sort -n | awk '{a[NR] = $1} END {print a[int((NR + 1) / 2)]}')
+      echo "  $b median: ${TP[$b]} req/s, server CPU ${TPCPU[$b]} µs/request"
     done
-    echo "  pg / sqlite: $(awk -v a="${TP[pg]}" -v b="${TP[sqlite]}" 'BEGIN {printf "%.3f", a / b}') (target ≥ 0.95)"
+    echo "  pg / sqlite: $(awk -v a="${TP[pg]}" -v b="${TP[sqlite]}" 'BEGIN {printf "%.3f", a / b}') (target ≥ 0.95);" \
+      "server CPU per request sqlite / pg: $(awk -v a="${TPCPU[sqlite]}" -v b="${TPCPU[pg]}" 'BEGIN {printf "%.3f", a / b}')"
   fi
   churn_wrk() {
     TOKEN=$TOKEN "${PIN_OTHERS[@]}" wrk "-t$WRK_THREADS" -c16 "-d${CHURN_S}s" --latency -s "$ROOT/bench/wrk/authorize.lua" \

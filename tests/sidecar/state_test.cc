@@ -534,6 +534,23 @@ class PostgresStateTest : public StateTest {
     auto fresh = state.Fresh();
     return fresh.ok() && !(*fresh)->tokens->Verify(secret, kNow).active();
   }
+  // The postmaster stopped with SIGSTOP while this lives: its socket still
+  // takes connections into its backlog, nothing ever replies to them.
+  struct Frozen {
+    explicit Frozen(pid_t p) : pid(p), ok(::kill(p, SIGSTOP) == 0) {}
+    ~Frozen() { ::kill(pid, SIGCONT); }
+    pid_t pid;
+    bool ok;
+  };
+  // How long `stop` took to return, in ms (a Stop() that waits for a
+  // heartbeat or a connect's deadline takes seconds).
+  template <class F>
+  static int64_t MsToReturn(F&& stop) {
+    const auto start = std::chrono::steady_clock::now();
+    stop();
+    return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - start)
+        .count();
+  }
   gatehouse::testing::PostgresServer* pg_ = nullptr;
 };
 
@@ -677,11 +694,7 @@ TEST_F(PostgresStateTest, StopDoesNotWaitForTheFeedsHeartbeat) {
   ASSERT_TRUE(state);
   state->Start();
   std::this_thread::sleep_for(std::chrono::milliseconds(100));  // the feed is waiting now
-  const auto start = std::chrono::steady_clock::now();
-  state->Stop();
-  const auto took = std::chrono::steady_clock::now() - start;
-  EXPECT_LT(took, std::chrono::milliseconds(2500))
-      << std::chrono::duration_cast<std::chrono::milliseconds>(took).count() << " ms";
+  EXPECT_LT(MsToReturn([&] { state->Stop(); }), 2500);
   EXPECT_EQ(Logs().find("failed"), std::string::npos) << Logs();
 }
 
@@ -700,11 +713,8 @@ TEST_F(PostgresStateTest, AConnectThatNeverAnswersDelaysNeitherRequestsNorStop) 
   auto killer = Writer();  // connected before the postmaster stops
   ASSERT_TRUE(killer);
   state->Start();
-  ASSERT_EQ(::kill(pg_->pid(), SIGSTOP), 0);
-  struct Resume {
-    pid_t pid;
-    ~Resume() { ::kill(pid, SIGCONT); }
-  } resume{pg_->pid()};
+  Frozen frozen(pg_->pid());
+  ASSERT_TRUE(frozen.ok);
   // Drop the feed's connection (every other backend of this database).
   auto dropped = internal::QueryPostgresIntForTesting(
       *killer,
@@ -716,14 +726,8 @@ TEST_F(PostgresStateTest, AConnectThatNeverAnswersDelaysNeitherRequestsNorStop) 
   std::this_thread::sleep_for(std::chrono::milliseconds(300));  // reconnecting now, into nothing
   for (int i = 0; i < 100; ++i) ASSERT_TRUE(state->Fresh().ok());
   ASSERT_TRUE(state->CheckStore().ok());
-  const auto start = std::chrono::steady_clock::now();
-  state->Stop();
-  const auto took = std::chrono::steady_clock::now() - start;
-  EXPECT_LT(took, std::chrono::milliseconds(2500))
-      << std::chrono::duration_cast<std::chrono::milliseconds>(took).count() << " ms\n"
-      << Logs();
+  EXPECT_LT(MsToReturn([&] { state->Stop(); }), 2500) << Logs();
 }
-
 
 // Stop() cuts a sweep in progress short (a sidecar's SIGTERM): the sweep's
 // connect, into a postmaster stopped with SIGSTOP (nothing ever replies),
@@ -735,17 +739,10 @@ TEST_F(PostgresStateTest, StopCutsASweepThatIsConnectingShort) {
   so.interval_s = 1;
   Sweeper sweeper(so, &metrics_, Log(), nullptr);
   sweeper.Start();
-  ASSERT_EQ(::kill(pg_->pid(), SIGSTOP), 0);
-  struct Resume {
-    pid_t pid;
-    ~Resume() { ::kill(pid, SIGCONT); }
-  } resume{pg_->pid()};
+  Frozen frozen(pg_->pid());
+  ASSERT_TRUE(frozen.ok);
   std::this_thread::sleep_for(std::chrono::milliseconds(1400));  // the sweep is connecting now
-  const auto start = std::chrono::steady_clock::now();
-  sweeper.Stop();
-  const auto took = std::chrono::steady_clock::now() - start;
-  EXPECT_LT(took, std::chrono::milliseconds(2000))
-      << std::chrono::duration_cast<std::chrono::milliseconds>(took).count() << " ms";
+  EXPECT_LT(MsToReturn([&] { sweeper.Stop(); }), 2000);
   EXPECT_EQ(Logs().find("failed"), std::string::npos) << Logs();
 }
 

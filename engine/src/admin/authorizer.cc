@@ -530,18 +530,24 @@ Result<Question> ParseQuestion(const CompiledPolicy& policy, std::string_view ac
   // A token lifetime (CONTRACT.md): positive, and capped by
   // tokens.max_lifetime whatever the action declares. Checked for every action
   // that declares lifetime_seconds and for token.create even when it does not.
-  const bool declares_lifetime = policy.FindParam(*id, kLifetimeParam).has_value();
-  const bool takes_lifetime = declares_lifetime || action == kTokenCreateAction;
+  // (A declared lifetime_seconds is an int: the validator refuses any other type.)
+  const bool takes_lifetime =
+      policy.FindParam(*id, kLifetimeParam).has_value() || action == kTokenCreateAction;
   for (const auto& [name, value] : params) {
+    const auto slot = policy.FindParam(*id, name);
     if (takes_lifetime && name == kLifetimeParam) {
       auto v = ParseParamValue(policy, ValueType::kInt, value);
       if (!v || *v <= 0) {
         return invalid(name, value,
                        ": a token lifetime is a positive number of seconds or a duration (90s, 30d)");
       }
-      if (!declares_lifetime) q.undeclared_lifetime = *v;
+      if (slot) {
+        q.params[*slot] = *v;
+      } else {
+        q.undeclared_lifetime = *v;
+      }
+      continue;
     }
-    const auto slot = policy.FindParam(*id, name);
     if (!slot) continue;  // undeclared parameters are ignored (CONTRACT.md)
     auto v = ParseParamValue(policy, q.info->params[*slot].type, value);
     if (!v) return invalid(name, value, "");
