@@ -16,7 +16,7 @@ size_t TokenView::overlay_size() const {
 }
 
 bool TokenView::CompactionDue() const {
-  return overlay_size() > std::max<size_t>(4096, base_->size() / 64);
+  return overlay_size() > kMaxOverlay;
 }
 
 bool TokenView::Holds(const TokenHash& hash) const noexcept {
