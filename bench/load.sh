@@ -26,7 +26,7 @@
 #        (seed_store --churn: one token created or deleted per commit, at
 #        most $RSS_RATE a second, beside wrk -c16 authorize), after a
 #        compaction (one commit creating $COMPACT_BULK tokens, one deleting
-#        them: past the overlay threshold max(4096, tokens / 64)), and after
+#        them: past the overlay threshold TokenView::kMaxOverlay, 4096), and after
 #        $RSS_CHANGES more.
 #  churn the same gatehoused under wrk -c16 on POST /v1/authorize for
 #        $CHURN_S seconds quiet, then $CHURN_S seconds while the CLI makes
@@ -92,9 +92,9 @@
 # SHADOW_CONNECTIONS ("16 256"), MODE (all, or a comma-separated list of load,
 # rss, edge, churn, shadow, startup), STORE (sqlite | pg | both), RSS_CHANGES (1000),
 # RSS_RATE (100), COMPACT_BULK (20000), CHURN_BY (cli | api), PG_BIN (/usr/lib/postgresql/15/bin),
-# STARTUP_RUNS (3), PIN (0 | 1: in churn and edge, the sidecar alone on CPU 0
-# and everything else — wrk with one thread, the changes, PostgreSQL,
-# conn_holder, the probe — on CPU 1, so that the worst request is not the
+# STARTUP_RUNS (3), PIN (0 | 1: in load, churn and edge, the servers alone on
+# CPU 0 (nginx with one worker) and everything else — wrk with one thread,
+# the changes, PostgreSQL, conn_holder, the probes — on CPU 1, so that the worst request is not the
 # wait for a core the load generator holds; IO_THREADS defaults to 1 then:
 # two I/O threads on one core preempt each other mid-request, measured p99
 # 4.9 ms against 0.79 ms with one).
@@ -125,7 +125,7 @@ for m in ${MODE//,/ }; do
   case "$m" in all | load | rss | edge | churn | shadow | startup) ;; *) echo "load.sh: MODE is all, or a comma-separated list of load, rss, edge, churn, shadow, startup" >&2; exit 2 ;; esac
 done
 has_mode() { [ "$MODE" = all ] || [[ ",$MODE," == *",$1,"* ]]; }
-# PIN=1 (churn, edge): the sidecar alone on CPU 0; wrk (one thread), the
+# PIN=1 (load, churn, edge): the servers alone on CPU 0; wrk (one thread), the
 # changes, PostgreSQL (the postmaster and every backend it has forked; new
 # ones inherit it), conn_holder and the probe on CPU 1. Undone after.
 PIN_OTHERS=() WRK_THREADS=2
@@ -261,7 +261,10 @@ start_nginx() {
   local dir=$WORK/nginx
   mkdir -p "$dir"
   PORT=$("$P" --free-port)
-  sed -e "s|@PORT@|$PORT|; s|@WORKERS@|$(nproc)|; s|@NOFILE@|$NOFILE|; s|@DIR@|$dir|g" \
+  local workers
+  workers=$(nproc)
+  [ "$PIN" = 1 ] && workers=1  # one core: one worker
+  sed -e "s|@PORT@|$PORT|; s|@WORKERS@|$workers|; s|@NOFILE@|$NOFILE|; s|@DIR@|$dir|g" \
     "$ROOT/bench/nginx-reference.conf" >"$dir/nginx.conf"
   "$NGINX" -p "$dir/" -c "$dir/nginx.conf" -e "$dir/error.log" -g "daemon off; pid $dir/nginx.pid;" \
     >"$dir/stdout" 2>&1 &
@@ -335,17 +338,17 @@ probe_args() {
 declare -A RPS
 run_wrk() {
   local label=$1 conns=$2 round=$3 port=$4 pid=$5 script=${6:-} path=${7:-/}
-  local args=(-t2 "-c$conns" "-d$DURATION" --latency) base=$WORK/wrk-$label-$conns-$round
+  local args=("-t$WRK_THREADS" "-c$conns" "-d$DURATION" --latency) base=$WORK/wrk-$label-$conns-$round
   [ -n "$script" ] && args+=(-s "$ROOT/bench/wrk/$script")
   local probe_pid="" before after
   before=$(cpu_ticks "$pid")
-  TOKEN=$TOKEN wrk "${args[@]}" "http://127.0.0.1:$port$path" >"$base.txt" 2>&1 &
+  TOKEN=$TOKEN "${PIN_OTHERS[@]}" wrk "${args[@]}" "http://127.0.0.1:$port$path" >"$base.txt" 2>&1 &
   local wrk_pid=$!
   if [[ " $PROBE_AT " == *" $conns "* ]]; then
     probe_args "$label"
     local interval=$(((SECONDS_PER_RUN * 1000 - 2500) / PROBE_COUNT))
     [ "$interval" -lt 1 ] && interval=1
-    "$P" --port "$port" --count "$PROBE_COUNT" --interval-ms "$interval" --start-delay-ms 1000 \
+    "${PIN_OTHERS[@]}" "$P" --port "$port" --count "$PROBE_COUNT" --interval-ms "$interval" --start-delay-ms 1000 \
       --timeout-ms 5000 --deadline-s "$(awk -v d="$SECONDS_PER_RUN" 'BEGIN {print d - 0.5}')" \
       --out "$base.probe" "${PROBE_REQ[@]}" >"$base.psum" 2>&1 &
     probe_pid=$!
@@ -406,8 +409,12 @@ report() {
 declare -A CPU PROBE
 
 echo "machine: $(nproc) cores, $(sed -n 's/model name\s*: //p' /proc/cpuinfo | head -1); build: $BUILD ($build_type); load average: $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "wrk -t2 -d$DURATION --latency; gatehoused --io-threads $IO_THREADS (0: one per core); hello_server --threads $HELLO_THREADS;"
-echo "nginx $("$NGINX" -v 2>&1 | sed 's/.*nginx\///') with $(nproc) workers; ulimit -n $NOFILE; wrk, probes and servers share the same cores"
+echo "wrk -t$WRK_THREADS -d$DURATION --latency; gatehoused --io-threads $IO_THREADS (0: one per core); hello_server --threads $HELLO_THREADS;"
+if [ "$PIN" = 1 ]; then
+  echo "nginx $("$NGINX" -v 2>&1 | sed 's/.*nginx\///') with 1 worker; ulimit -n $NOFILE; PIN=1: servers on CPU 0, wrk, probes and the rest on CPU 1"
+else
+  echo "nginx $("$NGINX" -v 2>&1 | sed 's/.*nginx\///') with $(nproc) workers; ulimit -n $NOFILE; wrk, probes and servers share the same cores"
+fi
 echo
 
 if has_mode load; then
@@ -437,6 +444,12 @@ if has_mode load; then
     curl -fsS -X POST "http://127.0.0.1:$BASE_PORT/v1/authorize" -H 'Content-Type: application/json' \
       -d "{\"token\":\"$TOKEN\",\"action\":\"project.import\",\"workspace\":\"Marketing-Production\"}" | grep -q '"allow":true'
     LABELS="$LABELS base-authorize base-verify base-forward-auth"
+  fi
+  if [ "$PIN" = 1 ]; then
+    # Every server on CPU 0 (nginx with one worker, the sidecars with
+    # IO_THREADS, 1 by default), wrk and the probes on CPU 1.
+    pin_all 0 "$SIDECAR_PID" "$HELLO_PID" "$NGINX_PID" $(pgrep -P "$NGINX_PID" || true) ${BASE_PID:+"$BASE_PID"}
+    echo "pinned: nginx (1 worker), hello and gatehoused (--io-threads $IO_THREADS) on CPU 0; wrk -t1 and the probes on CPU 1"
   fi
 
   for c in $CONNECTIONS; do
