@@ -509,8 +509,8 @@ if has_mode load; then
   if [ "$profiler" = perf ]; then
     # cpu-clock: a software timer, so this works where the VM exposes no
     # hardware counters (perf stat -e instructions: <not supported>).
-    echo "perf record -e cpu-clock -F 2999 -g -p gatehoused, 5 s of wrk -t2 -c16 authorize:"
-    TOKEN=$TOKEN wrk -t2 -c16 -d6s -s "$ROOT/bench/wrk/authorize.lua" "http://127.0.0.1:$SIDECAR" >"$WORK/wrk-perf.txt" &
+    echo "perf record -e cpu-clock -F 2999 -g -p gatehoused, 5 s of wrk -t$WRK_THREADS -c16 authorize:"
+    TOKEN=$TOKEN "${PIN_OTHERS[@]}" wrk "-t$WRK_THREADS" -c16 -d6s -s "$ROOT/bench/wrk/authorize.lua" "http://127.0.0.1:$SIDECAR" >"$WORK/wrk-perf.txt" &
     perf_wrk=$!
     sleep 0.5
     perf record -e cpu-clock -F 2999 -g -p "$SIDECAR_PID" -o "$WORK/perf.data" -- sleep 5 >/dev/null 2>"$WORK/perf.err" || true
