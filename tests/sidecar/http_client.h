@@ -33,6 +33,15 @@ struct HttpResponse {
 
 using HeaderList = std::vector<std::pair<std::string, std::string>>;
 
+// 127.0.0.1:PORT (0: any port, for a bind).
+inline sockaddr_in LoopbackAddress(int port) {
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  return addr;
+}
+
 // A blocking TCP socket connected to 127.0.0.1:PORT with send and receive
 // timeouts and TCP_NODELAY, or -1. Buffer sizes (bytes, 0: the kernel's)
 // are set before the connect, so the window advertised is small from the start.
@@ -46,10 +55,7 @@ inline int ConnectLoopbackTcp(int port, int timeout_ms, int rcvbuf = 0, int sndb
   ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
   int one = 1;
   ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(static_cast<uint16_t>(port));
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  sockaddr_in addr = LoopbackAddress(port);
   if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
     ::close(fd);
     return -1;
@@ -231,10 +237,7 @@ inline HttpResponse HttpCall(int port, const std::string& method, const std::str
 // A port that was free a moment ago (for programs that take a fixed port).
 inline int FreePort() {
   int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  addr.sin_port = 0;
+  sockaddr_in addr = LoopbackAddress(0);
   ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
   socklen_t len = sizeof addr;
   ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
