@@ -26,7 +26,7 @@
 #        (seed_store --churn: one token created or deleted per commit, at
 #        most $RSS_RATE a second, beside wrk -c16 authorize), after a
 #        compaction (one commit creating $COMPACT_BULK tokens, one deleting
-#        them: past the overlay threshold TokenView::kMaxOverlay, 4096), and after
+#        them: past the overlay threshold, max(4096, tokens / 64)), and after
 #        $RSS_CHANGES more.
 #  churn the same gatehoused under wrk -c16 on POST /v1/authorize for
 #        $CHURN_S seconds quiet, then $CHURN_S seconds while the CLI makes

@@ -12,7 +12,7 @@
 // (what `gatehouse token create` / `token revoke` commit), at most R a second
 // (0: as fast as it can); then, with --bulk, one commit creating K tokens and
 // one deleting them (2K overlay entries: past the compaction threshold when
-// 2K > TokenView::kMaxOverlay, 4096). Prints "changes N" at the end.
+// 2K > max(4096, tokens / 64), TokenView::CompactionDue). Prints "changes N" at the end.
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>

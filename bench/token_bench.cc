@@ -1,7 +1,8 @@
 // Token micro-benchmarks: minting, the format check, hashing (per-thread
 // context against a one-shot digest), TokenIndex::Verify over 1,000,000
-// tokens, and TokenView::Apply of one change over an overlay of N entries
-// (a SQLite sidecar's catch-up runs on the request path). Run: token_bench [--benchmark_repetitions=5 ...]
+// tokens, TokenView::Verify through an overlay, and TokenView::Apply of one
+// change over an overlay of N entries (a SQLite sidecar's catch-up runs on
+// the request path). Run: token_bench [--benchmark_repetitions=5 ...]
 #include <benchmark/benchmark.h>
 
 #include <algorithm>
@@ -186,7 +187,8 @@ TokenRecord ChangedToken(uint64_t i) {
 
 // One more change applied to a view whose overlay holds state.range(0)
 // tokens: the cost of one catch-up's token part. Up to the compaction
-// threshold, max(4096, tokens / 64): 15,625 at 1,000,000 tokens.
+// threshold, max(4096, tokens / 64): 15,625 at 1,000,000 tokens, and past
+// it while a compaction runs.
 void BM_TokenViewApplyOne(benchmark::State& state) {
   auto base = std::make_shared<const TokenView>(std::make_shared<const TokenIndex>(), 0);
   ChangeBatch fill;
@@ -205,7 +207,31 @@ void BM_TokenViewApplyOne(benchmark::State& state) {
   }
   state.counters["overlay"] = static_cast<double>(view->overlay_size());
 }
-BENCHMARK(BM_TokenViewApplyOne)->Arg(300)->Arg(4096)->Arg(15'625)->Unit(benchmark::kMicrosecond);
+// TokenView::Verify of a base token over 1,000,000 tokens with an overlay of
+// state.range(0) other tokens: what the overlay adds to every request.
+void BM_TokenViewVerify(benchmark::State& state) {
+  const IndexFixture& f = Fixture(1'000'000);
+  auto view = std::make_shared<const TokenView>(f.index, 0);
+  ChangeBatch fill;
+  fill.after = 0;
+  fill.head = 1;
+  for (int64_t i = 0; i < state.range(0); ++i) fill.tokens.push_back(ChangedToken(static_cast<uint64_t>(i)));
+  if (!fill.tokens.empty()) view = view->Apply(fill);
+  const int64_t now = 1'767'225'600 + 60;
+  size_t i = 0, active = 0;
+  for (auto _ : state) {
+    TokenLookup r = view->Verify(f.secrets[i], now);
+    active += r.active() ? 1 : 0;
+    benchmark::DoNotOptimize(r);
+    if (++i == f.secrets.size()) i = 0;
+  }
+  if (active != static_cast<size_t>(state.iterations()))
+    state.SkipWithError("a token did not verify");
+  state.counters["overlay"] = static_cast<double>(view->overlay_size());
+}
+BENCHMARK(BM_TokenViewVerify)->Arg(0)->Arg(15'625)->Unit(benchmark::kNanosecond);
+
+BENCHMARK(BM_TokenViewApplyOne)->Arg(300)->Arg(4096)->Arg(15'625)->Arg(100'000)->Unit(benchmark::kMicrosecond);
 
 }  // namespace
 }  // namespace gatehouse

@@ -17,7 +17,8 @@
 // up: read the changes after the snapshot's feed number in one snapshot of
 // the store (an audit-only commit — a denied or read-only CLI command — has
 // none) and publish a new snapshot with them applied: the token overlay
-// copied and extended (TokenView::Apply, O(overlay)), and, when directory
+// extended, sharing all but the changed keys' paths with the previous one
+// (TokenView::Apply, O(changes × log overlay)), and, when directory
 // rows changed, only the changed organizations' parts of the directory read
 // again (Directory::Reload; the others are shared). Because a commit's header write is its
 // last step, a request that arrives after a CLI command has returned always

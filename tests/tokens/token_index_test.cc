@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <random>
 #include <string>
 #include <vector>
@@ -193,12 +194,10 @@ TEST(TokenIndex, OutlivesTheRecordsItWasBuiltFrom) {
   EXPECT_EQ(r.token.principal->api_user_name, "temporary-name-long-enough-to-allocate");
 }
 
-// A catch-up copies the overlay (on a SQLite sidecar's request path), so the
-// overlay's bound must not grow with the base: one change over 15,625
-// entries, the bound a million-token base used to allow, cost 15.5 ms of CPU.
-// Over bases of every size a compaction is due past kMaxOverlay entries,
-// never before.
-TEST(TokenView, ACompactionIsDueAtTheSameOverlaySizeWhateverTheBase) {
+// The overlay's bound is a share of the base with a floor: a compaction is
+// due past max(kMinOverlay, base size / kOverlayShare) entries, never before,
+// over bases below, at and above the floor's crossing (262,144 tokens).
+TEST(TokenView, ACompactionIsDueWhenTheOverlayPassesItsShareOfTheBase) {
   std::mt19937_64 rng(5);
   auto record = [&rng](uint64_t i) {
     TokenRecord r;
@@ -213,12 +212,13 @@ TEST(TokenView, ACompactionIsDueAtTheSameOverlaySizeWhateverTheBase) {
     builder.Reserve(base_size);
     for (size_t i = 0; i < base_size; ++i) builder.Add(record(i));
     auto view = std::make_shared<const TokenView>(builder.Build(), 1);
+    const size_t bound = std::max(TokenView::kMinOverlay, base_size / TokenView::kOverlayShare);
     ChangeBatch batch;
     batch.after = 1;
     batch.head = 2;
-    for (size_t i = 0; i < TokenView::kMaxOverlay; ++i) batch.tokens.push_back(record(1'000'000 + i));
+    for (size_t i = 0; i < bound; ++i) batch.tokens.push_back(record(1'000'000 + i));
     view = view->Apply(batch);
-    EXPECT_EQ(view->overlay_size(), TokenView::kMaxOverlay) << base_size;
+    EXPECT_EQ(view->overlay_size(), bound) << base_size;
     EXPECT_FALSE(view->CompactionDue()) << base_size;
     ChangeBatch one;
     one.after = 2;
@@ -228,6 +228,68 @@ TEST(TokenView, ACompactionIsDueAtTheSameOverlaySizeWhateverTheBase) {
     view = view->Apply(one);
     EXPECT_TRUE(view->CompactionDue()) << base_size << " tokens, " << view->overlay_size() << " in the overlay";
   }
+}
+
+// Apply shares the overlay with the view it came from: that view answers as
+// it did before, whatever is applied after it, over a generated sequence of
+// creations, revocations, re-creations and API-user changes and deletions.
+TEST(TokenView, AnEarlierViewAnswersAsItDidAfterLaterChanges) {
+  std::mt19937_64 rng(11);
+  const size_t kTokens = 300;
+  std::vector<std::string> tokens;
+  std::vector<TokenRecord> records;
+  for (size_t i = 0; i < kTokens; ++i) {
+    Issued issued = Issue(static_cast<int64_t>(i % 13), "deploy", kNowForOverlay, kNowForOverlay + 3600);
+    tokens.push_back(issued.secret);
+    records.push_back(issued.record);
+  }
+  auto answers = [&](const TokenView& view) {
+    std::vector<std::string> out;
+    for (const auto& t : tokens) {
+      TokenLookup l = view.Verify(t, kNowForOverlay);
+      out.push_back(l.check == TokenCheck::kActive
+                        ? std::string(l.token.token_id) + "/" + std::to_string(l.token.principal->api_user_id) +
+                              "/" + std::string(l.token.principal->workspace_role)
+                        : "inactive");
+    }
+    return out;
+  };
+  std::vector<std::shared_ptr<const TokenView>> views{
+      std::make_shared<const TokenView>(std::make_shared<const TokenIndex>(), 0)};
+  std::vector<std::vector<std::string>> seen{answers(*views.back())};
+  for (int64_t head = 1; head <= 400; ++head) {
+    ChangeBatch batch;
+    batch.after = head - 1;
+    batch.head = head;
+    for (int n = 0; n < 1 + static_cast<int>(rng() % 4); ++n) {
+      const size_t i = rng() % kTokens;
+      switch (rng() % 4) {
+        case 0:
+        case 1:
+          batch.tokens.push_back(records[i]);
+          break;
+        case 2:
+          batch.removed_tokens.push_back(records[i].hash);
+          break;
+        default: {
+          TokenPrincipal p;
+          p.api_user_id = static_cast<int64_t>(i % 13);
+          p.workspace_role = head % 2 ? "viewer" : "admin";
+          if (rng() % 3 == 0) {
+            batch.removed_api_users.push_back(p.api_user_id);
+          } else {
+            batch.principals.push_back(p);
+          }
+        }
+      }
+    }
+    views.push_back(views.back()->Apply(batch));
+    seen.push_back(answers(*views.back()));
+  }
+  for (size_t v = 0; v < views.size(); ++v) {
+    EXPECT_EQ(answers(*views[v]), seen[v]) << "the view at feed number " << v;
+  }
+  EXPECT_NE(seen.front(), seen.back());
 }
 
 }  // namespace

@@ -2,11 +2,13 @@
 // TokenIndex loaded in full (the base) plus a small immutable overlay of the
 // changes applied from the store's change feed since (ChangeBatch).
 //
-// Applying a change never rebuilds the base: Apply() copies the overlay (at
-// most kMaxOverlay entries before a compaction is due) and adds the batch,
-// so a revocation costs O(overlay), not O(tokens). When the overlay grows past CompactionDue(),
-// the owner loads a new base off the request path and calls Rebase(), which
-// keeps only the overlay entries newer than the new base.
+// Applying a change never rebuilds the base, nor copies the overlay: the
+// overlay is persistent (PersistentMap), so Apply() shares it with the view
+// it came from and copies only the trie paths the batch's keys pass
+// through — a revocation costs O(log overlay), not O(tokens) or O(overlay).
+// When the overlay grows past CompactionDue(), the owner loads a new base
+// off the request path and calls Rebase(), which keeps only the overlay
+// entries newer than the new base.
 //
 // Lookups: the overlay first (a token set or removed there wins), then the
 // base; then the API user's state in the overlay (changed roles or
@@ -25,8 +27,8 @@
 #include <memory>
 #include <string>
 #include <string_view>
-#include <unordered_map>
 
+#include "gatehouse/persistent_map.h"
 #include "gatehouse/store.h"
 #include "gatehouse/token_index.h"
 
@@ -61,14 +63,16 @@ class TokenView {
   // Overlay entries (tokens and API users).
   size_t overlay_size() const;
   // True when the overlay is big enough that a new base is worth loading:
-  // more than kMaxOverlay entries, whatever the base's size. Apply copies
-  // the overlay, on a SQLite sidecar's request path: one change applied over
-  // 300 entries costs 80 µs of CPU, over 4,096 1.8 ms, over 15,625 (the old
-  // bound at 1,000,000 tokens, base size / 64) 15.5 ms (bench/token_bench
-  // BM_TokenViewApplyOne). A full scan per 4,096 changes is the price: at
-  // 20 changes a second and 1,000,000 tokens, ~1.5 s of one background
-  // thread every ~3.4 minutes.
-  static constexpr size_t kMaxOverlay = 4096;
+  // more than kMinOverlay entries and more than 1/kOverlayShare of the base.
+  // What the bound trades is memory against full scans, not request time
+  // (Apply's cost hardly grows with the overlay: bench/token_bench
+  // BM_TokenViewApplyOne: 0.6 µs over 300, 4,096 or 15,625 entries, 1 µs
+  // over 100,000): at 1,000,000 tokens the overlay holds up to 15,625
+  // entries, ~7 MiB (~490 bytes an entry) beside the base's ~140, and at 20
+  // changes a second a full scan (~1.5 s of one background thread) comes
+  // every ~13 minutes.
+  static constexpr size_t kMinOverlay = 4096;
+  static constexpr size_t kOverlayShare = 64;
   bool CompactionDue() const;
 
  private:
@@ -86,16 +90,28 @@ class TokenView {
     bool removed = false;  // the API user was deleted
     TokenPrincipal principal;
   };
+  // API user ids are small and dense; mixed so that the trie's levels
+  // spread them (the splitmix64 finalizer).
+  struct IdHasher {
+    size_t operator()(int64_t id) const noexcept {
+      uint64_t z = static_cast<uint64_t>(id) + 0x9e3779b97f4a7c15ULL;
+      z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+      z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+      return static_cast<size_t>(z ^ (z >> 31));
+    }
+  };
   struct Overlay {
-    std::unordered_map<TokenHash, OverlayToken, TokenHashHasher> tokens;
-    std::unordered_map<int64_t, OverlayPrincipal> principals;
+    PersistentMap<TokenHash, OverlayToken, TokenHashHasher> tokens;
+    PersistentMap<int64_t, OverlayPrincipal, IdHasher> principals;
+    bool empty() const noexcept { return tokens.empty() && principals.empty(); }
   };
 
-  // Whether the token is held before this view's overlay principals apply.
-  bool Holds(const TokenHash& hash) const noexcept;
+  // Whether the token is held by `base_` as `overlay` amends it, before the
+  // overlay's principals apply.
+  bool Holds(const Overlay& overlay, const TokenHash& hash) const noexcept;
 
   std::shared_ptr<const TokenIndex> base_;
-  std::shared_ptr<const Overlay> overlay_;  // null: empty
+  Overlay overlay_;
   int64_t head_ = 0;
   int64_t base_head_ = 0;
   size_t size_ = 0;

@@ -12,37 +12,32 @@ TokenView::TokenView(std::shared_ptr<const TokenIndex> base, int64_t head)
       size_(base_->size()) {}
 
 size_t TokenView::overlay_size() const {
-  return overlay_ ? overlay_->tokens.size() + overlay_->principals.size() : 0;
+  return overlay_.tokens.size() + overlay_.principals.size();
 }
 
 bool TokenView::CompactionDue() const {
-  return overlay_size() > kMaxOverlay;
+  return overlay_size() > std::max(kMinOverlay, base_->size() / kOverlayShare);
 }
 
-bool TokenView::Holds(const TokenHash& hash) const noexcept {
-  if (overlay_) {
-    auto it = overlay_->tokens.find(hash);
-    if (it != overlay_->tokens.end()) return !it->second.removed;
-  }
+bool TokenView::Holds(const Overlay& overlay, const TokenHash& hash) const noexcept {
+  if (const OverlayToken* t = overlay.tokens.Find(hash)) return !t->removed;
   return base_->Find(hash).has_value();
 }
 
 TokenLookup TokenView::Verify(std::string_view token, int64_t now) const noexcept {
-  if (!overlay_) return base_->Verify(token, now);
+  if (overlay_.empty()) return base_->Verify(token, now);
   TokenLookup out;
   if (!CheckTokenFormat(token)) {
     out.check = TokenCheck::kMalformed;
     return out;
   }
   const TokenHash hash = HashToken(token);
-  auto it = overlay_->tokens.find(hash);
-  if (it != overlay_->tokens.end()) {
-    const OverlayToken& t = it->second;
-    if (t.removed) {
+  if (const OverlayToken* t = overlay_.tokens.Find(hash)) {
+    if (t->removed) {
       out.check = TokenCheck::kUnknown;
       return out;
     }
-    out.token = VerifiedToken{t.token_id, t.name, t.created_at, t.expires_at, &t.principal};
+    out.token = VerifiedToken{t->token_id, t->name, t->created_at, t->expires_at, &t->principal};
   } else {
     std::optional<VerifiedToken> found = base_->Find(hash);
     if (!found) {
@@ -52,14 +47,13 @@ TokenLookup TokenView::Verify(std::string_view token, int64_t now) const noexcep
     out.token = *found;
   }
   // The API user as it is now, when it changed after the token was read.
-  auto p = overlay_->principals.find(out.token.principal->api_user_id);
-  if (p != overlay_->principals.end()) {
-    if (p->second.removed) {
+  if (const OverlayPrincipal* p = overlay_.principals.Find(out.token.principal->api_user_id)) {
+    if (p->removed) {
       out.token = VerifiedToken{};
       out.check = TokenCheck::kUnknown;
       return out;
     }
-    out.token.principal = &p->second.principal;
+    out.token.principal = &p->principal;
   }
   out.check = now < out.token.expires_at ? TokenCheck::kActive : TokenCheck::kExpired;
   return out;
@@ -68,13 +62,12 @@ TokenLookup TokenView::Verify(std::string_view token, int64_t now) const noexcep
 std::shared_ptr<const TokenView> TokenView::Apply(const ChangeBatch& batch) const {
   std::shared_ptr<TokenView> next(new TokenView(*this));
   if (batch.head <= head_) return next;  // nothing new (or already applied)
-  auto overlay = overlay_ ? std::make_shared<Overlay>(*overlay_) : std::make_shared<Overlay>();
+  Overlay& overlay = next->overlay_;
   const int64_t seq = batch.head;
   for (const TokenRecord& r : batch.tokens) {
-    const bool held = Holds(r.hash);
-    OverlayToken& t = overlay->tokens[r.hash];
+    if (!Holds(overlay, r.hash)) ++next->size_;
+    OverlayToken t;
     t.seq = seq;
-    t.removed = false;
     t.token_id = r.token_id;
     t.name = r.name;
     t.created_at = r.created_at;
@@ -82,27 +75,25 @@ std::shared_ptr<const TokenView> TokenView::Apply(const ChangeBatch& batch) cons
     t.principal = TokenPrincipal{r.api_user_id,    r.api_user_name,  r.org_id,
                                  r.org_role,       r.workspace_id,   r.workspace_name,
                                  r.workspace_type, r.workspace_role};
-    if (!held) ++next->size_;
+    overlay.tokens = overlay.tokens.With(r.hash, std::move(t));
   }
   for (const TokenHash& h : batch.removed_tokens) {
-    const bool held = Holds(h);
-    OverlayToken& t = overlay->tokens[h];
-    t = OverlayToken{};
+    if (Holds(overlay, h) && next->size_ > 0) --next->size_;
+    OverlayToken t;
     t.seq = seq;
     t.removed = true;
-    if (held && next->size_ > 0) --next->size_;
+    overlay.tokens = overlay.tokens.With(h, std::move(t));
   }
   for (const TokenPrincipal& p : batch.principals) {
-    overlay->principals[p.api_user_id] = OverlayPrincipal{seq, false, p};
+    overlay.principals = overlay.principals.With(p.api_user_id, OverlayPrincipal{seq, false, p});
   }
   for (int64_t id : batch.removed_api_users) {
-    OverlayPrincipal& p = overlay->principals[id];
-    p = OverlayPrincipal{};
+    OverlayPrincipal p;
     p.seq = seq;
     p.removed = true;
     p.principal.api_user_id = id;
+    overlay.principals = overlay.principals.With(id, std::move(p));
   }
-  next->overlay_ = std::move(overlay);
   next->head_ = seq;
   return next;
 }
@@ -111,19 +102,17 @@ std::shared_ptr<const TokenView> TokenView::Rebase(std::shared_ptr<const TokenIn
                                                    int64_t base_head) const {
   std::shared_ptr<TokenView> next(new TokenView(std::move(base), base_head));
   next->head_ = std::max(head_, base_head);
-  if (!overlay_) return next;
-  auto overlay = std::make_shared<Overlay>();
-  for (const auto& [hash, t] : overlay_->tokens) {
-    if (t.seq <= base_head) continue;  // the new base holds it, or something newer
+  Overlay& overlay = next->overlay_;
+  overlay_.tokens.ForEach([&](const TokenHash& hash, const OverlayToken& t) {
+    if (t.seq <= base_head) return;  // the new base holds it, or something newer
     const bool held = next->base_->Find(hash).has_value();
     if (t.removed && held && next->size_ > 0) --next->size_;
     if (!t.removed && !held) ++next->size_;
-    overlay->tokens.emplace(hash, t);
-  }
-  for (const auto& [id, p] : overlay_->principals) {
-    if (p.seq > base_head) overlay->principals.emplace(id, p);
-  }
-  if (!overlay->tokens.empty() || !overlay->principals.empty()) next->overlay_ = std::move(overlay);
+    overlay.tokens = overlay.tokens.With(hash, t);
+  });
+  overlay_.principals.ForEach([&](int64_t id, const OverlayPrincipal& p) {
+    if (p.seq > base_head) overlay.principals = overlay.principals.With(id, p);
+  });
   return next;
 }
 
