@@ -833,6 +833,8 @@ if has_mode churn; then
     server_hist "$port" "$b-1"
     loads0=$(metric "$b" gatehouse_store_full_loads_total)
     applied0=$(metric "$b" gatehouse_feed_changes_applied_total)
+    refreshes0=$(metric "$b" gatehouse_store_refreshes_total)
+    refresh_s0=$(metric "$b" gatehouse_store_refresh_seconds_total)
     la1=$(loadavg)
     churn_wrk "$port" "$b-busy" &
     churn_pid=$!
@@ -866,6 +868,12 @@ if has_mode churn; then
     churn_row "$b-busy" "$made (load average $la1 before, $(loadavg) after)"
     echo "               $(hist_row "$b-1" "$b-2")"
     echo "  feed rows applied $applied0 -> $(metric "$b" gatehouse_feed_changes_applied_total), full loads $loads0 -> $(metric "$b" gatehouse_store_full_loads_total), compactions $(metric "$b" gatehouse_token_compactions_total), overlay $(metric "$b" gatehouse_token_overlay_entries)"
+    # The catch-ups' own time (wall clock, preemption included), from the
+    # sidecar's counters: on SQLite each runs on the request that found the
+    # store changed.
+    awk -v n0="$refreshes0" -v n1="$(metric "$b" gatehouse_store_refreshes_total)" \
+        -v s0="$refresh_s0" -v s1="$(metric "$b" gatehouse_store_refresh_seconds_total)" \
+        'BEGIN {n = n1 - n0; printf "  catch-ups %d, %.0f µs each on average\n", n, (n > 0 ? (s1 - s0) / n * 1e6 : 0)}'
     echo "  RSS $rss_churn0 MiB before the quiet run, $(rss "$b") MiB after the changes"
     if [ "$PIN" = 1 ]; then
       pin_all "0-$(($(nproc) - 1))" "${BIG_PID[$b]}"
