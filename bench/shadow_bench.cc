@@ -61,7 +61,7 @@ World& TheWorld() {
       sidecar::ShadowOptions o;
       o.policy_path = w->dir + "/" + name + ".yaml";
       o.policy_poll_ms = 0;
-      auto s = sidecar::Shadow::Open(o, [](std::string_view) {});
+      auto s = sidecar::Shadow::Open(o, [](sidecar::LogLevel, std::string_view) {});
       if (!s.ok()) {
         std::fprintf(stderr, "%s\n", s.status().ToString().c_str());
         std::exit(1);

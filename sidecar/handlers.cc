@@ -3,6 +3,9 @@
 
 #include <algorithm>
 #include <exception>
+#include <initializer_list>
+#include <string>
+#include <string_view>
 
 #include "gatehouse/authorizer.h"
 #include "gatehouse/decision_json.h"
@@ -114,6 +117,30 @@ bool ConstantTimeEquals(std::string_view presented, std::string_view secret) {
 }
 
 }  // namespace
+
+// HttpRequest's fields, in order: a field added to HttpRequest changes its
+// size against this (on every ABI, the layout rules being the same for
+// both), which stops the build until Clear() clears the new field and this
+// list names it.
+namespace {
+struct HttpRequestFields {
+  std::string strings[12];
+  std::string_view peer;
+  uint32_t present, repeated;
+};
+}  // namespace
+static_assert(sizeof(HttpRequest) == sizeof(HttpRequestFields),
+              "HttpRequest changed: clear the new field in HttpRequest::Clear");
+
+void HttpRequest::Clear() {
+  for (std::string* f : {&method, &path, &target, &body, &authorization, &content_type, &original_method,
+                         &original_uri, &forwarded_method, &forwarded_uri, &caller_secret, &request_id}) {
+    f->clear();
+  }
+  peer = {};
+  present = 0;
+  repeated = 0;
+}
 
 std::optional<std::string_view> BearerToken(std::string_view authorization) {
   std::string_view a = Trim(authorization);

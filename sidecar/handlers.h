@@ -74,6 +74,13 @@ struct HttpRequest {
   std::string_view peer;
   uint32_t present = 0;   // HeaderBit: headers that arrived (even empty)
   uint32_t repeated = 0;  // HeaderBit: headers that arrived more than once
+
+  // Every field back to its default, the strings' capacity kept: the server
+  // reuses one request per I/O thread, and a field left set would show one
+  // request another's value. A field added above must be cleared there too
+  // (handlers.cc stops the build until it is).
+  void Clear();
+  bool operator==(const HttpRequest&) const = default;
 };
 
 struct HttpReply {

@@ -695,34 +695,11 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
     field.assign(value.data(), value.size());
   }
 
-  // Clears every field of the reused request (capacity kept). A field added
-  // to HttpRequest must be cleared here too, or one request would see the
-  // previous one's value: the size check stops the build until it is.
-  static void ResetRequest(HttpRequest& r) {
-    static_assert(sizeof(HttpRequest) == 12 * sizeof(std::string) + sizeof(std::string_view) + 8,
-                  "HttpRequest changed: clear the new field in ResetRequest");
-    r.method.clear();
-    r.path.clear();
-    r.target.clear();
-    r.body.clear();
-    r.authorization.clear();
-    r.content_type.clear();
-    r.original_method.clear();
-    r.original_uri.clear();
-    r.forwarded_method.clear();
-    r.forwarded_uri.clear();
-    r.caller_secret.clear();
-    r.request_id.clear();
-    r.peer = {};
-    r.present = 0;
-    r.repeated = 0;
-  }
-
   // Fills the worker's reused request from the parsed one.
   HttpRequest& ToRequest() {
     auto& h = parser_->get();
     HttpRequest& r = worker_->request;
-    ResetRequest(r);
+    r.Clear();
     r.method.assign(h.method_string().data(), h.method_string().size());
     r.target.assign(h.target().data(), h.target().size());
     r.path.assign(r.target, 0, r.target.find('?'));

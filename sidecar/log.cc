@@ -68,10 +68,4 @@ void Log(LogLevel level, std::string_view message) {
   }
 }
 
-LogLevel GuessLevel(std::string_view m) {
-  for (std::string_view word : {"failed", "refusing", "cannot", "error", "unavailable", "lost"})
-    if (m.find(word) != std::string_view::npos) return LogLevel::kWarn;
-  return LogLevel::kInfo;
-}
-
 }  // namespace gatehouse::sidecar

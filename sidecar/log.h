@@ -9,6 +9,7 @@
 // one write(2), so lines from threads never interleave.
 #pragma once
 
+#include <functional>
 #include <optional>
 #include <string_view>
 
@@ -30,8 +31,8 @@ bool LogEnabled(LogLevel level);
 // Writes `message` (newlines turned into spaces) at `level`.
 void Log(LogLevel level, std::string_view message);
 
-// The level of a message from a component that does not say (State's
-// LogFn): trouble words make it a warning, anything else info.
-LogLevel GuessLevel(std::string_view message);
+// Where a component writes its operational lines: Log itself in the
+// sidecar, a recorder in tests.
+using LogFn = std::function<void(LogLevel level, std::string_view message)>;
 
 }  // namespace gatehouse::sidecar

@@ -422,9 +422,7 @@ int main(int argc, char** argv) {
   metrics.SetBuildInfo(Version(), Revision());
   handler_options.version = std::string(Version());
   handler_options.revision = std::string(Revision());
-  // State's messages carry no level: trouble is a warning, the rest info.
-  auto state = State::Open(state_options, &metrics,
-                           [](std::string_view line) { Log(GuessLevel(line), line); });
+  auto state = State::Open(state_options, &metrics, Log);
   if (!state.ok()) return Fail(state.status().ToString());
 
   std::unique_ptr<Shadow> shadow;
@@ -433,7 +431,7 @@ int main(int argc, char** argv) {
     so.policy_path = shadow_policy;
     so.invariants = state_options.invariants;
     so.policy_poll_ms = state_options.policy_poll_ms;
-    auto opened = Shadow::Open(so, [](std::string_view line) { Log(GuessLevel(line), line); });
+    auto opened = Shadow::Open(so, Log);
     if (!opened.ok()) return Fail(opened.status().ToString());
     shadow = std::move(opened).value();
     handler_options.shadow = shadow.get();

@@ -20,7 +20,7 @@ Result<std::unique_ptr<PolicyHolder>> PolicyHolder::Open(std::string policy_path
       new PolicyHolder(std::move(policy_path), std::move(invariants), metrics, std::move(log)));
   h->fingerprint_ = h->Fingerprint();
   PolicyLoad load = LoadPolicy(h->policy_path_, LoadOptions{h->invariants_});
-  for (const PolicyError& w : load.warnings) h->log_(w.ToString());
+  for (const PolicyError& w : load.warnings) h->log_(LogLevel::kWarn, w.ToString());
   if (!load.ok()) {
     return Status::InvalidArgument("policy " + h->policy_path_ + " does not load:\n" +
                                    JoinPolicyErrors(load.errors));
@@ -38,10 +38,10 @@ bool PolicyHolder::Reload() {
   std::lock_guard<std::mutex> lock(reload_mu_);
   fingerprint_ = Fingerprint();
   PolicyLoad load = LoadPolicy(policy_path_, LoadOptions{invariants_});
-  for (const PolicyError& w : load.warnings) log_(w.ToString());
+  for (const PolicyError& w : load.warnings) log_(LogLevel::kWarn, w.ToString());
   if (!load.ok()) {
     metrics_->CountReload(false);
-    log_("policy reload failed; the previous policy (" + policy()->revision() +
+    log_(LogLevel::kError, "policy reload failed; the previous policy (" + policy()->revision() +
          ") keeps serving:\n" + JoinPolicyErrors(load.errors));
     return false;
   }
@@ -49,10 +49,10 @@ bool PolicyHolder::Reload() {
   metrics_->SetPolicy(load.policy->name(), load.policy->revision());
   metrics_->CountReload(true);
   if (old->revision() != load.policy->revision()) {
-    log_("policy reloaded: " + load.policy->name() + " " + load.policy->revision() + " (was " +
+    log_(LogLevel::kInfo, "policy reloaded: " + load.policy->name() + " " + load.policy->revision() + " (was " +
          old->revision() + ")");
   } else {
-    log_("policy reloaded: " + load.policy->name() + " " + load.policy->revision() +
+    log_(LogLevel::kInfo, "policy reloaded: " + load.policy->name() + " " + load.policy->revision() +
          " (unchanged)");
   }
   return true;

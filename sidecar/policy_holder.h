@@ -18,6 +18,7 @@
 
 #include "gatehouse/policy.h"
 #include "gatehouse/status.h"
+#include "sidecar/log.h"
 #include "sidecar/metrics.h"
 #include "sidecar/store_view.h"
 

@@ -46,6 +46,7 @@
 #include "gatehouse/authorizer.h"
 #include "gatehouse/policy.h"
 #include "gatehouse/status.h"
+#include "sidecar/log.h"
 
 namespace gatehouse::sidecar {
 
@@ -83,7 +84,7 @@ class Shadow {
   // Loads the candidate. Errors: InvalidArgument with every policy error
   // (FILE:LINE:COL: message, one per line), as the live policy's.
   static Result<std::unique_ptr<Shadow>> Open(const ShadowOptions& options,
-                                              std::function<void(std::string_view)> log);
+                                              LogFn log);
   ~Shadow();
   Shadow(const Shadow&) = delete;
   Shadow& operator=(const Shadow&) = delete;
@@ -126,14 +127,14 @@ class Shadow {
 
  private:
   struct Pair;
-  explicit Shadow(ShadowOptions options, std::function<void(std::string_view)> log);
+  explicit Shadow(ShadowOptions options, LogFn log);
   std::shared_ptr<const Pair> PairFor(const PolicyPtr& live);
   void Count(std::string_view action, bool live_allow);
   void BackgroundLoop();
   std::vector<std::string> Fingerprint() const;
 
   const ShadowOptions options_;
-  std::function<void(std::string_view)> log_;
+  LogFn log_;
 
   mutable std::mutex policy_mu_;  // guards candidate_ and pair_ (held only to copy them)
   PolicyPtr candidate_;

@@ -5,10 +5,7 @@
 #endif
 
 #include <chrono>
-#include <cstdio>
 #include <mutex>
-
-#include "sidecar/wire.h"
 
 namespace gatehouse::sidecar {
 namespace {
@@ -42,22 +39,8 @@ void ConfigureAllocator() {
 #endif
 }
 
-int64_t WallMs() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-
 }  // namespace
 
-void LogToStderr(std::string_view line) {
-  std::string out = FormatTimeMs(WallMs());
-  out += " gatehoused: ";
-  out.append(line);
-  out += '\n';
-  std::fwrite(out.data(), 1, out.size(), stderr);
-  std::fflush(stderr);
-}
 
 State::State(const StateOptions& options, Metrics* metrics, LogFn log)
     : options_(options), metrics_(metrics), log_(std::move(log)) {
@@ -68,7 +51,7 @@ State::State(const StateOptions& options, Metrics* metrics, LogFn log)
 Result<std::unique_ptr<State>> State::Open(const StateOptions& options, Metrics* metrics,
                                            LogFn log) {
   ConfigureAllocator();  // before the first token base is loaded
-  std::unique_ptr<State> s(new State(options, metrics, log ? std::move(log) : LogFn(LogToStderr)));
+  std::unique_ptr<State> s(new State(options, metrics, log ? std::move(log) : LogFn(Log)));
   const StateOptions& o = s->options_;
   auto policies = PolicyHolder::Open(o.policy_path, o.invariants, metrics, s->log_);
   if (!policies.ok()) return policies.status();
@@ -138,7 +121,7 @@ void State::BackgroundLoop() {
     lock.unlock();
 
     if (requested) {
-      log_("SIGHUP: reloading the policy");
+      log_(LogLevel::kInfo, "SIGHUP: reloading the policy");
       policies_->Reload();
     } else if (options_.policy_poll_ms > 0) {
       policies_->ReloadIfChanged();
@@ -149,13 +132,13 @@ void State::BackgroundLoop() {
     // (Check logs the file going and coming back; this, a failing read.)
     Status store = store_->Check();
     const bool read_failed = !store.ok() && !store_->unavailable();
-    if (read_failed && !read_failed_logged) log_("reading the store failed: " + store.ToString());
+    if (read_failed && !read_failed_logged) log_(LogLevel::kError, "reading the store failed: " + store.ToString());
     read_failed_logged = read_failed;
 
     // A new token base when the overlay has grown, off the request path.
     if (store.ok()) {
       auto compacted = store_->CompactIfDue();
-      if (!compacted.ok()) log_("loading a new token base failed: " + compacted.status().ToString());
+      if (!compacted.ok()) log_(LogLevel::kWarn, "loading a new token base failed: " + compacted.status().ToString());
       // The old base (a hundred MiB at 1,000,000 tokens) was freed in this
       // thread's arena, where glibc keeps it: without a trim the RSS stays
       // at two bases after every compaction (measured: 148 -> 274-309 MiB).

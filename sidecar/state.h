@@ -30,14 +30,12 @@
 #include "gatehouse/policy.h"
 #include "gatehouse/status.h"
 #include "sidecar/metrics.h"
+#include "sidecar/log.h"
 #include "sidecar/policy_holder.h"
 #include "sidecar/store_view.h"
 #include "sidecar/sweeper.h"
 
 namespace gatehouse::sidecar {
-
-// Writes "2026-01-01T00:00:00.000Z gatehoused: LINE" to stderr.
-void LogToStderr(std::string_view line);
 
 struct StateOptions {
   // The store: a SQLite path or a PostgreSQL locator. Default ./gatehouse.db.
@@ -72,7 +70,7 @@ class State {
   // InvalidArgument with every policy error (FILE:LINE:COL: message, one per
   // line); the store's errors (FailedPrecondition when it does not exist).
   static Result<std::unique_ptr<State>> Open(const StateOptions& options, Metrics* metrics,
-                                             LogFn log = LogToStderr);
+                                             LogFn log = Log);
   ~State();
   State(const State&) = delete;
   State& operator=(const State&) = delete;

@@ -81,6 +81,7 @@
 #include "gatehouse/status.h"
 #include "gatehouse/store.h"
 #include "gatehouse/token_view.h"
+#include "sidecar/log.h"
 #include "sidecar/metrics.h"
 
 namespace gatehouse::sidecar {
@@ -110,8 +111,6 @@ class SharedCell {
   std::shared_ptr<const T> ptr_;
 };
 
-// Operational log lines (stderr by default): reloads, failures, sweeps.
-using LogFn = std::function<void(std::string_view line)>;
 
 // An immutable view of the store, shared by the requests that use it.
 struct Snapshot {

@@ -80,11 +80,11 @@ void Sweeper::Loop() {
     if (!n.ok() && stop_) return;  // what Stop() cut short is no failure to report
     lock.unlock();
     if (!n.ok()) {
-      if (!failed_logged) log_("sweeping expired tokens failed: " + n.status().ToString());
+      if (!failed_logged) log_(LogLevel::kWarn, "sweeping expired tokens failed: " + n.status().ToString());
       failed_logged = true;
     } else {
       failed_logged = false;
-      if (*n > 0) log_("deleted " + std::to_string(*n) + " expired token(s)");
+      if (*n > 0) log_(LogLevel::kInfo, "deleted " + std::to_string(*n) + " expired token(s)");
     }
     lock.lock();
   }

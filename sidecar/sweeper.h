@@ -29,6 +29,7 @@
 
 #include "gatehouse/clock.h"
 #include "gatehouse/status.h"
+#include "sidecar/log.h"
 #include "sidecar/metrics.h"
 #include "sidecar/store_view.h"
 

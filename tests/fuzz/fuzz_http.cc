@@ -73,7 +73,7 @@ struct World {
     o.policy_path = GATEHOUSE_SOURCE_DIR "/policies";
     o.policy_poll_ms = 0;
     o.sweep_interval_s = 0;
-    auto st = State::Open(o, &metrics, [](std::string_view) {});
+    auto st = State::Open(o, &metrics, [](LogLevel, std::string_view) {});
     FUZZ_CHECK(st.ok());
     state = std::move(st).value();
     handlers = std::make_unique<Handlers>(state.get(), nullptr);

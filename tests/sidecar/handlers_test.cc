@@ -44,7 +44,7 @@ class HandlersTest : public ::testing::Test {
     o.clock = &clock_;
     o.policy_poll_ms = 0;
     o.sweep_interval_s = 0;
-    auto state = State::Open(o, &metrics_, [this](std::string_view line) {
+    auto state = State::Open(o, &metrics_, [this](LogLevel, std::string_view line) {
       std::lock_guard<std::mutex> lock(logs_mu_);
       logs_.emplace_back(line);
     });
@@ -1332,7 +1332,7 @@ TEST_F(HandlersTest, ShadowFastPathAgreesWithAuthorizingTheCandidateAfresh) {
     ShadowOptions so;
     so.policy_path = path;
     so.policy_poll_ms = 0;
-    auto shadow = Shadow::Open(so, [](std::string_view) {});
+    auto shadow = Shadow::Open(so, [](LogLevel, std::string_view) {});
     ASSERT_TRUE(shadow.ok()) << shadow.status().ToString() << "\n" << text;
     const PolicyPtr cand = (*shadow)->candidate();
     EXPECT_EQ(SameInputs(*live, *cand), !other_inputs);
@@ -1379,6 +1379,26 @@ TEST_F(HandlersTest, ShadowFastPathAgreesWithAuthorizingTheCandidateAfresh) {
     diverged_total += diverged;
   }
   EXPECT_GT(diverged_total, 50u) << "the random flips should reach many cells";
+}
+
+// The server reuses one HttpRequest per I/O thread: Clear() must leave
+// nothing of the previous request in any field.
+TEST(HttpRequestTest, ClearLeavesNoFieldOfThePreviousRequest) {
+  HttpRequest r;
+  int n = 0;
+  for (std::string* f : {&r.method, &r.path, &r.target, &r.body, &r.authorization, &r.content_type,
+                         &r.original_method, &r.original_uri, &r.forwarded_method, &r.forwarded_uri,
+                         &r.caller_secret, &r.request_id}) {
+    *f = "value " + std::to_string(++n) + std::string(64, 'x');  // past the small-string buffer
+  }
+  r.peer = "127.0.0.1:4000";
+  r.present = kHdrOriginalUri | kHdrCaller;
+  r.repeated = kHdrAuthorization;
+  ASSERT_NE(r, HttpRequest{});
+  const size_t kept = r.body.capacity();
+  r.Clear();
+  EXPECT_EQ(r, HttpRequest{});
+  EXPECT_EQ(r.body.capacity(), kept);
 }
 
 }  // namespace

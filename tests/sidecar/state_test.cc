@@ -62,17 +62,16 @@ class StateTest : public ::testing::Test {
     o.feed_notify = feed_notify_;
     o.policy_poll_ms = poll_ms;
     o.sweep_interval_s = sweep_s;
-    auto s = State::Open(o, &metrics_, [this](std::string_view line) {
-      std::lock_guard<std::mutex> lock(mu_);
-      logs_.emplace_back(line);
-    });
+    auto s = State::Open(o, &metrics_, Log());
     EXPECT_TRUE(s.ok()) << s.status().ToString();
     return s.ok() ? std::move(s).value() : nullptr;
   }
+  // Records each line as "LEVEL: message".
   LogFn Log() {
-    return [this](std::string_view line) {
+    return [this](LogLevel level, std::string_view line) {
+      static constexpr const char* kNames[] = {"error", "warn", "info", "debug"};
       std::lock_guard<std::mutex> lock(mu_);
-      logs_.emplace_back(line);
+      logs_.push_back(std::string(kNames[static_cast<int>(level)]) + ": " + std::string(line));
     };
   }
   SweeperOptions SweeperAt(const Clock* clock) const {
@@ -199,7 +198,7 @@ TEST_F(StateTest, ReloadSwapsAndKeepsInFlightPolicies) {
   // A request holding the old policy still decides with it.
   EXPECT_TRUE(before->FindAction("project.import").has_value());
   EXPECT_EQ(metrics_.reloads(), 1u);
-  EXPECT_NE(Logs().find("policy reloaded"), std::string::npos);
+  EXPECT_NE(Logs().find("info: policy reloaded"), std::string::npos);
 }
 
 TEST_F(StateTest, FailedReloadKeepsTheLastGoodPolicyAndIsCountedAndLogged) {
@@ -214,7 +213,7 @@ TEST_F(StateTest, FailedReloadKeepsTheLastGoodPolicyAndIsCountedAndLogged) {
   EXPECT_EQ(state->policy()->revision(), revision);
   EXPECT_EQ(metrics_.reload_failures(), 1u);
   const std::string logs = Logs();
-  EXPECT_NE(logs.find("policy reload failed"), std::string::npos) << logs;
+  EXPECT_NE(logs.find("error: policy reload failed"), std::string::npos) << logs;
   EXPECT_NE(logs.find("api-tokens.yaml:"), std::string::npos) << logs;  // FILE:LINE:COL
   EXPECT_NE(logs.find("wizard"), std::string::npos) << logs;
   // Still serving.
@@ -729,7 +728,7 @@ TEST_F(PostgresStateTest, AConnectThatNeverAnswersDelaysNeitherRequestsNorStop) 
       "current_database() AND pid <> pg_backend_pid()");
   ASSERT_TRUE(dropped.ok()) << dropped.status().ToString();
   ASSERT_GE(*dropped, 1);
-  ASSERT_TRUE(WaitFor([&] { return Logs().find("failed") != std::string::npos; })) << Logs();
+  ASSERT_TRUE(WaitFor([&] { return Logs().find("error: ") != std::string::npos; })) << Logs();
   std::this_thread::sleep_for(std::chrono::milliseconds(300));  // reconnecting now, into nothing
   for (int i = 0; i < 100; ++i) ASSERT_TRUE(state->Fresh().ok());
   ASSERT_TRUE(state->CheckStore().ok());
@@ -776,7 +775,7 @@ TEST_F(PostgresStateTest, ALostServerIsRefusedWithinTheBoundAndWhatChangedMeanwh
       << Logs();
   EXPECT_TRUE((*state->Fresh())->tokens->Verify(demo_.tokens["doomed"].secret, kNow).active());
   state->Stop();
-  EXPECT_NE(Logs().find("caught up with the store again"), std::string::npos) << Logs();
+  EXPECT_NE(Logs().find("info: caught up with the store again"), std::string::npos) << Logs();
 }
 
 // A token base freed after a compaction goes back to the kernel, not into
