@@ -801,8 +801,10 @@ if has_mode churn; then
   }
   # hist_row BEFORE AFTER: how many requests of the run took over 1 ms and
   # 5 ms inside the sidecar, and the bucket that holds the slowest.
+  # (FILENAME, not NR == FNR: BEFORE is empty when the sidecar has not yet
+  # answered an authorize request.)
   hist_row() {
-    awk 'NR == FNR {b[$1] = $2; next}
+    awk 'FILENAME == ARGV[1] {b[$1] = $2; next}
          {d = $2 - b[$1]; le[++n] = $1; c[n] = d}
          END {
            total = c[n]; slowest = "+Inf"
