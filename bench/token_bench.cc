@@ -215,7 +215,8 @@ void BM_TokenViewVerify(benchmark::State& state) {
   ChangeBatch fill;
   fill.after = 0;
   fill.head = 1;
-  for (int64_t i = 0; i < state.range(0); ++i) fill.tokens.push_back(ChangedToken(static_cast<uint64_t>(i)));
+  for (int64_t i = 0; i < state.range(0); ++i)
+    fill.tokens.push_back(ChangedToken(static_cast<uint64_t>(i)));
   if (!fill.tokens.empty()) view = view->Apply(fill);
   const int64_t now = 1'767'225'600 + 60;
   size_t i = 0, active = 0;
@@ -231,7 +232,12 @@ void BM_TokenViewVerify(benchmark::State& state) {
 }
 BENCHMARK(BM_TokenViewVerify)->Arg(0)->Arg(15'625)->Unit(benchmark::kNanosecond);
 
-BENCHMARK(BM_TokenViewApplyOne)->Arg(300)->Arg(4096)->Arg(15'625)->Arg(100'000)->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_TokenViewApplyOne)
+    ->Arg(300)
+    ->Arg(4096)
+    ->Arg(15'625)
+    ->Arg(100'000)
+    ->Unit(benchmark::kMicrosecond);
 
 }  // namespace
 }  // namespace gatehouse

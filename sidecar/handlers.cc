@@ -1,4 +1,3 @@
-#include "sidecar/access_log.h"
 #include "sidecar/handlers.h"
 
 #include <algorithm>
@@ -10,6 +9,7 @@
 #include "gatehouse/authorizer.h"
 #include "gatehouse/decision_json.h"
 #include "gatehouse/tokens.h"
+#include "sidecar/access_log.h"
 
 namespace gatehouse::sidecar {
 namespace {
@@ -116,25 +116,25 @@ bool ConstantTimeEquals(std::string_view presented, std::string_view secret) {
   return diff == 0;
 }
 
-}  // namespace
-
 // HttpRequest's fields, in order: a field added to HttpRequest changes its
 // size against this (on every ABI, the layout rules being the same for
 // both), which stops the build until Clear() clears the new field and this
 // list names it.
-namespace {
 struct HttpRequestFields {
   std::string strings[12];
   std::string_view peer;
   uint32_t present, repeated;
 };
+
 }  // namespace
+
 static_assert(sizeof(HttpRequest) == sizeof(HttpRequestFields),
               "HttpRequest changed: clear the new field in HttpRequest::Clear");
 
 void HttpRequest::Clear() {
-  for (std::string* f : {&method, &path, &target, &body, &authorization, &content_type, &original_method,
-                         &original_uri, &forwarded_method, &forwarded_uri, &caller_secret, &request_id}) {
+  for (std::string* f :
+       {&method, &path, &target, &body, &authorization, &content_type, &original_method,
+        &original_uri, &forwarded_method, &forwarded_uri, &caller_secret, &request_id}) {
     f->clear();
   }
   peer = {};

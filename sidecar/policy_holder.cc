@@ -42,18 +42,18 @@ bool PolicyHolder::Reload() {
   if (!load.ok()) {
     metrics_->CountReload(false);
     log_(LogLevel::kError, "policy reload failed; the previous policy (" + policy()->revision() +
-         ") keeps serving:\n" + JoinPolicyErrors(load.errors));
+                               ") keeps serving:\n" + JoinPolicyErrors(load.errors));
     return false;
   }
   PolicyPtr old = policy_.exchange(load.policy);
   metrics_->SetPolicy(load.policy->name(), load.policy->revision());
   metrics_->CountReload(true);
   if (old->revision() != load.policy->revision()) {
-    log_(LogLevel::kInfo, "policy reloaded: " + load.policy->name() + " " + load.policy->revision() + " (was " +
-         old->revision() + ")");
+    log_(LogLevel::kInfo, "policy reloaded: " + load.policy->name() + " " +
+                              load.policy->revision() + " (was " + old->revision() + ")");
   } else {
-    log_(LogLevel::kInfo, "policy reloaded: " + load.policy->name() + " " + load.policy->revision() +
-         " (unchanged)");
+    log_(LogLevel::kInfo, "policy reloaded: " + load.policy->name() + " " +
+                              load.policy->revision() + " (unchanged)");
   }
   return true;
 }

@@ -69,13 +69,13 @@ struct Shadow::Pair {
 Shadow::Shadow(ShadowOptions options, LogFn log)
     : options_(std::move(options)), log_(std::move(log)) {}
 
-Result<std::unique_ptr<Shadow>> Shadow::Open(const ShadowOptions& options,
-                                             LogFn log) {
+Result<std::unique_ptr<Shadow>> Shadow::Open(const ShadowOptions& options, LogFn log) {
   if (options.policy_path.empty()) return Status::InvalidArgument("--shadow-policy needs a path");
   std::unique_ptr<Shadow> s(new Shadow(options, std::move(log)));
   s->fingerprint_ = s->Fingerprint();
   PolicyLoad load = LoadPolicy(options.policy_path, LoadOptions{options.invariants});
-  for (const PolicyError& w : load.warnings) s->log_(LogLevel::kWarn, "shadow policy: " + w.ToString());
+  for (const PolicyError& w : load.warnings)
+    s->log_(LogLevel::kWarn, "shadow policy: " + w.ToString());
   if (!load.ok()) {
     return Status::InvalidArgument("shadow policy " + options.policy_path + " does not load:\n" +
                                    JoinPolicyErrors(load.errors));
@@ -95,12 +95,14 @@ bool Shadow::Reload() {
   std::lock_guard<std::mutex> lock(reload_mu_);
   fingerprint_ = Fingerprint();
   PolicyLoad load = LoadPolicy(options_.policy_path, LoadOptions{options_.invariants});
-  for (const PolicyError& w : load.warnings) log_(LogLevel::kWarn, "shadow policy: " + w.ToString());
+  for (const PolicyError& w : load.warnings)
+    log_(LogLevel::kWarn, "shadow policy: " + w.ToString());
   const PolicyPtr old = candidate();
   if (!load.ok()) {
     reload_failures_.fetch_add(1, std::memory_order_relaxed);
-    log_(LogLevel::kError, "shadow policy reload failed; the previous candidate (" + old->revision() +
-         ") keeps shadowing:\n" + JoinPolicyErrors(load.errors));
+    log_(LogLevel::kError, "shadow policy reload failed; the previous candidate (" +
+                               old->revision() + ") keeps shadowing:\n" +
+                               JoinPolicyErrors(load.errors));
     return false;
   }
   {
@@ -109,9 +111,10 @@ bool Shadow::Reload() {
     generation_.fetch_add(1, std::memory_order_acq_rel);
   }
   reloads_.fetch_add(1, std::memory_order_relaxed);
-  log_(LogLevel::kInfo, "shadow policy reloaded: " + load.policy->name() + " " + load.policy->revision() +
-       (old->revision() != load.policy->revision() ? " (was " + old->revision() + ")"
-                                                   : std::string(" (unchanged)")));
+  log_(LogLevel::kInfo,
+       "shadow policy reloaded: " + load.policy->name() + " " + load.policy->revision() +
+           (old->revision() != load.policy->revision() ? " (was " + old->revision() + ")"
+                                                       : std::string(" (unchanged)")));
   return true;
 }
 

@@ -32,8 +32,8 @@
 #include <array>
 #include <atomic>
 #include <condition_variable>
-#include <functional>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -83,8 +83,7 @@ class Shadow {
 
   // Loads the candidate. Errors: InvalidArgument with every policy error
   // (FILE:LINE:COL: message, one per line), as the live policy's.
-  static Result<std::unique_ptr<Shadow>> Open(const ShadowOptions& options,
-                                              LogFn log);
+  static Result<std::unique_ptr<Shadow>> Open(const ShadowOptions& options, LogFn log);
   ~Shadow();
   Shadow(const Shadow&) = delete;
   Shadow& operator=(const Shadow&) = delete;

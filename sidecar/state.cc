@@ -41,7 +41,6 @@ void ConfigureAllocator() {
 
 }  // namespace
 
-
 State::State(const StateOptions& options, Metrics* metrics, LogFn log)
     : options_(options), metrics_(metrics), log_(std::move(log)) {
   if (options_.policy_path.empty()) options_.policy_path = DefaultPolicyPath();
@@ -132,13 +131,15 @@ void State::BackgroundLoop() {
     // (Check logs the file going and coming back; this, a failing read.)
     Status store = store_->Check();
     const bool read_failed = !store.ok() && !store_->unavailable();
-    if (read_failed && !read_failed_logged) log_(LogLevel::kError, "reading the store failed: " + store.ToString());
+    if (read_failed && !read_failed_logged)
+      log_(LogLevel::kError, "reading the store failed: " + store.ToString());
     read_failed_logged = read_failed;
 
     // A new token base when the overlay has grown, off the request path.
     if (store.ok()) {
       auto compacted = store_->CompactIfDue();
-      if (!compacted.ok()) log_(LogLevel::kWarn, "loading a new token base failed: " + compacted.status().ToString());
+      if (!compacted.ok())
+        log_(LogLevel::kWarn, "loading a new token base failed: " + compacted.status().ToString());
       // The old base (a hundred MiB at 1,000,000 tokens) was freed in this
       // thread's arena, where glibc keeps it: without a trim the RSS stays
       // at two bases after every compaction (measured: 148 -> 274-309 MiB).

@@ -205,7 +205,8 @@ Status StoreView::Refresh(Store& store, bool full, int64_t version, std::shared_
         read.code() != StatusCode::kInvalidArgument) {
       return fail(read);
     }
-    log_(LogLevel::kWarn, "catching up with the store failed (" + read.message() + "); loading everything");
+    log_(LogLevel::kWarn,
+         "catching up with the store failed (" + read.message() + "); loading everything");
   }
   auto snap = LoadAll(store);
   if (!snap.ok()) return fail(snap.status());
@@ -280,7 +281,8 @@ Status StoreView::Check() {
   }
   if (!replaced.ok()) {
     if (!was_unavailable) {
-      log_(LogLevel::kError, replaced.status().message() + ": refusing every check until it is back");
+      log_(LogLevel::kError,
+           replaced.status().message() + ": refusing every check until it is back");
     }
     store_unavailable_.store(true, std::memory_order_relaxed);
     store_ok_.store(false, std::memory_order_relaxed);
@@ -291,8 +293,8 @@ Status StoreView::Check() {
   // file's now (a restore, even in place): load everything.
   const bool reopened = *replaced || was_unavailable;
   if (reopened) {
-    log_(LogLevel::kWarn, "store " + RedactLocator(options_.store_path) + (was_unavailable ? " is back" : " was replaced") +
-         "; reopening it");
+    log_(LogLevel::kWarn, "store " + RedactLocator(options_.store_path) +
+                              (was_unavailable ? " is back" : " was replaced") + "; reopening it");
   }
   Status refreshed = RefreshLocked(/*full=*/reopened);  // a real query, whatever the stamp says
   // Cleared only after a load from the file as it is now.
@@ -344,7 +346,8 @@ void StoreView::FeedLoop() {
   auto failed = [&](const Status& s, std::string_view doing) {
     feed_.reset();
     if (stopping()) return;  // what Stop() cut short is no failure
-    if (!failing) log_(LogLevel::kError, std::string(doing) + " failed (" + s.ToString() + "); retrying");
+    if (!failing)
+      log_(LogLevel::kError, std::string(doing) + " failed (" + s.ToString() + "); retrying");
     failing = true;
     metrics_->CountStoreRefresh(false, std::chrono::nanoseconds(0));
   };

@@ -111,7 +111,6 @@ class SharedCell {
   std::shared_ptr<const T> ptr_;
 };
 
-
 // An immutable view of the store, shared by the requests that use it.
 struct Snapshot {
   std::shared_ptr<const Directory> directory;

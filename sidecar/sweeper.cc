@@ -80,7 +80,8 @@ void Sweeper::Loop() {
     if (!n.ok() && stop_) return;  // what Stop() cut short is no failure to report
     lock.unlock();
     if (!n.ok()) {
-      if (!failed_logged) log_(LogLevel::kWarn, "sweeping expired tokens failed: " + n.status().ToString());
+      if (!failed_logged)
+        log_(LogLevel::kWarn, "sweeping expired tokens failed: " + n.status().ToString());
       failed_logged = true;
     } else {
       failed_logged = false;

@@ -78,8 +78,10 @@ void ForSampledInputs(const Gen& g, const Action& a, const std::vector<int64_t>&
     in.type = below(g.type_n);
     for (int s = 0; s < g.settings_n; ++s) in.settings[s] = below(2);
     for (const Param& p : a.params) {
-      in.params[p.name] = p.type == T::kInt ? probes[static_cast<size_t>(below(static_cast<int64_t>(probes.size())))]
-                                            : below(const_cast<Gen&>(g).Size(p.type));
+      in.params[p.name] =
+          p.type == T::kInt
+              ? probes[static_cast<size_t>(below(static_cast<int64_t>(probes.size())))]
+              : below(const_cast<Gen&>(g).Size(p.type));
     }
     f(in);
   }
@@ -219,8 +221,9 @@ void CheckSeed(int seed, bool sampled) {
       if (x.id == inv.id) v = &x;
     // A sample can miss a counterexample the check finds, never the reverse.
     if (!sampled || v == nullptr) {
-      EXPECT_EQ(v == nullptr, holds) << inv.id << (inv.never ? " never " : " always ") << a.name << ": "
-                                     << g.Render(*inv.when) << "\n" << yaml;
+      EXPECT_EQ(v == nullptr, holds) << inv.id << (inv.never ? " never " : " always ") << a.name
+                                     << ": " << g.Render(*inv.when) << "\n"
+                                     << yaml;
     }
     if (v) {
       // The counterexample is real under the reference, and decided as reported.
@@ -254,7 +257,8 @@ TEST_P(RandomInvariants, ExactCheckAgreesWithBruteForceOverEveryInput) {
   CheckSeed(GetParam(), /*sampled=*/false);
 }
 
-INSTANTIATE_TEST_SUITE_P(Seeds, RandomInvariants, ::testing::ValuesIn(SeedsVisitedWhole(true)), SeedName);
+INSTANTIATE_TEST_SUITE_P(Seeds, RandomInvariants, ::testing::ValuesIn(SeedsVisitedWhole(true)),
+                         SeedName);
 
 class LargeRandomInvariants : public ::testing::TestWithParam<int> {};
 
@@ -262,7 +266,8 @@ TEST_P(LargeRandomInvariants, ExactCheckAgreesWithBruteForceOverASampleOfInputs)
   CheckSeed(GetParam(), /*sampled=*/true);
 }
 
-INSTANTIATE_TEST_SUITE_P(Seeds, LargeRandomInvariants, ::testing::ValuesIn(SeedsVisitedWhole(false)), SeedName);
+INSTANTIATE_TEST_SUITE_P(Seeds, LargeRandomInvariants,
+                         ::testing::ValuesIn(SeedsVisitedWhole(false)), SeedName);
 
 // The sampled seeds must be few, or the agreement proves less.
 TEST(RandomInvariantsCoverage, MostSeedsAreCheckedByBruteForce) {

@@ -56,7 +56,9 @@ void CheckAgainstAMap(uint64_t seed, size_t steps, uint64_t key_range) {
       }
     }
     std::map<uint64_t, std::string> visited;
-    map.ForEach([&](uint64_t k, const std::string& value) { EXPECT_TRUE(visited.emplace(k, value).second) << k; });
+    map.ForEach([&](uint64_t k, const std::string& value) {
+      EXPECT_TRUE(visited.emplace(k, value).second) << k;
+    });
     EXPECT_EQ(visited, want) << "version " << v;
   }
 }

@@ -239,7 +239,8 @@ TEST(TokenView, AnEarlierViewAnswersAsItDidAfterLaterChanges) {
   std::vector<std::string> tokens;
   std::vector<TokenRecord> records;
   for (size_t i = 0; i < kTokens; ++i) {
-    Issued issued = Issue(static_cast<int64_t>(i % 13), "deploy", kNowForOverlay, kNowForOverlay + 3600);
+    Issued issued =
+        Issue(static_cast<int64_t>(i % 13), "deploy", kNowForOverlay, kNowForOverlay + 3600);
     tokens.push_back(issued.secret);
     records.push_back(issued.record);
   }
@@ -248,8 +249,9 @@ TEST(TokenView, AnEarlierViewAnswersAsItDidAfterLaterChanges) {
     for (const auto& t : tokens) {
       TokenLookup l = view.Verify(t, kNowForOverlay);
       out.push_back(l.check == TokenCheck::kActive
-                        ? std::string(l.token.token_id) + "/" + std::to_string(l.token.principal->api_user_id) +
-                              "/" + std::string(l.token.principal->workspace_role)
+                        ? std::string(l.token.token_id) + "/" +
+                              std::to_string(l.token.principal->api_user_id) + "/" +
+                              std::string(l.token.principal->workspace_role)
                         : "inactive");
     }
     return out;

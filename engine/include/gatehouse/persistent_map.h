@@ -48,7 +48,8 @@ class PersistentMap {
 
   // This map with `key` set to `value` (added, or replacing what was there).
   PersistentMap With(K key, V value) const {
-    auto entry = std::make_shared<const Entry>(Entry{Hash{}(key), std::move(key), std::move(value)});
+    auto entry =
+        std::make_shared<const Entry>(Entry{Hash{}(key), std::move(key), std::move(value)});
     PersistentMap out;
     bool added = false;
     out.root_ = Insert(root_.get(), std::move(entry), 0, added);
