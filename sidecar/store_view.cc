@@ -75,7 +75,7 @@ void StoreView::ForgetStamp() {
   view_.store(std::move(view));
 }
 
-Result<std::shared_ptr<Snapshot>> StoreView::LoadAll(Store& store) const {
+Result<std::shared_ptr<Snapshot>> StoreView::LoadAll(Store& store, LoadScope scope) const {
   auto snap = std::make_shared<Snapshot>();
   snap->loaded_at = options_.clock->NowSeconds();
   std::shared_ptr<const TokenIndex> base;
@@ -86,10 +86,14 @@ Result<std::shared_ptr<Snapshot>> StoreView::LoadAll(Store& store) const {
     auto epoch = store.FeedEpoch();
     if (!epoch.ok()) return epoch.status();
     snap->epoch = *epoch;
-    auto dir = Directory::Load(store);
-    if (!dir.ok()) return dir.status();
-    snap->directory = std::move(dir).value();
+    if (scope.directory) {
+      auto dir = Directory::Load(store);
+      if (!dir.ok()) return dir.status();
+      snap->directory = std::move(dir).value();
+    }
     TokenIndexBuilder builder;
+    // A little room over the estimate: tokens created since it was taken.
+    if (scope.expected_tokens > 0) builder.Reserve(scope.expected_tokens + scope.expected_tokens / 32);
     GATEHOUSE_RETURN_IF_ERROR(
         store.ScanActiveTokens(snap->loaded_at, [&builder](const TokenRecord& t) {
           builder.Add(t);
@@ -208,7 +212,7 @@ Status StoreView::Refresh(Store& store, bool full, int64_t version, std::shared_
     log_(LogLevel::kWarn,
          "catching up with the store failed (" + read.message() + "); loading everything");
   }
-  auto snap = LoadAll(store);
+  auto snap = LoadAll(store, LoadScope{});
   if (!snap.ok()) return fail(snap.status());
   (*snap)->maintenance_version = version;
   metrics_->CountFullLoad();
@@ -393,16 +397,20 @@ void StoreView::FeedLoop() {
 
 Result<bool> StoreView::CompactIfDue() {
   std::lock_guard<std::mutex> one(compact_mu_);
+  size_t tokens = 0;
   {
     const std::shared_ptr<const View> view = view_.load();
     if (!view || !view->snapshot || !view->snapshot->tokens->CompactionDue()) return false;
+    tokens = view->snapshot->tokens->size();
   }
   const auto start = std::chrono::steady_clock::now();
   // A connection of its own: requests keep catching up on the maintenance
-  // connection while this one scans every token.
+  // connection while this one scans every token. The new base is loaded
+  // beside the serving one, so it is sized up front and without a directory:
+  // that is the compaction's peak memory.
   auto reader = OpenReader();
   if (!reader.ok()) return reader.status();
-  auto loaded = LoadAll(**reader);
+  auto loaded = LoadAll(**reader, LoadScope{tokens, /*directory=*/false});
   if (!loaded.ok()) return loaded.status();
   reader->reset();
   std::lock_guard<std::mutex> lock(refresh_mu_);

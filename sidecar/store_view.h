@@ -209,8 +209,17 @@ class StoreView {
   Status OpenFeed();
   // Sleeps up to `ms` unless Stop() is called; false when stopping.
   bool Pause(int ms);
-  // Reads the directory, every active token and the feed head in one snapshot.
-  Result<std::shared_ptr<Snapshot>> LoadAll(Store& store) const;
+  // What LoadAll reads besides every active token and the feed head.
+  struct LoadScope {
+    // Tokens expected (0: unknown): the index is sized for them up front, so
+    // that it is not regrown, and held twice, while it fills.
+    size_t expected_tokens = 0;
+    // Whether to read the directory too (a compaction keeps the one the feed
+    // keeps current, so it does not).
+    bool directory = true;
+  };
+  // Reads (the directory,) every active token and the feed head in one snapshot.
+  Result<std::shared_ptr<Snapshot>> LoadAll(Store& store, LoadScope scope) const;
   void Publish(SnapshotPtr snapshot, std::shared_ptr<View> view);
 
   const StoreViewOptions options_;

@@ -142,6 +142,10 @@ std::shared_ptr<const TokenIndex> TokenIndexBuilder::Build() {
   std::unique_ptr<TokenIndex> ix = std::move(index_);
   index_ = std::make_unique<TokenIndex>();
   principal_by_api_user_.clear();
+  // Before the slots exist: the shrink copies the strings, and a base being
+  // built beside a serving one (a compaction) should hold that copy and the
+  // slots at different times, not at once.
+  ix->strings_.shrink_to_fit();
 
   size_t capacity = 16;
   while (capacity < ix->entries_.size() * 2) capacity *= 2;
@@ -176,7 +180,6 @@ std::shared_ptr<const TokenIndex> TokenIndexBuilder::Build() {
   }
   entries.resize(kept);
   // Not shrink_to_fit: that would copy the entries out of the huge pages.
-  ix->strings_.shrink_to_fit();
   return std::shared_ptr<const TokenIndex>(std::move(ix));
 }
 
