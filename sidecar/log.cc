@@ -25,6 +25,10 @@ std::optional<LogLevel> ParseLogLevel(std::string_view name) {
   return std::nullopt;
 }
 
+std::string_view LogLevelName(LogLevel level) {
+  return kLevelNames[static_cast<size_t>(level)];
+}
+
 std::optional<LogFormat> ParseLogFormat(std::string_view name) {
   if (name == "text") return LogFormat::kText;
   if (name == "json") return LogFormat::kJson;
@@ -48,7 +52,7 @@ void Log(LogLevel level, std::string_view message) {
   std::string clean(message);
   for (char& c : clean)
     if (c == '\n' || c == '\r') c = ' ';
-  const std::string_view name = kLevelNames[static_cast<size_t>(level)];
+  const std::string_view name = LogLevelName(level);
   std::string line;
   if (g_format.load(std::memory_order_relaxed) == static_cast<int>(LogFormat::kJson)) {
     line = "{\"time\":\"" + FormatTimeMs(ms) + "\",\"level\":\"" + std::string(name) + "\",\"msg\":";

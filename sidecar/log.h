@@ -20,6 +20,8 @@ enum class LogFormat : int { kText = 0, kJson = 1 };
 
 // "error", "warn", "info", "debug" / "text", "json"; nullopt for anything else.
 std::optional<LogLevel> ParseLogLevel(std::string_view name);
+// The name ParseLogLevel reads: "error", "warn", "info", "debug".
+std::string_view LogLevelName(LogLevel level);
 std::optional<LogFormat> ParseLogFormat(std::string_view name);
 
 // Set once at start-up (default: info, text).

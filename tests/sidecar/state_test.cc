@@ -69,9 +69,8 @@ class StateTest : public ::testing::Test {
   // Records each line as "LEVEL: message".
   LogFn Log() {
     return [this](LogLevel level, std::string_view line) {
-      static constexpr const char* kNames[] = {"error", "warn", "info", "debug"};
       std::lock_guard<std::mutex> lock(mu_);
-      logs_.push_back(std::string(kNames[static_cast<int>(level)]) + ": " + std::string(line));
+      logs_.push_back(std::string(LogLevelName(level)) + ": " + std::string(line));
     };
   }
   SweeperOptions SweeperAt(const Clock* clock) const {
